@@ -1,0 +1,641 @@
+//! `check`: every problem of a dataset, with its location, and what the data looks like.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use std::io::{BufWriter, Write};
+use std::time::Instant;
+
+use serde::Serialize;
+use serde_json::Value;
+use sft_formats::{validate_row, Format, IssueCode, RowIssue, RowKind, Severity, Shape};
+use sft_io::{ByteCounter, DataFile, FileErrorKind, ReadOptions};
+use tempfile::NamedTempFile;
+
+use crate::hash::content_hash;
+use crate::location::Location;
+use crate::pipeline::{self, parse_row, row_location, FileEvent, ParseProblem};
+use crate::report::thousands;
+use crate::stats::{LengthStats, Stats};
+
+/// Below this many examples SFT usually memorises rather than learns.
+pub const MIN_EXAMPLES: u64 = 1_000;
+/// The size the course recommends for robust SFT.
+pub const RECOMMENDED_EXAMPLES: u64 = 10_000;
+/// How many example locations the summary keeps per code.
+const SAMPLES_PER_CODE: usize = 5;
+/// How many of the longest rows are kept with their locations, to report outliers.
+const LONGEST_KEPT: usize = 100;
+
+#[derive(Debug, Clone, Default)]
+pub struct CheckOptions {
+    /// The format every row must have; `None` detects it per row.
+    pub format: Option<Format>,
+    /// Evaluation data, to find rows that are in both.
+    pub eval: Vec<DataFile>,
+    pub read: ReadOptions,
+    /// Keep every issue (in a temporary file) for the JSON report.
+    pub keep_all_issues: bool,
+    /// Counts bytes read, for a progress bar.
+    pub progress: ByteCounter,
+}
+
+/// One problem, located.
+#[derive(Debug, Clone, Serialize)]
+pub struct Issue {
+    #[serde(serialize_with = "code_str")]
+    pub code: IssueCode,
+    #[serde(serialize_with = "severity_str")]
+    pub severity: Severity,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub location: Option<Location>,
+    /// JSON path of the field in the row, such as `messages[3].role`.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub path: String,
+    pub message: String,
+    pub hint: String,
+    /// For findings that stand for many rows (mixed formats, shapes to convert).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub count: Option<u64>,
+}
+
+fn code_str<S: serde::Serializer>(code: &IssueCode, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(code.as_str())
+}
+
+fn severity_str<S: serde::Serializer>(sev: &Severity, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(sev.as_str())
+}
+
+impl Issue {
+    fn from_row(issue: RowIssue, location: Location) -> Issue {
+        let hint = issue.hint().to_string();
+        Issue {
+            code: issue.code,
+            severity: issue.code.severity(),
+            location: Some(location),
+            path: issue.path,
+            message: issue.message,
+            hint,
+            count: None,
+        }
+    }
+
+    fn new(code: IssueCode, location: Option<Location>, message: String) -> Issue {
+        Issue {
+            code,
+            severity: code.severity(),
+            location,
+            path: String::new(),
+            message,
+            hint: code.default_hint().to_string(),
+            count: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FileSummary {
+    pub path: String,
+    /// What the file holds, as sniffed: jsonl, json, parquet, arrow, text.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kind: Option<&'static str>,
+    pub bytes: u64,
+    pub rows: u64,
+    /// Set when the file, or its end, could not be read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct EvalSummary {
+    pub files: Vec<String>,
+    pub rows: u64,
+    /// Training rows whose content is also in the evaluation data.
+    pub overlapping_rows: u64,
+}
+
+/// The result of a check.
+#[derive(Debug)]
+pub struct CheckReport {
+    pub files: Vec<FileSummary>,
+    pub rows: u64,
+    /// Rows per detected kind: the four formats, the convertible shapes, `unrecognized`,
+    /// and `unparsable` for rows that are not JSON.
+    pub kinds: BTreeMap<String, u64>,
+    pub counts: BTreeMap<IssueCode, u64>,
+    /// The first few issues of each code.
+    pub samples: BTreeMap<IssueCode, Vec<Issue>>,
+    pub errors: u64,
+    pub warnings: u64,
+    pub stats: Stats,
+    pub eval: Option<EvalSummary>,
+    pub bytes: u64,
+    pub seconds: f64,
+    /// Every issue as JSON lines, when asked for.
+    all_issues: Option<BufWriter<NamedTempFile>>,
+}
+
+impl CheckReport {
+    /// Whether a batch job should go on: no errors, and no warnings either when `strict`.
+    pub fn passed(&self, strict: bool) -> bool {
+        self.errors == 0 && (!strict || self.warnings == 0)
+    }
+
+    /// The dataset's format when all usable rows share one.
+    pub fn format(&self) -> Option<Format> {
+        let present: Vec<Format> = Format::ALL
+            .into_iter()
+            .filter(|f| self.kinds.get(f.as_str()).copied().unwrap_or(0) > 0)
+            .collect();
+        match present.as_slice() {
+            [one] => Some(*one),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn take_all_issues(&mut self) -> Option<BufWriter<NamedTempFile>> {
+        self.all_issues.take()
+    }
+}
+
+/// The verdict of the parallel stage on one row.
+struct RowOutcome {
+    parsed: Result<Parsed, ParseProblem>,
+}
+
+struct Parsed {
+    kind: RowKind,
+    issues: Vec<RowIssue>,
+    chars: usize,
+    turns: usize,
+    hash: u64,
+}
+
+fn examine(value: &Value) -> Parsed {
+    let checked = validate_row(value);
+    Parsed {
+        kind: checked.kind,
+        hash: content_hash(value, checked.kind),
+        issues: checked.issues,
+        chars: checked.chars,
+        turns: checked.turns,
+    }
+}
+
+fn work(batch: &sft_io::RowBatch, raw: &sft_io::RawRow) -> RowOutcome {
+    RowOutcome {
+        parsed: parse_row(batch, raw).map(|v| examine(&v)),
+    }
+}
+
+/// Where a row's content was first seen: file index and line (or row) in it.
+#[derive(Clone, Copy)]
+struct SeenAt {
+    file: u32,
+    line_or_row: u64,
+    is_line: bool,
+}
+
+impl SeenAt {
+    fn of(file: usize, location: &Location) -> SeenAt {
+        SeenAt {
+            file: file as u32,
+            line_or_row: location.line.or(location.row).unwrap_or(0),
+            is_line: location.line.is_some(),
+        }
+    }
+
+    fn location(&self, files: &[DataFile]) -> Location {
+        Location {
+            file: files[self.file as usize].display.clone(),
+            line: self.is_line.then_some(self.line_or_row),
+            row: (!self.is_line).then_some(self.line_or_row),
+        }
+    }
+}
+
+struct LongRow {
+    chars: u64,
+    seq: u64,
+    location: Location,
+}
+
+impl PartialEq for LongRow {
+    fn eq(&self, other: &Self) -> bool {
+        (self.chars, self.seq) == (other.chars, other.seq)
+    }
+}
+impl Eq for LongRow {}
+impl PartialOrd for LongRow {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for LongRow {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        // Longer first; among equals, the earlier row.
+        (self.chars, Reverse(self.seq)).cmp(&(other.chars, Reverse(other.seq)))
+    }
+}
+
+struct Checker<'a> {
+    options: &'a CheckOptions,
+    files: &'a [DataFile],
+    report: CheckReport,
+    first_of_kind: HashMap<RowKind, Location>,
+    seen: HashMap<u64, SeenAt>,
+    eval_seen: HashMap<u64, Location>,
+    lengths: Vec<u32>,
+    turns: Vec<u32>,
+    longest: BinaryHeap<Reverse<LongRow>>,
+    duplicates: u64,
+}
+
+impl<'a> Checker<'a> {
+    fn issue(&mut self, issue: Issue) {
+        *self.report.counts.entry(issue.code).or_default() += 1;
+        match issue.severity {
+            Severity::Error => self.report.errors += 1,
+            Severity::Warning => self.report.warnings += 1,
+        }
+        if let Some(out) = self.report.all_issues.as_mut() {
+            // A failed write to the temporary file only loses the report's list; the
+            // summary and counts stay right, and the report says the list is incomplete.
+            if serde_json::to_writer(&mut *out, &issue).is_ok() {
+                let _ = out.write_all(b"\n");
+            }
+        }
+        let samples = self.report.samples.entry(issue.code).or_default();
+        if samples.len() < SAMPLES_PER_CODE {
+            samples.push(issue);
+        }
+    }
+
+    fn file_failed(&mut self, file: usize, error: sft_io::FileError) {
+        let code = match error.kind {
+            FileErrorKind::Empty => IssueCode::EmptyFile,
+            FileErrorKind::LfsPointer => IssueCode::LfsPointer,
+            FileErrorKind::Binary => IssueCode::BinaryFile,
+            FileErrorKind::Unreadable => IssueCode::UnreadableFile,
+        };
+        let summary = &mut self.report.files[file];
+        summary.error = Some(error.message.clone());
+        let location = Location {
+            file: summary.path.clone(),
+            line: error.line,
+            row: None,
+        };
+        self.issue(Issue::new(code, Some(location), error.message));
+    }
+
+    fn row(&mut self, file: usize, raw: &sft_io::RawRow, outcome: RowOutcome) {
+        self.report.rows += 1;
+        self.report.files[file].rows += 1;
+        let location = row_location(&self.files[file], raw);
+        let parsed = match outcome.parsed {
+            Ok(p) => p,
+            Err(problem) => {
+                *self.report.kinds.entry("unparsable".into()).or_default() += 1;
+                let code = if problem.invalid_utf8 {
+                    IssueCode::InvalidUtf8
+                } else {
+                    IssueCode::InvalidJson
+                };
+                let mut at = location;
+                at.line = problem.line.or(at.line);
+                self.issue(Issue::new(code, Some(at), problem.message));
+                return;
+            }
+        };
+        *self
+            .report
+            .kinds
+            .entry(parsed.kind.as_str().into())
+            .or_default() += 1;
+        self.first_of_kind
+            .entry(parsed.kind)
+            .or_insert_with(|| location.clone());
+        if let (Some(expected), RowKind::Format(_) | RowKind::Convertible(_)) =
+            (self.options.format, parsed.kind)
+        {
+            if parsed.kind != RowKind::Format(expected) {
+                let mut issue = Issue::new(
+                    IssueCode::FormatMismatch,
+                    Some(location.clone()),
+                    format!("the row is {}, not {expected}", parsed.kind),
+                );
+                issue.hint = format!(
+                    "--format {expected} expects the keys {}",
+                    expected.keys().join(" + ")
+                );
+                self.issue(issue);
+            }
+        }
+        for row_issue in parsed.issues {
+            self.issue(Issue::from_row(row_issue, location.clone()));
+        }
+        let chars = parsed.chars as u64;
+        self.lengths.push(chars.min(u32::MAX as u64) as u32);
+        if matches!(parsed.kind, RowKind::Format(f) if f.is_conversational())
+            || parsed.kind == RowKind::Convertible(Shape::ShareGpt)
+        {
+            self.turns.push(parsed.turns as u32);
+        }
+        let seq = self.report.rows;
+        if self.longest.len() < LONGEST_KEPT
+            || self
+                .longest
+                .peek()
+                .is_some_and(|Reverse(min)| chars > min.chars)
+        {
+            self.longest.push(Reverse(LongRow {
+                chars,
+                seq,
+                location: location.clone(),
+            }));
+            if self.longest.len() > LONGEST_KEPT {
+                self.longest.pop();
+            }
+        }
+        if parsed.kind == RowKind::Unrecognized {
+            return;
+        }
+        if let Some(first) = self.eval_seen.get(&parsed.hash) {
+            let message = format!("the same example is in the evaluation data at {first}");
+            self.issue(Issue::new(
+                IssueCode::EvalOverlap,
+                Some(location.clone()),
+                message,
+            ));
+            if let Some(eval) = self.report.eval.as_mut() {
+                eval.overlapping_rows += 1;
+            }
+        }
+        match self.seen.get(&parsed.hash) {
+            Some(first) => {
+                self.duplicates += 1;
+                let first = first.location(self.files);
+                let message = format!("the same example as {first}");
+                self.issue(Issue::new(IssueCode::DuplicateRow, Some(location), message));
+            }
+            None => {
+                self.seen.insert(parsed.hash, SeenAt::of(file, &location));
+            }
+        }
+    }
+
+    fn finish(mut self) -> CheckReport {
+        self.dataset_findings();
+        let mut stats = Stats {
+            chars: LengthStats::of(&mut self.lengths),
+            turns: LengthStats::of(&mut self.turns),
+            duplicate_rows: self.duplicates,
+            long_outliers: 0,
+            outlier_threshold_chars: None,
+        };
+        self.outliers(&mut stats);
+        self.report.stats = stats;
+        if let Some(out) = self.report.all_issues.as_mut() {
+            let _ = out.flush();
+        }
+        self.report
+    }
+
+    fn dataset_findings(&mut self) {
+        // Rows in a shape that converts count as examples: the size advice is about the data.
+        let usable: u64 = Format::ALL
+            .iter()
+            .map(|f| f.as_str())
+            .chain([Shape::Alpaca, Shape::ShareGpt, Shape::OpenAiLegacy].map(Shape::as_str))
+            .map(|k| self.report.kinds.get(k).copied().unwrap_or(0))
+            .sum();
+        if self.options.format.is_none() {
+            let mut formats: Vec<(Format, u64)> = Format::ALL
+                .into_iter()
+                .map(|f| (f, self.report.kinds.get(f.as_str()).copied().unwrap_or(0)))
+                .filter(|(_, n)| *n > 0)
+                .collect();
+            if formats.len() > 1 {
+                formats.sort_by_key(|(_, n)| Reverse(*n));
+                let (major, major_rows) = formats[0];
+                for (format, n) in formats[1..].to_vec() {
+                    let first = self.first_of_kind.get(&RowKind::Format(format)).cloned();
+                    let mut issue = Issue::new(
+                        IssueCode::MixedFormats,
+                        first,
+                        format!(
+                            "{n} rows are {format} while most ({major_rows}) are {major}; this is the first of them"
+                        ),
+                    );
+                    issue.count = Some(n);
+                    self.issue(issue);
+                }
+            }
+        }
+        for shape in [Shape::Alpaca, Shape::ShareGpt, Shape::OpenAiLegacy] {
+            let n = self.report.kinds.get(shape.as_str()).copied().unwrap_or(0);
+            if n == 0 {
+                continue;
+            }
+            let first = self
+                .first_of_kind
+                .get(&RowKind::Convertible(shape))
+                .cloned();
+            let inputs: Vec<&str> = self.files.iter().map(|f| f.display.as_str()).collect();
+            let mut issue = Issue::new(
+                IssueCode::NeedsConversion,
+                first,
+                format!(
+                    "{n} rows are in the {} shape, which is not one of the four SFT formats; this is the first of them",
+                    shape_name(shape)
+                ),
+            );
+            issue.count = Some(n);
+            issue.hint = format!(
+                "convert them: sft-data convert {} --from {} --to messages -o converted.jsonl",
+                inputs.join(" "),
+                shape.as_str()
+            );
+            self.issue(issue);
+        }
+        if usable > 0 {
+            if usable < MIN_EXAMPLES {
+                self.issue(Issue::new(
+                    IssueCode::TooFewExamples,
+                    None,
+                    format!("only {} examples", thousands(usable)),
+                ));
+            } else if usable < RECOMMENDED_EXAMPLES {
+                self.issue(Issue::new(
+                    IssueCode::BelowRecommendedSize,
+                    None,
+                    format!(
+                        "{} examples, fewer than the recommended {}",
+                        thousands(usable),
+                        thousands(RECOMMENDED_EXAMPLES)
+                    ),
+                ));
+            }
+        }
+    }
+
+    /// Rows far longer than the rest: beyond Q3 + 3 IQR of the character counts (Tukey's
+    /// far-out fence) and at least 4 times the median.
+    fn outliers(&mut self, stats: &mut Stats) {
+        let Some(chars) = stats.chars.as_ref() else {
+            return;
+        };
+        if chars.count < 20 {
+            return;
+        }
+        let iqr = chars.p75.saturating_sub(chars.p25);
+        let threshold = (chars.p75 + 3 * iqr).max(4 * chars.p50).max(1);
+        stats.outlier_threshold_chars = Some(threshold);
+        let total_above = self.lengths_above(threshold);
+        stats.long_outliers = total_above;
+        let mut longest: Vec<LongRow> = std::mem::take(&mut self.longest)
+            .into_iter()
+            .map(|Reverse(r)| r)
+            .filter(|r| r.chars > threshold)
+            .collect();
+        longest.sort_by_key(|r| r.seq);
+        let shown = longest.len() as u64;
+        for row in longest {
+            let message = format!(
+                "{} characters, against a median of {} (outliers are above {})",
+                thousands(row.chars),
+                thousands(chars.p50),
+                thousands(threshold)
+            );
+            self.issue(Issue::new(
+                IssueCode::LongOutlier,
+                Some(row.location),
+                message,
+            ));
+        }
+        if total_above > shown {
+            let mut issue = Issue::new(
+                IssueCode::LongOutlier,
+                None,
+                format!(
+                    "{} more rows are longer than {threshold} characters (only the {shown} longest are listed)",
+                    total_above - shown
+                ),
+            );
+            issue.count = Some(total_above - shown);
+            self.issue(issue);
+        }
+    }
+
+    fn lengths_above(&self, threshold: u64) -> u64 {
+        self.lengths
+            .iter()
+            .filter(|&&l| l as u64 > threshold)
+            .count() as u64
+    }
+}
+
+fn shape_name(shape: Shape) -> &'static str {
+    match shape {
+        Shape::Alpaca => "Alpaca (instruction/input/output)",
+        Shape::ShareGpt => "ShareGPT (conversations of from/value)",
+        Shape::OpenAiLegacy => "OpenAI legacy function-calling (functions/function_call)",
+    }
+}
+
+/// Reads the evaluation files and remembers where each example is.
+fn index_eval(options: &CheckOptions) -> (HashMap<u64, Location>, EvalSummary) {
+    let mut seen = HashMap::new();
+    let mut summary = EvalSummary {
+        files: options.eval.iter().map(|f| f.display.clone()).collect(),
+        rows: 0,
+        overlapping_rows: 0,
+    };
+    pipeline::run(
+        &options.eval,
+        &options.read,
+        &ByteCounter::default(),
+        |batch, raw| {
+            parse_row(batch, raw).ok().map(|v| {
+                let kind = sft_formats::detect_row(&v);
+                content_hash(&v, kind)
+            })
+        },
+        |file, event| {
+            if let FileEvent::Row(raw, hash) = event {
+                summary.rows += 1;
+                if let Some(hash) = hash {
+                    seen.entry(hash)
+                        .or_insert_with(|| row_location(&options.eval[file], raw));
+                }
+            }
+        },
+    );
+    (seen, summary)
+}
+
+/// Checks every row of `files`.
+pub fn check(files: &[DataFile], options: &CheckOptions) -> CheckReport {
+    let started = Instant::now();
+    let (eval_seen, eval) = if options.eval.is_empty() {
+        (HashMap::new(), None)
+    } else {
+        let (seen, summary) = index_eval(options);
+        (seen, Some(summary))
+    };
+    let all_issues = if options.keep_all_issues {
+        NamedTempFile::new()
+            .ok()
+            .map(|f| BufWriter::with_capacity(1 << 16, f))
+    } else {
+        None
+    };
+    let mut checker = Checker {
+        options,
+        files,
+        report: CheckReport {
+            files: files
+                .iter()
+                .map(|f| FileSummary {
+                    path: f.display.clone(),
+                    kind: None,
+                    bytes: f.size,
+                    rows: 0,
+                    error: None,
+                })
+                .collect(),
+            rows: 0,
+            kinds: BTreeMap::new(),
+            counts: BTreeMap::new(),
+            samples: BTreeMap::new(),
+            errors: 0,
+            warnings: 0,
+            stats: Stats::default(),
+            eval,
+            bytes: files.iter().map(|f| f.size).sum(),
+            seconds: 0.0,
+            all_issues,
+        },
+        first_of_kind: HashMap::new(),
+        seen: HashMap::new(),
+        eval_seen,
+        lengths: Vec::new(),
+        turns: Vec::new(),
+        longest: BinaryHeap::new(),
+        duplicates: 0,
+    };
+    pipeline::run(
+        files,
+        &options.read,
+        &options.progress,
+        work,
+        |file, event| match event {
+            FileEvent::Opened(kind) => checker.report.files[file].kind = Some(kind.as_str()),
+            FileEvent::Row(raw, outcome) => checker.row(file, raw, outcome),
+            FileEvent::Failed(error) => checker.file_failed(file, error),
+        },
+    );
+    let mut report = checker.finish();
+    report.seconds = started.elapsed().as_secs_f64();
+    report
+}

@@ -1,0 +1,143 @@
+//! The loop every dataset job shares: read batches on one thread, work on the rows of a
+//! batch in parallel, fold the results in input order on the caller's thread.
+
+use std::sync::mpsc;
+
+use rayon::prelude::*;
+use serde_json::Value;
+use sft_io::{
+    open_counted, ByteCounter, DataFile, FileError, FileKind, RawRow, ReadOptions, RowBatch,
+    RowContent,
+};
+
+use crate::location::Location;
+
+/// Why a row could not be parsed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParseProblem {
+    pub invalid_utf8: bool,
+    pub message: String,
+    /// The line of the problem when it is not the row's first line (multi-line JSON).
+    pub line: Option<u64>,
+}
+
+/// Parses one row's JSON text (checking UTF-8 first, to say so precisely).
+pub fn parse_row(batch: &RowBatch, raw: &RawRow) -> Result<Value, ParseProblem> {
+    let bytes = match &raw.content {
+        RowContent::Value(v) => return Ok(v.clone()),
+        RowContent::Json(range) => &batch.buf[range.clone()],
+    };
+    let text = std::str::from_utf8(bytes).map_err(|e| {
+        let at = e.valid_up_to();
+        let line_offset = bytes[..at].iter().filter(|&&b| b == b'\n').count() as u64;
+        let column = at
+            - bytes[..at]
+                .iter()
+                .rposition(|&b| b == b'\n')
+                .map_or(0, |p| p + 1)
+            + 1;
+        ParseProblem {
+            invalid_utf8: true,
+            message: format!(
+                "invalid UTF-8 at byte {} (column {column}): {}",
+                at,
+                describe_bad_bytes(&bytes[at..])
+            ),
+            line: raw.line.map(|l| l + line_offset),
+        }
+    })?;
+    serde_json::from_str(text).map_err(|e| {
+        let full = e.to_string();
+        let message = full
+            .rfind(" at line ")
+            .map(|i| full[..i].to_string())
+            .unwrap_or(full);
+        ParseProblem {
+            invalid_utf8: false,
+            message: format!("invalid JSON at column {}: {message}", e.column()),
+            line: raw.line.map(|l| l + e.line().saturating_sub(1) as u64),
+        }
+    })
+}
+
+fn describe_bad_bytes(rest: &[u8]) -> String {
+    let shown: Vec<String> = rest.iter().take(4).map(|b| format!("{b:#04x}")).collect();
+    format!("bytes {} (Latin-1 or Windows-1252 text?)", shown.join(" "))
+}
+
+/// What the pipeline tells the fold about each file.
+pub enum FileEvent<'a, T> {
+    /// The file opened; its sniffed kind.
+    Opened(FileKind),
+    /// One row and the result of the parallel work on it, in input order.
+    Row(&'a RawRow, T),
+    /// The file could not be read (from the start, or from some point on).
+    Failed(FileError),
+}
+
+/// Runs `work` over every row of every file in parallel and hands the results to `fold`
+/// in input order, file by file. Reading runs one batch ahead on its own thread.
+pub fn run<T, W, F>(
+    files: &[DataFile],
+    options: &ReadOptions,
+    counter: &ByteCounter,
+    work: W,
+    mut fold: F,
+) where
+    T: Send,
+    W: Fn(&RowBatch, &RawRow) -> T + Sync,
+    F: FnMut(usize, FileEvent<'_, T>),
+{
+    for (file_index, file) in files.iter().enumerate() {
+        let mut reader = match open_counted(file, options, counter) {
+            Ok(r) => r,
+            Err(e) => {
+                fold(file_index, FileEvent::Failed(e));
+                continue;
+            }
+        };
+        fold(file_index, FileEvent::Opened(reader.kind()));
+        std::thread::scope(|scope| {
+            let (tx, rx) = mpsc::sync_channel::<Result<RowBatch, FileError>>(2);
+            scope.spawn(move || loop {
+                match reader.next_batch() {
+                    Ok(Some(batch)) => {
+                        if tx.send(Ok(batch)).is_err() {
+                            return;
+                        }
+                    }
+                    Ok(None) => return,
+                    Err(e) => {
+                        let _ = tx.send(Err(e));
+                        return;
+                    }
+                }
+            });
+            for message in rx {
+                match message {
+                    Ok(batch) => {
+                        let results: Vec<T> = batch
+                            .rows
+                            .par_iter()
+                            .with_min_len(64)
+                            .map(|raw| work(&batch, raw))
+                            .collect();
+                        for (raw, result) in batch.rows.iter().zip(results) {
+                            fold(file_index, FileEvent::Row(raw, result));
+                        }
+                    }
+                    Err(e) => fold(file_index, FileEvent::Failed(e)),
+                }
+            }
+        });
+    }
+}
+
+/// The location of a row in a file.
+pub fn row_location(file: &DataFile, raw: &RawRow) -> Location {
+    Location {
+        file: file.display.clone(),
+        line: raw.line,
+        row: Some(raw.index),
+    }
+}

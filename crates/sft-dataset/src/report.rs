@@ -1,0 +1,292 @@
+//! The two faces of a check: a JSON report for machines, a summary for people.
+
+use std::fmt::Write as _;
+use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
+use std::path::Path;
+
+use serde_json::{json, Map, Value};
+use sft_formats::{IssueCode, Severity};
+use sft_io::write::{AtomicFile, WriteError};
+
+use crate::check::CheckReport;
+
+/// Version of the report's layout; bumped when a field changes meaning.
+pub const REPORT_VERSION: u64 = 1;
+
+impl CheckReport {
+    /// Everything but the list of issues, as JSON.
+    pub fn header_json(&self, strict: bool) -> Map<String, Value> {
+        let mut m = Map::new();
+        m.insert("version".into(), json!(REPORT_VERSION));
+        m.insert("passed".into(), json!(self.passed(strict)));
+        m.insert("strict".into(), json!(strict));
+        m.insert("files".into(), json!(self.files));
+        m.insert("rows".into(), json!(self.rows));
+        m.insert("format".into(), json!(self.format().map(|f| f.as_str())));
+        m.insert("formats".into(), json!(self.kinds));
+        m.insert("errors".into(), json!(self.errors));
+        m.insert("warnings".into(), json!(self.warnings));
+        let codes: Map<String, Value> = self
+            .counts
+            .iter()
+            .map(|(code, n)| {
+                (
+                    code.as_str().to_string(),
+                    json!({"severity": code.severity().as_str(), "count": n}),
+                )
+            })
+            .collect();
+        m.insert("codes".into(), Value::Object(codes));
+        m.insert("stats".into(), json!(self.stats));
+        if let Some(eval) = &self.eval {
+            m.insert("eval".into(), json!(eval));
+        }
+        m.insert("bytes".into(), json!(self.bytes));
+        m.insert(
+            "seconds".into(),
+            json!((self.seconds * 1000.0).round() / 1000.0),
+        );
+        m
+    }
+
+    /// Writes the JSON report: the header fields, then `issues`, one per line, in the order
+    /// found (file by file, row by row, then dataset-level findings). Needs the check to
+    /// have run with `keep_all_issues`; otherwise the issues are the per-code samples and
+    /// `issues_complete` is false.
+    pub fn write_json(&mut self, path: &Path, strict: bool) -> Result<(), WriteError> {
+        let fail = |e: std::io::Error| WriteError {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        };
+        let mut header = self.header_json(strict);
+        let spill = self.take_all_issues();
+        header.insert("issues_complete".into(), json!(spill.is_some()));
+        let header_text = serde_json::to_string_pretty(&Value::Object(header))
+            .expect("a JSON map always serialises");
+        let mut out = AtomicFile::create(path)?;
+        // The header without its closing brace, then the issues array.
+        out.write_all(header_text[..header_text.len() - 2].as_bytes())
+            .map_err(fail)?;
+        out.write_all(b",\n  \"issues\": [").map_err(fail)?;
+        let mut first = true;
+        let mut write_issue = |out: &mut AtomicFile, line: &[u8]| -> std::io::Result<()> {
+            out.write_all(if first { b"\n    " } else { b",\n    " })?;
+            first = false;
+            out.write_all(line)
+        };
+        match spill {
+            Some(spill) => {
+                let mut file = spill.into_inner().map_err(|e| fail(e.into_error()))?;
+                file.as_file_mut().seek(SeekFrom::Start(0)).map_err(fail)?;
+                let mut reader = BufReader::with_capacity(1 << 16, file.as_file());
+                let mut line = Vec::new();
+                loop {
+                    line.clear();
+                    if reader.read_until(b'\n', &mut line).map_err(fail)? == 0 {
+                        break;
+                    }
+                    while line.last() == Some(&b'\n') {
+                        line.pop();
+                    }
+                    write_issue(&mut out, &line).map_err(fail)?;
+                }
+            }
+            None => {
+                for issue in self.samples.values().flatten() {
+                    let text = serde_json::to_vec(issue).expect("issues serialise");
+                    write_issue(&mut out, &text).map_err(fail)?;
+                }
+            }
+        }
+        out.write_all(b"\n  ]\n}\n").map_err(fail)?;
+        out.finish()
+    }
+
+    /// A summary a person reads: what was checked, what the data looks like, every code
+    /// with its count and first locations, and the verdict.
+    pub fn summary(&self, strict: bool, color: bool) -> String {
+        let paint = |code: &str, text: &str| {
+            if color {
+                format!("\x1b[{code}m{text}\x1b[0m")
+            } else {
+                text.to_string()
+            }
+        };
+        let mut s = String::new();
+        let mb = self.bytes as f64 / 1e6;
+        let _ = writeln!(
+            s,
+            "checked {} {}, {} rows, {:.1} MB in {:.2} s ({:.0} MB/s)",
+            self.files.len(),
+            plural(self.files.len() as u64, "file", "files"),
+            thousands(self.rows),
+            mb,
+            self.seconds,
+            if self.seconds > 0.0 {
+                mb / self.seconds
+            } else {
+                0.0
+            }
+        );
+        if self.files.len() > 1 {
+            for f in &self.files {
+                let _ = writeln!(
+                    s,
+                    "  {}  {}  {} rows{}",
+                    f.path,
+                    f.kind.unwrap_or("?"),
+                    thousands(f.rows),
+                    if f.error.is_some() {
+                        "  (unreadable)"
+                    } else {
+                        ""
+                    }
+                );
+            }
+        }
+        if !self.kinds.is_empty() {
+            let mut kinds: Vec<(&String, &u64)> = self.kinds.iter().collect();
+            kinds.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+            let listed: Vec<String> = kinds
+                .iter()
+                .map(|(k, n)| format!("{k} {}", thousands(**n)))
+                .collect();
+            let _ = writeln!(s, "formats: {}", listed.join(", "));
+        }
+        if let Some(c) = &self.stats.chars {
+            let _ = write!(
+                s,
+                "characters per row: median {}, p90 {}, p99 {}, max {}",
+                thousands(c.p50),
+                thousands(c.p90),
+                thousands(c.p99),
+                thousands(c.max)
+            );
+            if let Some(t) = &self.stats.turns {
+                let _ = write!(
+                    s,
+                    "; turns per conversation: median {}, max {}",
+                    t.p50, t.max
+                );
+            }
+            s.push('\n');
+        }
+        if let Some(eval) = &self.eval {
+            let _ = writeln!(
+                s,
+                "evaluation data: {} rows, {} training rows also in it",
+                thousands(eval.rows),
+                thousands(eval.overlapping_rows)
+            );
+        }
+        for severity in [Severity::Error, Severity::Warning] {
+            let codes: Vec<(&IssueCode, &u64)> = self
+                .counts
+                .iter()
+                .filter(|(c, _)| c.severity() == severity)
+                .collect();
+            if codes.is_empty() {
+                continue;
+            }
+            let total: u64 = codes.iter().map(|(_, n)| **n).sum();
+            let (label, ansi) = match severity {
+                Severity::Error => ("errors", "1;31"),
+                Severity::Warning => ("warnings", "1;33"),
+            };
+            let _ = writeln!(
+                s,
+                "\n{} ({} {}, {} {})",
+                paint(ansi, label),
+                codes.len(),
+                plural(codes.len() as u64, "kind", "kinds"),
+                thousands(total),
+                plural(total, "issue", "issues")
+            );
+            for (code, n) in codes {
+                let _ = writeln!(s, "  {}  {}", paint("1", code.as_str()), thousands(*n));
+                let samples = self.samples.get(code).map(Vec::as_slice).unwrap_or(&[]);
+                let mut last_hint: Option<&str> = None;
+                for issue in samples {
+                    let at = issue
+                        .location
+                        .as_ref()
+                        .map(|l| l.to_string())
+                        .unwrap_or_else(|| "dataset".to_string());
+                    let path = if issue.path.is_empty() {
+                        String::new()
+                    } else {
+                        format!("  {}", issue.path)
+                    };
+                    let _ = writeln!(s, "    {at}{path}: {}", issue.message);
+                    if last_hint != Some(issue.hint.as_str()) {
+                        let _ = writeln!(s, "      {} {}", paint("2", "hint:"), issue.hint);
+                        last_hint = Some(issue.hint.as_str());
+                    }
+                }
+                if *n > samples.len() as u64 {
+                    let _ = writeln!(
+                        s,
+                        "    ... and {} more",
+                        thousands(*n - samples.len() as u64)
+                    );
+                }
+            }
+        }
+        let verdict = if self.passed(strict) {
+            if self.warnings > 0 {
+                paint(
+                    "1;32",
+                    &format!("passed with {} warnings", thousands(self.warnings)),
+                )
+            } else {
+                paint("1;32", "passed")
+            }
+        } else if self.errors > 0 {
+            paint(
+                "1;31",
+                &format!("failed: {} errors", thousands(self.errors)),
+            )
+        } else {
+            paint(
+                "1;31",
+                &format!("failed: {} warnings (--strict)", thousands(self.warnings)),
+            )
+        };
+        let _ = writeln!(s, "\n{verdict}");
+        s
+    }
+}
+
+pub(crate) fn plural(n: u64, one: &'static str, many: &'static str) -> &'static str {
+    if n == 1 {
+        one
+    } else {
+        many
+    }
+}
+
+/// 1234567 -> "1,234,567".
+pub fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::thousands;
+
+    #[test]
+    fn thousands_separators() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1000), "1,000");
+        assert_eq!(thousands(1234567), "1,234,567");
+    }
+}

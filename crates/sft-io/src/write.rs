@@ -1,0 +1,249 @@
+//! Writing datasets: JSON lines or Parquet, chosen by the file name, always atomically.
+//!
+//! Rows go to a temporary file beside the target and are renamed into place by
+//! [`DatasetWriter::finish`]; a writer dropped without `finish` (an error, Ctrl-C) leaves
+//! nothing behind. Parquet files get the natural nested schema (`messages:
+//! list<struct<role, content, ...>>`), inferred from all rows, so Python `datasets`, pandas
+//! and pyarrow read them unchanged; rows are spilled to a temporary JSON lines file first,
+//! so memory stays flat whatever the size.
+
+use std::fmt;
+use std::io::{self, BufReader, BufWriter, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow_json::reader::{infer_json_schema, ReaderBuilder};
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::WriterProperties;
+use serde_json::Value;
+use tempfile::NamedTempFile;
+
+/// File formats rows can be written in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputFormat {
+    JsonLines,
+    Parquet,
+}
+
+impl OutputFormat {
+    /// From the file name: `.jsonl`/`.ndjson` or `.parquet`.
+    pub fn from_path(path: &Path) -> Result<OutputFormat, String> {
+        let ext = path
+            .extension()
+            .map(|e| e.to_string_lossy().to_lowercase())
+            .unwrap_or_default();
+        match ext.as_str() {
+            "jsonl" | "ndjson" | "jsonlines" => Ok(OutputFormat::JsonLines),
+            "parquet" => Ok(OutputFormat::Parquet),
+            _ => Err(format!(
+                "{}: the output must end in .jsonl or .parquet",
+                path.display()
+            )),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct WriteError {
+    pub path: PathBuf,
+    pub message: String,
+}
+
+impl fmt::Display for WriteError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "cannot write {}: {}", self.path.display(), self.message)
+    }
+}
+
+impl std::error::Error for WriteError {}
+
+/// Writes rows to a dataset file that appears only when [`finish`](Self::finish) succeeds.
+pub struct DatasetWriter {
+    path: PathBuf,
+    format: OutputFormat,
+    /// The JSON lines being written: the output itself, or the spill for Parquet.
+    lines: BufWriter<NamedTempFile>,
+    rows: u64,
+}
+
+fn temp_beside(path: &Path) -> io::Result<NamedTempFile> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let name = path
+        .file_name()
+        .map(|n| format!(".{}.", n.to_string_lossy()))
+        .unwrap_or_else(|| ".out.".into());
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(&name).suffix(".tmp");
+    // Temporary files are private (0600) by default; the finished file should get the
+    // permissions of any other new file (0666 less the umask).
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        builder.permissions(std::fs::Permissions::from_mode(0o666));
+    }
+    builder.tempfile_in(dir)
+}
+
+impl DatasetWriter {
+    pub fn create(path: &Path) -> Result<DatasetWriter, WriteError> {
+        let format = OutputFormat::from_path(path).map_err(|message| WriteError {
+            path: path.to_path_buf(),
+            message,
+        })?;
+        Self::create_as(path, format)
+    }
+
+    pub fn create_as(path: &Path, format: OutputFormat) -> Result<DatasetWriter, WriteError> {
+        let temp = temp_beside(path).map_err(|e| WriteError {
+            path: path.to_path_buf(),
+            message: format!("cannot create a file in its folder: {e}"),
+        })?;
+        Ok(DatasetWriter {
+            path: path.to_path_buf(),
+            format,
+            lines: BufWriter::with_capacity(1 << 20, temp),
+            rows: 0,
+        })
+    }
+
+    fn error(&self, message: impl Into<String>) -> WriteError {
+        WriteError {
+            path: self.path.clone(),
+            message: message.into(),
+        }
+    }
+
+    pub fn write(&mut self, row: &Value) -> Result<(), WriteError> {
+        serde_json::to_writer(&mut self.lines, row)
+            .map_err(|e| e.to_string())
+            .and_then(|_| self.lines.write_all(b"\n").map_err(|e| e.to_string()))
+            .map_err(|e| self.error(e))?;
+        self.rows += 1;
+        Ok(())
+    }
+
+    pub fn rows(&self) -> u64 {
+        self.rows
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Completes the file and moves it into place. Returns the number of rows written.
+    pub fn finish(self) -> Result<u64, WriteError> {
+        let path = self.path.clone();
+        let rows = self.rows;
+        let format = self.format;
+        let temp = self.lines.into_inner().map_err(|e| WriteError {
+            path: path.clone(),
+            message: e.error().to_string(),
+        })?;
+        let temp = match format {
+            OutputFormat::JsonLines => temp,
+            OutputFormat::Parquet => {
+                spill_to_parquet(temp, &path).map_err(|message| WriteError {
+                    path: path.clone(),
+                    message,
+                })?
+            }
+        };
+        temp.as_file().sync_all().ok();
+        temp.persist(&path).map_err(|e| WriteError {
+            path,
+            message: format!("cannot move the finished file into place: {}", e.error),
+        })?;
+        Ok(rows)
+    }
+}
+
+fn spill_to_parquet(mut spill: NamedTempFile, path: &Path) -> Result<NamedTempFile, String> {
+    let file = spill.as_file_mut();
+    file.seek(SeekFrom::Start(0)).map_err(|e| e.to_string())?;
+    let (schema, _) = infer_json_schema(BufReader::new(&*file), None)
+        .map_err(|e| format!("cannot derive a Parquet schema from the rows: {e}"))?;
+    let schema = Arc::new(schema);
+    file.seek(SeekFrom::Start(0)).map_err(|e| e.to_string())?;
+    let reader = ReaderBuilder::new(schema.clone())
+        .with_batch_size(4096)
+        .with_coerce_primitive(true)
+        .build(BufReader::with_capacity(1 << 20, &*file))
+        .map_err(|e| e.to_string())?;
+    let out = temp_beside(path).map_err(|e| e.to_string())?;
+    let props = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::default()))
+        .build();
+    let mut writer = ArrowWriter::try_new(
+        out.reopen().map_err(|e| e.to_string())?,
+        schema,
+        Some(props),
+    )
+    .map_err(|e| format!("cannot start the Parquet file: {e}"))?;
+    for batch in reader {
+        let batch = batch.map_err(|e| {
+            format!("the rows do not fit one Parquet schema ({e}); a field holds different JSON types in different rows: write .jsonl instead")
+        })?;
+        writer
+            .write(&batch)
+            .map_err(|e| format!("Parquet write failed: {e}"))?;
+    }
+    writer
+        .close()
+        .map_err(|e| format!("Parquet write failed: {e}"))?;
+    Ok(out)
+}
+
+/// Writes `text` to `path` atomically (for reports and manifests).
+pub fn write_atomic(path: &Path, text: &[u8]) -> Result<(), WriteError> {
+    let mut file = AtomicFile::create(path)?;
+    file.write_all(text).map_err(|e| WriteError {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    file.finish()
+}
+
+/// A plain file written through a temporary file, for outputs that are not datasets.
+pub struct AtomicFile {
+    path: PathBuf,
+    out: BufWriter<NamedTempFile>,
+}
+
+impl AtomicFile {
+    pub fn create(path: &Path) -> Result<AtomicFile, WriteError> {
+        let temp = temp_beside(path).map_err(|e| WriteError {
+            path: path.to_path_buf(),
+            message: format!("cannot create a file in its folder: {e}"),
+        })?;
+        Ok(AtomicFile {
+            path: path.to_path_buf(),
+            out: BufWriter::new(temp),
+        })
+    }
+
+    pub fn finish(self) -> Result<(), WriteError> {
+        let path = self.path;
+        let temp = self.out.into_inner().map_err(|e| WriteError {
+            path: path.clone(),
+            message: e.error().to_string(),
+        })?;
+        temp.persist(&path).map_err(|e| WriteError {
+            path,
+            message: e.error.to_string(),
+        })?;
+        Ok(())
+    }
+}
+
+impl Write for AtomicFile {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.out.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+}
