@@ -84,7 +84,7 @@ struct InputArgs {
     /// string such as '<|endoftext|>'.
     #[arg(long, value_name = "HOW", default_value = "whole")]
     text_split: TextSplit,
-    /// No progress bar.
+    /// No progress bar and no summary; errors still go to stderr.
     #[arg(long, short)]
     quiet: bool,
 }
@@ -212,13 +212,17 @@ fn run_check(args: CheckArgs) -> i32 {
         ColorArg::Never => false,
         ColorArg::Auto => std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
     };
-    print!("{}", report.summary(args.strict, color));
+    if !args.input.quiet {
+        print!("{}", report.summary(args.strict, color));
+    }
     if let Some(path) = &args.report {
         if let Err(e) = report.write_json(path, args.strict) {
             eprintln!("sft-data: error: {e}");
             return EXIT_PROBLEMS;
         }
-        println!("report: {}", path.display());
+        if !args.input.quiet {
+            println!("report: {}", path.display());
+        }
     }
     if report.passed(args.strict) {
         0
@@ -312,7 +316,13 @@ fn run_convert(args: ConvertArgs) -> i32 {
             return EXIT_PROBLEMS;
         }
     };
-    print_convert_summary(&summary, to);
+    if !args.input.quiet {
+        print_convert_summary(&summary, to);
+    } else if !summary.unreadable_files.is_empty() {
+        for f in &summary.unreadable_files {
+            eprintln!("sft-data: error: {}: {}", f.location, f.reason);
+        }
+    }
     let failed = !summary.unreadable_files.is_empty()
         || (summary.rows_in > 0 && summary.written == 0)
         || (args.strict && summary.rejected > 0);

@@ -14,7 +14,7 @@ use tempfile::NamedTempFile;
 use crate::hash::content_hash;
 use crate::location::Location;
 use crate::pipeline::{self, parse_row, row_location, FileEvent, ParseProblem};
-use crate::report::thousands;
+use crate::report::{plural, thousands};
 use crate::stats::{LengthStats, Stats};
 
 /// Below this many examples SFT usually memorises rather than learns.
@@ -243,6 +243,8 @@ struct Checker<'a> {
     files: &'a [DataFile],
     report: CheckReport,
     first_of_kind: HashMap<RowKind, Location>,
+    /// Which files hold rows of each kind, to name them in hints.
+    files_of_kind: HashMap<RowKind, std::collections::BTreeSet<usize>>,
     seen: HashMap<u64, SeenAt>,
     eval_seen: HashMap<u64, Location>,
     lengths: Vec<u32>,
@@ -315,6 +317,7 @@ impl<'a> Checker<'a> {
         self.first_of_kind
             .entry(parsed.kind)
             .or_insert_with(|| location.clone());
+        self.files_of_kind.entry(parsed.kind).or_default().insert(file);
         if let (Some(expected), RowKind::Format(_) | RowKind::Convertible(_)) =
             (self.options.format, parsed.kind)
         {
@@ -424,7 +427,10 @@ impl<'a> Checker<'a> {
                         IssueCode::MixedFormats,
                         first,
                         format!(
-                            "{n} rows are {format} while most ({major_rows}) are {major}; this is the first of them"
+                            "{} {} {format} while most ({}) are {major}; this is the first of them",
+                            thousands(n),
+                            plural(n, "row is", "rows are"),
+                            thousands(major_rows)
                         ),
                     );
                     issue.count = Some(n);
@@ -441,12 +447,17 @@ impl<'a> Checker<'a> {
                 .first_of_kind
                 .get(&RowKind::Convertible(shape))
                 .cloned();
-            let inputs: Vec<&str> = self.files.iter().map(|f| f.display.as_str()).collect();
+            let inputs: Vec<&str> = self.files_of_kind[&RowKind::Convertible(shape)]
+                .iter()
+                .map(|&i| self.files[i].display.as_str())
+                .collect();
             let mut issue = Issue::new(
                 IssueCode::NeedsConversion,
                 first,
                 format!(
-                    "{n} rows are in the {} shape, which is not one of the four SFT formats; this is the first of them",
+                    "{} {} in the {} shape, which is not one of the four SFT formats; this is the first of them",
+                    thousands(n),
+                    plural(n, "row is", "rows are"),
                     shape_name(shape)
                 ),
             );
@@ -617,6 +628,7 @@ pub fn check(files: &[DataFile], options: &CheckOptions) -> CheckReport {
             all_issues,
         },
         first_of_kind: HashMap::new(),
+        files_of_kind: HashMap::new(),
         seen: HashMap::new(),
         eval_seen,
         lengths: Vec::new(),

@@ -85,6 +85,7 @@ issue_codes! {
     ConsecutiveSameRole => ("consecutive_same_role", Warning, "many chat templates require roles to alternate; merge the two turns"),
     EmptyTarget => ("empty_target", Error, "the text the model should learn is empty or only whitespace; drop the row or fill it"),
     RepetitiveContent => ("repetitive_content", Warning, "text that loops teaches the model to loop; fix or drop the row"),
+    LiteralSpecialToken => ("literal_special_token", Warning, "the trainer adds the end-of-sequence token itself; strip the literal token from the text"),
     EmptyContent => ("empty_content", Warning, "an empty turn is usually an export bug; drop or fill it"),
     MalformedToolCalls => ("malformed_tool_calls", Error, "tool_calls must be a list of {\"type\": \"function\", \"function\": {\"name\": str, \"arguments\": object or JSON string}}"),
     MalformedTools => ("malformed_tools", Error, "tools must be a list of JSON schemas {\"type\": \"function\", \"function\": {\"name\", \"description\", \"parameters\"}} or that list as a JSON string"),

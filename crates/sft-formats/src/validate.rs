@@ -112,6 +112,18 @@ pub(crate) fn json_type_phrase(v: &Value) -> &'static str {
     }
 }
 
+/// End-of-sequence and end-of-turn tokens of common tokenizers, as they appear in text.
+const END_TOKENS: &[&str] = &[
+    "<|endoftext|>",
+    "<|im_end|>",
+    "<|eot_id|>",
+    "<|end_of_text|>",
+    "<|end|>",
+    "</s>",
+    "<eos>",
+    "<end_of_turn>",
+];
+
 const MEDIA_PART_TYPES: &[&str] = &[
     "image",
     "image_url",
@@ -230,6 +242,7 @@ impl Validator {
                         format!("{name} is {}", blank_phrase(s)),
                     );
                 }
+                self.target_text(s, key);
             }
             Some(other) => self.push(
                 IssueCode::WrongType,
@@ -545,8 +558,8 @@ impl Validator {
                 self.chars += char_count(s);
                 if s.trim().is_empty() && !has_calls {
                     self.blank_content(role, trained, content_path, blank_phrase(s));
-                } else if is_assistant {
-                    self.repetition(s, &content_path);
+                } else if is_assistant && trained {
+                    self.target_text(s, &content_path);
                 }
             }
             Some(Value::Array(parts)) => {
@@ -570,6 +583,19 @@ impl Validator {
             ),
         }
         role
+    }
+
+    /// Checks a text the model learns from for loops and for a literal end token.
+    fn target_text(&mut self, s: &str, p: &str) {
+        self.repetition(s, p);
+        let end = s.trim_end();
+        if let Some(token) = END_TOKENS.iter().find(|t| end.ends_with(*t)) {
+            self.push(
+                IssueCode::LiteralSpecialToken,
+                p,
+                format!("the text ends with a literal `{token}`"),
+            );
+        }
     }
 
     fn repetition(&mut self, s: &str, p: &str) {
@@ -1286,6 +1312,16 @@ mod tests {
             looping_tail(&table).is_some(),
             "a run of one character is a loop"
         );
+    }
+
+    #[test]
+    fn literal_end_tokens_in_targets() {
+        assert_eq!(
+            codes(json!({"prompt": "Label: ", "completion": "Business<|endoftext|>"})),
+            one("literal_special_token", "completion")
+        );
+        let row = json!({"messages": [{"role": "user", "content": "hi</s>"}, {"role": "assistant", "content": "hello<|im_end|>\n"}]});
+        assert_eq!(codes(row), one("literal_special_token", "messages[1].content"));
     }
 
     #[test]
