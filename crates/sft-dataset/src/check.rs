@@ -317,7 +317,10 @@ impl<'a> Checker<'a> {
         self.first_of_kind
             .entry(parsed.kind)
             .or_insert_with(|| location.clone());
-        self.files_of_kind.entry(parsed.kind).or_default().insert(file);
+        self.files_of_kind
+            .entry(parsed.kind)
+            .or_default()
+            .insert(file);
         if let (Some(expected), RowKind::Format(_) | RowKind::Convertible(_)) =
             (self.options.format, parsed.kind)
         {
@@ -421,7 +424,7 @@ impl<'a> Checker<'a> {
             if formats.len() > 1 {
                 formats.sort_by_key(|(_, n)| Reverse(*n));
                 let (major, major_rows) = formats[0];
-                for (format, n) in formats[1..].to_vec() {
+                for &(format, n) in &formats[1..] {
                     let first = self.first_of_kind.get(&RowKind::Format(format)).cloned();
                     let mut issue = Issue::new(
                         IssueCode::MixedFormats,

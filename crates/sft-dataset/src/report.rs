@@ -65,7 +65,7 @@ impl CheckReport {
             .expect("a JSON map always serialises");
         let mut out = AtomicFile::create(path)?;
         // The header without its closing brace, then the issues array.
-        out.write_all(header_text[..header_text.len() - 2].as_bytes())
+        out.write_all(&header_text.as_bytes()[..header_text.len() - 2])
             .map_err(fail)?;
         out.write_all(b",\n  \"issues\": [").map_err(fail)?;
         let mut first = true;
@@ -270,7 +270,7 @@ pub fn thousands(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);

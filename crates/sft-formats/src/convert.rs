@@ -468,10 +468,7 @@ fn role_of(m: &Value) -> Option<&str> {
 fn add_system(example: &mut Example, obj: &mut Map<String, Value>, system: &str) {
     match example {
         Example::Chat { messages, split } => {
-            if !messages
-                .first()
-                .is_some_and(|m| role_of(m) == Some("system"))
-            {
+            if messages.first().and_then(role_of) != Some("system") {
                 messages.insert(0, message("system", system));
                 if let Some(s) = split {
                     *s += 1;

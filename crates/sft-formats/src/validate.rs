@@ -922,7 +922,7 @@ impl Validator {
                 ),
             }
         }
-        if prompt_chars == 0 && !obj.get("instruction").is_some_and(|v| !v.is_string()) {
+        if prompt_chars == 0 && obj.get("instruction").is_none_or(Value::is_string) {
             self.push(
                 IssueCode::EmptyContent,
                 "instruction",
@@ -1321,7 +1321,10 @@ mod tests {
             one("literal_special_token", "completion")
         );
         let row = json!({"messages": [{"role": "user", "content": "hi</s>"}, {"role": "assistant", "content": "hello<|im_end|>\n"}]});
-        assert_eq!(codes(row), one("literal_special_token", "messages[1].content"));
+        assert_eq!(
+            codes(row),
+            one("literal_special_token", "messages[1].content")
+        );
     }
 
     #[test]

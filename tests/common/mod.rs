@@ -1,0 +1,82 @@
+//! Shared helpers for the end-to-end tests: run the built binary, read its outputs.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+/// The repository root (tests run from the crate folder).
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
+}
+
+pub fn sample(rel: &str) -> PathBuf {
+    root().join(rel)
+}
+
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+pub fn sft_data(args: &[&str]) -> Run {
+    let out: Output = Command::new(env!("CARGO_BIN_EXE_sft-data"))
+        .args(args)
+        .current_dir(root())
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("the binary runs");
+    Run {
+        code: out.status.code().expect("exited normally, not by a signal"),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+pub fn read_jsonl(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// Reads every row of a data file with the project's own reader.
+pub fn read_rows(path: &Path) -> Vec<Value> {
+    let files = sft_io::discover(&[path.to_path_buf()]).unwrap();
+    let mut rows = Vec::new();
+    for file in &files {
+        let mut reader = sft_io::open(file, &sft_io::ReadOptions::default()).unwrap();
+        while let Some(batch) = reader.next_batch().unwrap() {
+            for raw in &batch.rows {
+                rows.push(match &raw.content {
+                    sft_io::RowContent::Json(r) => {
+                        serde_json::from_slice(&batch.buf[r.clone()]).unwrap()
+                    }
+                    sft_io::RowContent::Value(v) => v.clone(),
+                });
+            }
+        }
+    }
+    rows
+}
+
+/// Removes object keys whose value is null, at every depth.
+pub fn strip_nulls(v: &Value) -> Value {
+    match v {
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, v)| (k.clone(), strip_nulls(v)))
+                .collect(),
+        ),
+        Value::Array(a) => Value::Array(a.iter().map(strip_nulls).collect()),
+        other => other.clone(),
+    }
+}
