@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# The main job on the bundled samples, end to end, no download and no GPU:
+#   1. check every sample dataset (the four formats, the real published files),
+#   2. convert the real Alpaca, ShareGPT, tool-calling and OpenAI files to training formats,
+#   3. check what was written, with a JSON report,
+#   4. show what check says about a deliberately broken dataset.
+# Run from the repository root: bash data-samples/run.sh   (outputs go to target/samples/)
+set -uo pipefail
+cargo build --release --quiet --bin sft-data || exit 1
+sft=target/release/sft-data
+out=target/samples
+mkdir -p "$out"
+status=0
+step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+
+step "check the samples in the four formats"
+$sft check data-samples/formats --color never --quiet --report "$out/formats-report.json"
+echo "data-samples/formats: exit $? (mixed formats across files, so 1 is expected); report: $out/formats-report.json"
+for f in data-samples/formats/*.jsonl; do
+  $sft check "$f" --quiet && echo "ok  $f" || { echo "FAILED $f"; status=1; }
+done
+
+step "convert the real files"
+$sft convert data-samples/real/alpaca_en_demo.json --to messages -o "$out/alpaca.jsonl" || status=1
+$sft convert data-samples/real/sharegpt_fastchat_dummy_conversation.json --to conversational-prompt-completion -o "$out/sharegpt.parquet" || status=1
+$sft convert data-samples/real/glaive_toolcall_en_demo.json --from sharegpt --to messages -o "$out/glaive.jsonl" || status=1
+$sft convert data-samples/real/openai_toy_chat_fine_tuning.jsonl --to prompt-completion -o "$out/openai.jsonl" || status=1
+$sft convert data-samples/real/rawtext_tinystories_sample.txt --text-split '<|endoftext|>' --to text -o "$out/tinystories.jsonl" || status=1
+
+step "check the converted data"
+$sft check "$out/alpaca.jsonl" "$out/glaive.jsonl" --report "$out/converted-report.json" --color never || status=1
+
+step "check a deliberately broken dataset (exit 1 expected)"
+$sft check data-samples/broken --color never --report "$out/broken-report.json"
+[ $? -eq 1 ] || status=1
+exit $status
