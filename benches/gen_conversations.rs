@@ -30,12 +30,76 @@ impl Rng {
 }
 
 const WORDS: &[&str] = &[
-    "the", "model", "learns", "from", "examples", "and", "a", "dataset", "of", "instructions", "is", "used",
-    "to", "train", "it", "with", "care", "when", "you", "write", "code", "in", "Rust", "or", "Python", "each",
-    "function", "should", "return", "value", "that", "makes", "sense", "for", "user", "who", "asked", "question",
-    "about", "weather", "history", "science", "river", "mountain", "city", "because", "however", "therefore",
-    "example", "result", "data", "token", "sequence", "length", "batch", "gradient", "loss", "rate", "step",
-    "café", "naïve", "Zürich", "東京", "데이터", "模型", "données", "überall", "señor", "—", "…",
+    "the",
+    "model",
+    "learns",
+    "from",
+    "examples",
+    "and",
+    "a",
+    "dataset",
+    "of",
+    "instructions",
+    "is",
+    "used",
+    "to",
+    "train",
+    "it",
+    "with",
+    "care",
+    "when",
+    "you",
+    "write",
+    "code",
+    "in",
+    "Rust",
+    "or",
+    "Python",
+    "each",
+    "function",
+    "should",
+    "return",
+    "value",
+    "that",
+    "makes",
+    "sense",
+    "for",
+    "user",
+    "who",
+    "asked",
+    "question",
+    "about",
+    "weather",
+    "history",
+    "science",
+    "river",
+    "mountain",
+    "city",
+    "because",
+    "however",
+    "therefore",
+    "example",
+    "result",
+    "data",
+    "token",
+    "sequence",
+    "length",
+    "batch",
+    "gradient",
+    "loss",
+    "rate",
+    "step",
+    "café",
+    "naïve",
+    "Zürich",
+    "東京",
+    "데이터",
+    "模型",
+    "données",
+    "überall",
+    "señor",
+    "—",
+    "…",
 ];
 
 const SYSTEMS: &[&str] = &[
@@ -131,7 +195,9 @@ fn main() {
     let (mut written, mut rows) = (0u64, 0u64);
     while written < target {
         let line = conversation(&mut rng, rows).to_string();
-        out.write_all(line.as_bytes()).and_then(|_| out.write_all(b"\n")).expect("write");
+        out.write_all(line.as_bytes())
+            .and_then(|_| out.write_all(b"\n"))
+            .expect("write");
         written += line.len() as u64 + 1;
         rows += 1;
     }

@@ -723,22 +723,10 @@ impl Validator {
                     );
                 }
             }
-            // The OpenAI form nests name and arguments under `function`; some datasets put
-            // them on the call itself. Both render with common templates.
-            let (function, fp) = match obj.get("function") {
-                Some(Value::Object(f)) => (f, format!("{cp}.function")),
-                Some(other) => {
-                    self.push(
-                        IssueCode::MalformedToolCalls,
-                        format!("{cp}.function"),
-                        format!(
-                            "`function` is {}, expected an object with `name` and `arguments`",
-                            json_type_phrase(other)
-                        ),
-                    );
-                    continue;
-                }
-                None => (obj, cp.clone()),
+            let Some((function, fp)) =
+                self.function_object(obj, &cp, IssueCode::MalformedToolCalls)
+            else {
+                continue;
             };
             match function.get("name") {
                 Some(Value::String(n)) if !n.trim().is_empty() => {}
@@ -793,6 +781,31 @@ impl Validator {
                     "the tool call has no `arguments`",
                 ),
             }
+        }
+    }
+
+    /// The object that holds a tool's or a call's `name`: under `function` in the OpenAI
+    /// form; some datasets put it on the object itself, and common templates render both.
+    fn function_object<'a>(
+        &mut self,
+        obj: &'a Map<String, Value>,
+        p: &str,
+        code: IssueCode,
+    ) -> Option<(&'a Map<String, Value>, String)> {
+        match obj.get("function") {
+            Some(Value::Object(f)) => Some((f, format!("{p}.function"))),
+            Some(other) => {
+                self.push(
+                    code,
+                    format!("{p}.function"),
+                    format!(
+                        "`function` is {}, expected an object with a `name`",
+                        json_type_phrase(other)
+                    ),
+                );
+                None
+            }
+            None => Some((obj, p.to_string())),
         }
     }
 
@@ -865,20 +878,9 @@ impl Validator {
                 );
                 continue;
             };
-            let (function, fp) = match obj.get("function") {
-                Some(Value::Object(f)) => (f, format!("{tp}.function")),
-                Some(other) => {
-                    self.push(
-                        IssueCode::MalformedTools,
-                        format!("{tp}.function"),
-                        format!(
-                            "`function` is {}, expected an object",
-                            json_type_phrase(other)
-                        ),
-                    );
-                    continue;
-                }
-                None => (obj, tp.clone()),
+            let Some((function, fp)) = self.function_object(obj, &tp, IssueCode::MalformedTools)
+            else {
+                continue;
             };
             match function.get("name") {
                 Some(Value::String(n)) if !n.trim().is_empty() => {}
