@@ -135,7 +135,8 @@ fn paragraph(rng: &mut Rng, sentences: usize) -> String {
 }
 
 fn reply(rng: &mut Rng) -> String {
-    let mut text = paragraph(rng, 2 + rng.below(8));
+    let sentences = 2 + rng.below(8);
+    let mut text = paragraph(rng, sentences);
     match rng.below(5) {
         0 => {
             text.push_str("\n\n```rust\nfn main() {\n    let total: u64 = (1..=10).sum();\n    println!(\"{total}\");\n}\n```\n\n");
@@ -159,7 +160,8 @@ fn conversation(rng: &mut Rng, id: u64) -> serde_json::Value {
     }
     let exchanges = 1 + rng.below(4);
     for _ in 0..exchanges {
-        let question = paragraph(rng, 1 + rng.below(3));
+        let sentences = 1 + rng.below(3);
+        let question = paragraph(rng, sentences);
         messages.push(json!({"role": "user", "content": question}));
         if rng.below(12) == 0 {
             let city = rng.pick(&["Paris", "東京", "Lima", "Zürich"]);
