@@ -188,28 +188,34 @@ fn work(batch: &sft_io::RowBatch, raw: &sft_io::RawRow) -> RowOutcome {
     }
 }
 
-/// Where a row's content was first seen: file index and line (or row) in it.
+/// Where a row's content was first seen, packed into 8 bytes because one is kept per
+/// distinct row: the file index (20 bits), whether the number is a line (1 bit), and the
+/// line or row number (43 bits).
 #[derive(Clone, Copy)]
-struct SeenAt {
-    file: u32,
-    line_or_row: u64,
-    is_line: bool,
-}
+struct SeenAt(u64);
 
 impl SeenAt {
+    const NUMBER_BITS: u32 = 43;
+
     fn of(file: usize, location: &Location) -> SeenAt {
-        SeenAt {
-            file: file as u32,
-            line_or_row: location.line.or(location.row).unwrap_or(0),
-            is_line: location.line.is_some(),
-        }
+        let number = location.line.or(location.row).unwrap_or(0);
+        let is_line = location.line.is_some() as u64;
+        let file = (file as u64).min((1 << 20) - 1);
+        SeenAt(
+            file << (Self::NUMBER_BITS + 1)
+                | is_line << Self::NUMBER_BITS
+                | number.min((1 << Self::NUMBER_BITS) - 1),
+        )
     }
 
     fn location(&self, files: &[DataFile]) -> Location {
+        let file = (self.0 >> (Self::NUMBER_BITS + 1)) as usize;
+        let is_line = (self.0 >> Self::NUMBER_BITS) & 1 == 1;
+        let number = self.0 & ((1 << Self::NUMBER_BITS) - 1);
         Location {
-            file: files[self.file as usize].display.clone(),
-            line: self.is_line.then_some(self.line_or_row),
-            row: (!self.is_line).then_some(self.line_or_row),
+            file: files[file.min(files.len() - 1)].display.clone(),
+            line: is_line.then_some(number),
+            row: (!is_line).then_some(number),
         }
     }
 }
