@@ -269,11 +269,21 @@ impl ChatTemplate {
     }
 
     /// The text the template adds for `add_generation_prompt` after a user turn, such as
-    /// `<|im_start|>assistant\n`; `None` when the template adds nothing or rewrites earlier text.
-    pub fn generation_prompt(&self) -> Option<String> {
+    /// `<|im_start|>assistant\n`, under the given tools and kwargs; `None` when the template
+    /// adds nothing or rewrites earlier text.
+    pub fn generation_prompt(&self, options: &RenderOptions) -> Option<String> {
         let messages = [serde_json::json!({"role": "user", "content": "ping"})];
-        let without = self.render(&messages, &RenderOptions::training()).ok()?;
-        let with = self.render(&messages, &RenderOptions::generation()).ok()?;
+        let training = RenderOptions {
+            add_generation_prompt: false,
+            continue_final_message: false,
+            ..options.clone()
+        };
+        let prompting = RenderOptions {
+            add_generation_prompt: true,
+            ..training.clone()
+        };
+        let without = self.render(&messages, &training).ok()?;
+        let with = self.render(&messages, &prompting).ok()?;
         with.text
             .strip_prefix(&without.text)
             .filter(|s| !s.is_empty())
