@@ -4,12 +4,16 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use sft_dataset::check::{check, CheckOptions};
+use sft_dataset::check::{check, CheckOptions, TemplateCheck};
 use sft_dataset::convert::{convert, ConvertJob, ConvertSummary};
+use sft_dataset::render::{render, RenderJob};
 use sft_dataset::thousands;
 use sft_formats::convert::{ConvertOptions, Source};
 use sft_formats::Format;
 use sft_io::{discover, ByteCounter, DataFile, ReadOptions, TextSplit};
+use sft_template::{
+    ChatTemplate, Clock, NaiveDateTime, RenderOptions, SpecialTokens, TemplateSource,
+};
 
 use crate::progress::Progress;
 use crate::{EXIT_PROBLEMS, EXIT_USAGE};
@@ -32,6 +36,132 @@ enum Command {
     Check(CheckArgs),
     /// Convert Alpaca, ShareGPT, OpenAI, tables or raw text into one of the four formats.
     Convert(ConvertArgs),
+    /// Render conversations through a chat template: one {"text"} or {"error"} line per row.
+    Render(RenderArgs),
+}
+
+#[derive(Args)]
+struct TemplateArgs {
+    /// Chat template: a bundled name (smollm2, smollm3, chatml, llama3, llama3.2, qwen2.5,
+    /// qwen3, mistral, gemma3, phi3.5, zephyr, deepseek-r1), a model folder, a .gguf file
+    /// or a template file.
+    #[arg(long, value_name = "NAME|PATH|MODEL_DIR")]
+    chat_template: Option<String>,
+    /// Which of several named templates in tokenizer_config.json (such as tool_use).
+    #[arg(long, value_name = "NAME")]
+    chat_template_name: Option<String>,
+    /// Special tokens (bos_token, eos_token, ...) as a JSON object; they override the
+    /// template source's own.
+    #[arg(long, value_name = "FILE.json")]
+    special_tokens: Option<PathBuf>,
+    /// Template variables for every row, as a JSON object, e.g. '{"enable_thinking": false}'.
+    /// A row's own chat_template_kwargs win.
+    #[arg(long, value_name = "JSON")]
+    template_kwargs: Option<String>,
+    /// The time strftime_now() returns, as YYYY-MM-DDTHH:MM:SS, for reproducible renders
+    /// (default: now, UTC).
+    #[arg(long, value_name = "DATETIME")]
+    now: Option<String>,
+}
+
+impl TemplateArgs {
+    /// The template and the options every row starts from; `Ok(None)` without --chat-template.
+    fn load(&self) -> Result<Option<(ChatTemplate, RenderOptions)>, String> {
+        let Some(spec) = &self.chat_template else {
+            for (set, flag) in [
+                (self.chat_template_name.is_some(), "--chat-template-name"),
+                (self.special_tokens.is_some(), "--special-tokens"),
+                (self.template_kwargs.is_some(), "--template-kwargs"),
+                (self.now.is_some(), "--now"),
+            ] {
+                if set {
+                    return Err(format!("{flag} needs --chat-template"));
+                }
+            }
+            return Ok(None);
+        };
+        let mut source = TemplateSource::resolve(spec, self.chat_template_name.as_deref())
+            .map_err(|e| format!("{e}\n  hint: --chat-template takes a bundled name, a model folder, a .gguf file or a template file"))?;
+        if let Some(path) = &self.special_tokens {
+            let text =
+                std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let value: serde_json::Value = serde_json::from_str(&text)
+                .map_err(|e| format!("{}: invalid JSON: {e}", path.display()))?;
+            if !value.is_object() {
+                return Err(format!(
+                    "{}: expected a JSON object such as {{\"eos_token\": \"</s>\"}}",
+                    path.display()
+                ));
+            }
+            source
+                .special_tokens
+                .merge(&SpecialTokens::from_json(&value));
+        }
+        let clock = match &self.now {
+            None => Clock::System,
+            Some(text) => Clock::Fixed(parse_datetime(text)?),
+        };
+        let template =
+            ChatTemplate::with_clock(&source.name, &source.source, source.special_tokens, clock)
+                .map_err(|e| e.to_string())?;
+        let mut options = RenderOptions::default();
+        if let Some(text) = &self.template_kwargs {
+            match serde_json::from_str::<serde_json::Value>(text) {
+                Ok(serde_json::Value::Object(map)) => options.kwargs = map,
+                _ => return Err(format!("--template-kwargs {text}: expected a JSON object such as '{{\"enable_thinking\": false}}'")),
+            }
+        }
+        Ok(Some((template, options)))
+    }
+}
+
+fn parse_datetime(text: &str) -> Result<NaiveDateTime, String> {
+    let bad = || format!("--now {text}: expected YYYY-MM-DDTHH:MM:SS, such as 2025-03-07T09:05:00");
+    let (date, time) = text.split_once(['T', ' ']).unwrap_or((text, "00:00:00"));
+    let d: Vec<&str> = date.split('-').collect();
+    let t: Vec<&str> = time.split(':').collect();
+    if d.len() != 3 || t.len() < 2 || t.len() > 3 {
+        return Err(bad());
+    }
+    let num = |s: &str| s.parse::<u32>().map_err(|_| bad());
+    let dt = NaiveDateTime {
+        year: d[0].parse::<i64>().map_err(|_| bad())?,
+        month: num(d[1])?,
+        day: num(d[2])?,
+        hour: num(t[0])?,
+        minute: num(t[1])?,
+        second: if t.len() == 3 { num(t[2])? } else { 0 },
+    };
+    if !(1..=12).contains(&dt.month)
+        || !(1..=31).contains(&dt.day)
+        || dt.hour > 23
+        || dt.minute > 59
+        || dt.second > 60
+    {
+        return Err(bad());
+    }
+    Ok(dt)
+}
+
+#[derive(Args)]
+struct RenderArgs {
+    /// Input files or folders of conversational rows (messages, or conversational
+    /// prompt-completion).
+    #[arg(required = true, value_name = "INPUT")]
+    inputs: Vec<PathBuf>,
+    /// Output: JSON lines, one line per input row.
+    #[arg(short, long, value_name = "OUT.jsonl")]
+    output: PathBuf,
+    /// End with the header of a new assistant turn (for generation; never for training).
+    #[arg(long)]
+    add_generation_prompt: bool,
+    /// End inside the final message, so generation continues it.
+    #[arg(long, conflicts_with = "add_generation_prompt")]
+    continue_final_message: bool,
+    #[command(flatten)]
+    template: TemplateArgs,
+    #[command(flatten)]
+    input: InputArgs,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -111,6 +241,8 @@ struct CheckArgs {
     #[arg(long, value_enum, default_value = "auto")]
     color: ColorArg,
     #[command(flatten)]
+    template: TemplateArgs,
+    #[command(flatten)]
     input: InputArgs,
 }
 
@@ -177,6 +309,7 @@ pub fn main() -> i32 {
     match cli.command {
         Command::Check(args) => run_check(args),
         Command::Convert(args) => run_convert(args),
+        Command::Render(args) => run_render(args),
     }
 }
 
@@ -193,7 +326,12 @@ fn run_check(args: CheckArgs) -> i32 {
             Err(code) => return code,
         }
     };
+    let template = match args.template.load() {
+        Ok(t) => t.map(|(template, options)| TemplateCheck { template, options }),
+        Err(e) => return usage_error(e),
+    };
     let options = CheckOptions {
+        template,
         format: args.format.format(),
         eval,
         read: ReadOptions {
@@ -360,5 +498,69 @@ fn print_convert_summary(s: &ConvertSummary, to: Format) {
     }
     if let Some(path) = &s.rejects_file {
         println!("rejects: {}", path.display());
+    }
+}
+
+fn run_render(args: RenderArgs) -> i32 {
+    let (template, mut options) = match args.template.load() {
+        Ok(Some(t)) => t,
+        Ok(None) => return usage_error("render needs --chat-template NAME|PATH|MODEL_DIR"),
+        Err(e) => return usage_error(e),
+    };
+    options.add_generation_prompt = args.add_generation_prompt;
+    options.continue_final_message = args.continue_final_message;
+    let inputs = match find_files(&args.inputs) {
+        Ok(f) => f,
+        Err(code) => return code,
+    };
+    if let Some(clash) = inputs.iter().find(|f| same_file(&f.path, &args.output)) {
+        return usage_error(format_args!(
+            "the output {} is also an input; write to another file",
+            clash.display
+        ));
+    }
+    let job = RenderJob {
+        inputs,
+        read: ReadOptions {
+            text_split: args.input.text_split.clone(),
+        },
+        template,
+        options,
+        output: args.output.clone(),
+        progress: ByteCounter::default(),
+    };
+    let total: u64 = job.inputs.iter().map(|f| f.size).sum();
+    let result = {
+        let _bar = Progress::start(&job.progress, total, args.input.quiet);
+        render(&job)
+    };
+    let summary = match result {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("sft-data: error: {e}");
+            return EXIT_PROBLEMS;
+        }
+    };
+    if !args.input.quiet {
+        println!(
+            "rendered {} of {} rows with {} in {:.2} s to {}; {} rows are errors",
+            thousands(summary.rendered),
+            thousands(summary.rows),
+            job.template.name(),
+            summary.seconds,
+            args.output.display(),
+            thousands(summary.errors)
+        );
+        for (location, error) in &summary.first_errors {
+            println!("    {location}: {error}");
+        }
+    }
+    for (file, error) in &summary.unreadable_files {
+        eprintln!("sft-data: error: {file}: {error}");
+    }
+    if summary.errors > 0 || !summary.unreadable_files.is_empty() {
+        EXIT_PROBLEMS
+    } else {
+        0
     }
 }

@@ -14,6 +14,7 @@ use tempfile::NamedTempFile;
 use crate::hash::content_hash;
 use crate::location::Location;
 use crate::pipeline::{self, parse_row, row_location, FileEvent, ParseProblem};
+use crate::render::template_issues;
 use crate::report::{plural, thousands};
 use crate::stats::{LengthStats, Stats};
 
@@ -26,7 +27,14 @@ const SAMPLES_PER_CODE: usize = 5;
 /// How many of the longest rows are kept with their locations, to report outliers.
 const LONGEST_KEPT: usize = 100;
 
-#[derive(Debug, Clone, Default)]
+/// A chat template to render every conversational row with.
+pub struct TemplateCheck {
+    pub template: sft_template::ChatTemplate,
+    /// Template kwargs and tools that apply to every row (rows may add their own).
+    pub options: sft_template::RenderOptions,
+}
+
+#[derive(Default)]
 pub struct CheckOptions {
     /// The format every row must have; `None` detects it per row.
     pub format: Option<Format>,
@@ -37,6 +45,8 @@ pub struct CheckOptions {
     pub keep_all_issues: bool,
     /// Counts bytes read, for a progress bar.
     pub progress: ByteCounter,
+    /// Render conversational rows with this template and report what it rejects.
+    pub template: Option<TemplateCheck>,
 }
 
 /// One problem, located.
@@ -131,6 +141,8 @@ pub struct CheckReport {
     pub eval: Option<EvalSummary>,
     pub bytes: u64,
     pub seconds: f64,
+    /// The chat template rows were rendered with, if any.
+    pub template: Option<String>,
     /// Every issue as JSON lines, when asked for.
     all_issues: Option<BufWriter<NamedTempFile>>,
 }
@@ -171,20 +183,29 @@ struct Parsed {
     hash: u64,
 }
 
-fn examine(value: &Value) -> Parsed {
-    let checked = validate_row(value);
+fn examine(value: &Value, template: Option<(&TemplateCheck, Option<&str>)>) -> Parsed {
+    let mut checked = validate_row(value);
+    if let Some((t, generation_prompt)) = template {
+        // A row the template cannot render is reported once its own errors are fixed.
+        if !checked
+            .issues
+            .iter()
+            .any(|i| i.severity() == Severity::Error)
+        {
+            checked.issues.extend(template_issues(
+                &t.template,
+                &t.options,
+                generation_prompt,
+                value,
+            ));
+        }
+    }
     Parsed {
         kind: checked.kind,
         hash: content_hash(value, checked.kind),
         issues: checked.issues,
         chars: checked.chars,
         turns: checked.turns,
-    }
-}
-
-fn work(batch: &sft_io::RowBatch, raw: &sft_io::RawRow) -> RowOutcome {
-    RowOutcome {
-        parsed: parse_row(batch, raw).map(|v| examine(&v)),
     }
 }
 
@@ -634,6 +655,10 @@ pub fn check(files: &[DataFile], options: &CheckOptions) -> CheckReport {
             eval,
             bytes: files.iter().map(|f| f.size).sum(),
             seconds: 0.0,
+            template: options
+                .template
+                .as_ref()
+                .map(|t| t.template.name().to_string()),
             all_issues,
         },
         first_of_kind: HashMap::new(),
@@ -644,6 +669,17 @@ pub fn check(files: &[DataFile], options: &CheckOptions) -> CheckReport {
         turns: Vec::new(),
         longest: BinaryHeap::new(),
         duplicates: 0,
+    };
+    let generation_prompt = options
+        .template
+        .as_ref()
+        .and_then(|t| t.template.generation_prompt(&t.options));
+    let template = options
+        .template
+        .as_ref()
+        .map(|t| (t, generation_prompt.as_deref()));
+    let work = |batch: &sft_io::RowBatch, raw: &sft_io::RawRow| RowOutcome {
+        parsed: parse_row(batch, raw).map(|v| examine(&v, template)),
     };
     pipeline::run(
         files,

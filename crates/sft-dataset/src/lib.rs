@@ -1,4 +1,4 @@
-//! Whole-dataset jobs: `check` and `convert`.
+//! Whole-dataset jobs: `check`, `convert` and `render`.
 //!
 //! This crate runs the row-level logic of `sft-formats` over the files `sft-io` reads:
 //! a reader thread stays one batch ahead, the rows of a batch are parsed, validated or
@@ -20,6 +20,7 @@ pub mod convert;
 mod hash;
 mod location;
 pub mod pipeline;
+pub mod render;
 pub mod report;
 pub mod stats;
 

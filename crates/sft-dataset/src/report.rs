@@ -41,6 +41,9 @@ impl CheckReport {
         if let Some(eval) = &self.eval {
             m.insert("eval".into(), json!(eval));
         }
+        if let Some(template) = &self.template {
+            m.insert("chat_template".into(), json!(template));
+        }
         m.insert("bytes".into(), json!(self.bytes));
         m.insert(
             "seconds".into(),
@@ -170,6 +173,12 @@ impl CheckReport {
                 );
             }
             s.push('\n');
+        }
+        if let Some(template) = &self.template {
+            let _ = writeln!(
+                s,
+                "chat template: {template} (every conversational row rendered)"
+            );
         }
         if let Some(eval) = &self.eval {
             let _ = writeln!(

@@ -335,16 +335,14 @@ pub fn normalize_messages(messages: &[Value]) -> Result<Vec<Value>, TemplateErro
                 .iter()
                 .find_map(|k| clean.get(*k).cloned());
             if let Some(r) = reasoning {
+                // Python's `{"thinking": r, **m, "reasoning_content": r}`: a key already in
+                // the dict keeps its place, a new one goes last.
                 let mut aliased = Map::new();
                 aliased.insert("thinking".into(), r.clone());
                 for (k, v) in clean {
-                    if k != "thinking" {
-                        aliased.insert(k, v);
-                    } else {
-                        aliased.insert("thinking".into(), v);
-                    }
+                    aliased.insert(k, v);
                 }
-                aliased.shift_remove("reasoning_content");
+                aliased.insert("thinking".into(), r.clone());
                 aliased.insert("reasoning_content".into(), r);
                 clean = aliased;
             }

@@ -1,0 +1,217 @@
+//! Conversations through a chat template: `render` writes what the model sees, and `check
+//! --chat-template` reports the rows a template rejects.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use serde_json::{json, Map, Value};
+use sft_formats::{detect_row, Format, IssueCode, RowIssue, RowKind};
+use sft_io::write::{DatasetWriter, OutputFormat, WriteError};
+use sft_io::{ByteCounter, DataFile, ReadOptions};
+use sft_template::{ChatTemplate, RenderOptions};
+
+use crate::pipeline::{self, parse_row, FileEvent};
+
+/// The messages of a conversational row and, for conversational prompt-completion, the
+/// index where the completion starts. `None` for the string formats and other rows.
+pub fn conversation_of(row: &Value) -> Option<(Vec<Value>, Option<usize>)> {
+    match detect_row(row) {
+        RowKind::Format(Format::Messages) => Some((row.get("messages")?.as_array()?.clone(), None)),
+        RowKind::Format(Format::ConversationalPromptCompletion) => {
+            let mut messages = row.get("prompt")?.as_array()?.clone();
+            let split = messages.len();
+            messages.extend(row.get("completion")?.as_array()?.iter().cloned());
+            Some((messages, Some(split)))
+        }
+        _ => None,
+    }
+}
+
+/// The render options for one row: `base`, plus the row's `tools` (a list, or a JSON
+/// string holding one) and its `chat_template_kwargs` (which win over `base`'s).
+pub fn row_options(row: &Value, base: &RenderOptions) -> Result<RenderOptions, String> {
+    let mut options = base.clone();
+    match row.get("tools") {
+        None | Some(Value::Null) => {}
+        Some(Value::String(s)) if s.trim().is_empty() => {}
+        Some(Value::String(s)) => {
+            options.tools = Some(
+                serde_json::from_str(s)
+                    .map_err(|e| format!("`tools` is a string that is not JSON: {e}"))?,
+            )
+        }
+        Some(tools) => options.tools = Some(tools.clone()),
+    }
+    if let Some(Value::Object(kwargs)) = row.get("chat_template_kwargs") {
+        for (k, v) in kwargs {
+            options.kwargs.insert(k.clone(), v.clone());
+        }
+    }
+    Ok(options)
+}
+
+/// Template checks of one conversational row, as `check --chat-template` reports them.
+pub fn template_issues(
+    template: &ChatTemplate,
+    base: &RenderOptions,
+    generation_prompt: Option<&str>,
+    row: &Value,
+) -> Vec<RowIssue> {
+    let Some((messages, split)) = conversation_of(row) else {
+        return Vec::new();
+    };
+    let options = match row_options(row, base) {
+        Ok(o) => o,
+        // The row's own validation already reports bad tools.
+        Err(_) => return Vec::new(),
+    };
+    let training = RenderOptions {
+        add_generation_prompt: false,
+        continue_final_message: false,
+        ..options.clone()
+    };
+    let full = match template.render(&messages, &training) {
+        Ok(r) => r,
+        Err(e) => {
+            return vec![RowIssue::new(
+                IssueCode::TemplateError,
+                "",
+                format!("the chat template {} rejects the row: {e}", template.name()),
+            )]
+        }
+    };
+    let mut issues = Vec::new();
+    if let Some(prompt) = generation_prompt {
+        if full.text.ends_with(prompt) {
+            issues.push(RowIssue::new(
+                IssueCode::RenderAwaitsAssistant,
+                "",
+                format!("the training text ends with the generation prompt {prompt:?}"),
+            ));
+        }
+    }
+    if let Some(split) = split {
+        let prompting = RenderOptions {
+            add_generation_prompt: true,
+            ..training
+        };
+        match template.render(&messages[..split], &prompting) {
+            Err(e) => issues.push(RowIssue::new(
+                IssueCode::TemplateError,
+                "prompt",
+                format!("the chat template {} rejects the prompt with the generation prompt: {e}", template.name()),
+            )),
+            Ok(p) if !full.text.starts_with(&p.text) => issues.push(RowIssue::new(
+                IssueCode::PromptNotPrefix,
+                "prompt",
+                "the prompt rendered with the generation prompt is not the start of the whole conversation's render",
+            )),
+            Ok(_) => {}
+        }
+    }
+    issues
+}
+
+pub struct RenderJob {
+    pub inputs: Vec<DataFile>,
+    pub read: ReadOptions,
+    pub template: ChatTemplate,
+    pub options: RenderOptions,
+    pub output: PathBuf,
+    pub progress: ByteCounter,
+}
+
+#[derive(Debug, Clone)]
+pub struct RenderSummary {
+    pub rows: u64,
+    pub rendered: u64,
+    /// Rows written as `{"error": ...}`.
+    pub errors: u64,
+    /// Files that could not be read.
+    pub unreadable_files: Vec<(String, String)>,
+    pub first_errors: Vec<(crate::Location, String)>,
+    pub seconds: f64,
+}
+
+/// One output line per input row, in order: `{"text": ...}` or `{"error": ...}`.
+fn render_one(template: &ChatTemplate, base: &RenderOptions, row: Result<Value, String>) -> Value {
+    let row = match row {
+        Ok(r) => r,
+        Err(e) => return json!({ "error": e }),
+    };
+    let Some((messages, _)) = conversation_of(&row) else {
+        let kind = detect_row(&row);
+        return json!({ "error": format!("the row is {kind}, not a conversation (messages, or prompt and completion as lists of messages)") });
+    };
+    let options = match row_options(&row, base) {
+        Ok(o) => o,
+        Err(e) => return json!({ "error": e }),
+    };
+    match template.render(&messages, &options) {
+        Ok(r) => {
+            let mut out = Map::new();
+            out.insert("text".into(), Value::String(r.text));
+            Value::Object(out)
+        }
+        Err(e) => json!({ "error": e.message }),
+    }
+}
+
+const FIRST_ERRORS_KEPT: usize = 5;
+
+pub fn render(job: &RenderJob) -> Result<RenderSummary, WriteError> {
+    let started = Instant::now();
+    let mut writer = DatasetWriter::create_as(&job.output, OutputFormat::JsonLines)?;
+    let mut summary = RenderSummary {
+        rows: 0,
+        rendered: 0,
+        errors: 0,
+        unreadable_files: Vec::new(),
+        first_errors: Vec::new(),
+        seconds: 0.0,
+    };
+    let mut failure = None;
+    pipeline::run(
+        &job.inputs,
+        &job.read,
+        &job.progress,
+        |batch, raw| {
+            let row = parse_row(batch, raw).map_err(|p| p.message);
+            render_one(&job.template, &job.options, row)
+        },
+        |file, event| {
+            if failure.is_some() {
+                return;
+            }
+            match event {
+                FileEvent::Opened(_) => {}
+                FileEvent::Row(raw, line) => {
+                    summary.rows += 1;
+                    if let Some(e) = line.get("error").and_then(Value::as_str) {
+                        summary.errors += 1;
+                        if summary.first_errors.len() < FIRST_ERRORS_KEPT {
+                            summary.first_errors.push((
+                                pipeline::row_location(&job.inputs[file], raw),
+                                e.to_string(),
+                            ));
+                        }
+                    } else {
+                        summary.rendered += 1;
+                    }
+                    if let Err(e) = writer.write(&line) {
+                        failure = Some(e);
+                    }
+                }
+                FileEvent::Failed(e) => summary
+                    .unreadable_files
+                    .push((job.inputs[file].display.clone(), e.message)),
+            }
+        },
+    );
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    writer.finish()?;
+    summary.seconds = started.elapsed().as_secs_f64();
+    Ok(summary)
+}
