@@ -35,7 +35,9 @@ pub use spans::{AssistantSpan, AssistantSpans, SpanMethod};
 use std::fmt;
 use std::ops::Range;
 
-use minijinja::Environment;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use minijinja::{Environment, Value as JValue};
 use serde_json::{Map, Value};
 
 use env::{GENERATION_END, GENERATION_START};
@@ -128,6 +130,8 @@ pub struct ChatTemplate {
     special_tokens: SpecialTokens,
     has_generation_tags: bool,
     max_output: usize,
+    /// The largest output so far (up to 1 MiB), to size the next output buffer.
+    output_hint: AtomicUsize,
 }
 
 impl fmt::Debug for ChatTemplate {
@@ -172,6 +176,7 @@ impl ChatTemplate {
             special_tokens,
             has_generation_tags,
             max_output: DEFAULT_MAX_OUTPUT,
+            output_hint: AtomicUsize::new(1024),
         })
     }
 
@@ -220,34 +225,38 @@ impl ChatTemplate {
                 "cannot apply a chat template to an empty conversation",
             ));
         }
-        let messages = normalize_messages(messages)?;
-        let mut context = Map::new();
-        context.insert("messages".into(), Value::Array(messages.clone()));
-        context.insert("tools".into(), options.tools.clone().unwrap_or(Value::Null));
-        context.insert(
-            "documents".into(),
-            options.documents.clone().unwrap_or(Value::Null),
-        );
-        context.insert(
-            "add_generation_prompt".into(),
-            Value::Bool(options.add_generation_prompt),
-        );
+        // The context is built straight from the JSON, normalised on the way, without
+        // intermediate copies: for short conversations this is a large part of a render.
+        let mut context: Vec<(&str, JValue)> = Vec::with_capacity(8 + options.kwargs.len());
+        context.push(("messages", messages_to_jinja(messages)?));
+        context.push((
+            "tools",
+            options.tools.as_ref().map_or(JValue::from(()), to_jinja),
+        ));
+        context.push((
+            "documents",
+            options
+                .documents
+                .as_ref()
+                .map_or(JValue::from(()), to_jinja),
+        ));
+        context.push((
+            "add_generation_prompt",
+            JValue::from(options.add_generation_prompt),
+        ));
         for (k, v) in self.special_tokens.iter() {
-            context.insert(k.clone(), Value::String(v.clone()));
+            context.push((k.as_str(), JValue::from(v.as_str())));
         }
         for (k, v) in &options.kwargs {
-            context.insert(k.clone(), v.clone());
+            context.push((k.as_str(), to_jinja(v)));
         }
         let template = self.env.get_template(TEMPLATE_NAME).map_err(jinja_error)?;
         let mut out = CappedWriter {
-            buf: Vec::new(),
+            buf: Vec::with_capacity(self.output_hint.load(Ordering::Relaxed)),
             cap: self.max_output,
         };
         template
-            .render_captured_to(
-                minijinja::Value::from(minijinja::value::Serde(&context)),
-                &mut out,
-            )
+            .render_captured_to(JValue::from_pairs(context), &mut out)
             .map(drop)
             .map_err(|e| {
                 if out.buf.len() > out.cap {
@@ -259,9 +268,18 @@ impl ChatTemplate {
                     jinja_error(e)
                 }
             })?;
+        self.output_hint
+            .fetch_max(out.buf.len().min(1 << 20), Ordering::Relaxed);
         let raw = String::from_utf8(out.buf)
             .map_err(|_| TemplateError::new("the chat template produced invalid UTF-8"))?;
-        let mut rendered = extract_generation_spans(raw);
+        let mut rendered = if self.has_generation_tags {
+            extract_generation_spans(raw)
+        } else {
+            Rendered {
+                text: raw,
+                generation_spans: Vec::new(),
+            }
+        };
         if options.continue_final_message {
             continue_final_message(&mut rendered, messages.last().expect("not empty"))?;
         }
@@ -315,40 +333,93 @@ impl std::io::Write for CappedWriter {
     }
 }
 
-/// transformers' message normalisation: keys whose value is null are dropped, and the
-/// reasoning fields alias each other (a message with any of `reasoning_content`, `thinking`,
-/// `reasoning` gets `thinking` first and `reasoning_content` last).
+/// transformers' message normalisation, as borrowed key/value pairs in template order:
+/// keys whose value is null are dropped, and the reasoning fields alias each other (a
+/// message with any of `reasoning_content`, `thinking`, `reasoning` gets `thinking` first and
+/// `reasoning_content`, as Python's `{"thinking": r, **m, "reasoning_content": r}` does: a key
+/// already in the message keeps its place, a new one goes last).
+fn normalized_pairs(obj: &Map<String, Value>) -> Vec<(&str, &Value)> {
+    let reasoning = ["reasoning_content", "thinking", "reasoning"]
+        .iter()
+        .find_map(|k| obj.get(*k).filter(|v| !v.is_null()));
+    let mut pairs: Vec<(&str, &Value)> = Vec::with_capacity(obj.len() + 2);
+    let Some(r) = reasoning else {
+        pairs.extend(
+            obj.iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, v)| (k.as_str(), v)),
+        );
+        return pairs;
+    };
+    pairs.push(("thinking", r));
+    let mut has_reasoning_content = false;
+    for (k, v) in obj {
+        match k.as_str() {
+            "thinking" => {}
+            "reasoning_content" => {
+                pairs.push(("reasoning_content", r));
+                has_reasoning_content = true;
+            }
+            _ if v.is_null() => {}
+            _ => pairs.push((k.as_str(), v)),
+        }
+    }
+    if !has_reasoning_content {
+        pairs.push(("reasoning_content", r));
+    }
+    pairs
+}
+
+/// The messages as the template sees them (see [`normalized_pairs`]).
 pub fn normalize_messages(messages: &[Value]) -> Result<Vec<Value>, TemplateError> {
     messages
         .iter()
         .enumerate()
         .map(|(i, m)| {
-            let Some(obj) = m.as_object() else {
-                return Err(TemplateError::new(format!("message {i} is not an object")));
-            };
-            let mut clean: Map<String, Value> = obj
-                .iter()
-                .filter(|(_, v)| !v.is_null())
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect();
-            let reasoning = ["reasoning_content", "thinking", "reasoning"]
-                .iter()
-                .find_map(|k| clean.get(*k).cloned());
-            if let Some(r) = reasoning {
-                // Python's `{"thinking": r, **m, "reasoning_content": r}`: a key already in
-                // the dict keeps its place, a new one goes last.
-                let mut aliased = Map::new();
-                aliased.insert("thinking".into(), r.clone());
-                for (k, v) in clean {
-                    aliased.insert(k, v);
-                }
-                aliased.insert("thinking".into(), r.clone());
-                aliased.insert("reasoning_content".into(), r);
-                clean = aliased;
-            }
-            Ok(Value::Object(clean))
+            let obj = m
+                .as_object()
+                .ok_or_else(|| TemplateError::new(format!("message {i} is not an object")))?;
+            Ok(Value::Object(
+                normalized_pairs(obj)
+                    .into_iter()
+                    .map(|(k, v)| (k.to_string(), v.clone()))
+                    .collect(),
+            ))
         })
         .collect()
+}
+
+/// A JSON value as a template value, without an intermediate copy.
+fn to_jinja(v: &Value) -> JValue {
+    match v {
+        Value::Null => JValue::from(()),
+        Value::Bool(b) => JValue::from(*b),
+        Value::Number(n) => match (n.as_i64(), n.as_u64()) {
+            (Some(i), _) => JValue::from(i),
+            (_, Some(u)) => JValue::from(u),
+            _ => JValue::from(n.as_f64().unwrap_or(f64::NAN)),
+        },
+        Value::String(s) => JValue::from(s.as_str()),
+        Value::Array(items) => JValue::from(items.iter().map(to_jinja).collect::<Vec<_>>()),
+        Value::Object(map) => {
+            JValue::from_pairs(map.iter().map(|(k, v)| (k.as_str(), to_jinja(v))))
+        }
+    }
+}
+
+fn messages_to_jinja(messages: &[Value]) -> Result<JValue, TemplateError> {
+    let mut out = Vec::with_capacity(messages.len());
+    for (i, m) in messages.iter().enumerate() {
+        let obj = m
+            .as_object()
+            .ok_or_else(|| TemplateError::new(format!("message {i} is not an object")))?;
+        out.push(JValue::from_pairs(
+            normalized_pairs(obj)
+                .into_iter()
+                .map(|(k, v)| (k, to_jinja(v))),
+        ));
+    }
+    Ok(JValue::from(out))
 }
 
 fn extract_generation_spans(raw: String) -> Rendered {
