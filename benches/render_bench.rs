@@ -8,9 +8,6 @@
 //! `render_transformers.py` measures Python transformers on the same file and template.
 
 use std::io::BufRead;
-
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::time::Instant;
 
 use serde_json::Value;
