@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use sft_dataset::check::{check, CheckOptions, TemplateCheck};
 use sft_dataset::convert::{convert, ConvertJob, ConvertSummary};
+use sft_dataset::prepare::{manifest_path, prepare, PrepareJob};
 use sft_dataset::render::{render, RenderJob};
 use sft_dataset::thousands;
 use sft_formats::convert::{ConvertOptions, Source};
@@ -14,6 +15,7 @@ use sft_io::{discover, ByteCounter, DataFile, ReadOptions, TextSplit};
 use sft_template::{
     ChatTemplate, Clock, NaiveDateTime, RenderOptions, SpecialTokens, TemplateSource,
 };
+use sft_tokenize::{PackingStrategy, SftTokenizer, TokenizeOptions};
 
 use crate::progress::Progress;
 use crate::{EXIT_PROBLEMS, EXIT_USAGE};
@@ -38,6 +40,57 @@ enum Command {
     Convert(ConvertArgs),
     /// Render conversations through a chat template: one {"text"} or {"error"} line per row.
     Render(RenderArgs),
+    /// Tokenize, mask labels, truncate and pack into a training-ready Parquet table.
+    Prepare(PrepareArgs),
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum PackingArg {
+    None,
+    Bfd,
+    #[value(name = "bfd_split", alias = "bfd-split")]
+    BfdSplit,
+    Wrapped,
+}
+
+#[derive(Args)]
+struct PrepareArgs {
+    /// Input files or folders, in any of the four formats.
+    #[arg(required = true, value_name = "INPUT")]
+    inputs: Vec<PathBuf>,
+    /// Tokenizer: a model folder (tokenizer.json, tokenizer_config.json, chat template) or
+    /// a tokenizer.json file.
+    #[arg(long, value_name = "MODEL_DIR|tokenizer.json")]
+    tokenizer: PathBuf,
+    /// Output Parquet: input_ids, labels (-100 where not trained), completion_mask, and
+    /// seq_lengths when packed.
+    #[arg(short, long, value_name = "OUT.parquet")]
+    output: PathBuf,
+    /// Keep the first N tokens of each example (TRL's default 1024); with packing, the
+    /// length of a packed row.
+    #[arg(long, default_value_t = 1024, value_name = "N")]
+    max_length: usize,
+    #[arg(long, value_enum, default_value = "none")]
+    packing: PackingArg,
+    /// Train only on completions (default: true for prompt-completion data).
+    #[arg(long, value_name = "true|false")]
+    completion_only_loss: Option<bool>,
+    /// Train only on assistant turns, for any chat template.
+    #[arg(long)]
+    assistant_only_loss: bool,
+    /// The text column of text rows.
+    #[arg(long, default_value = "text", value_name = "NAME")]
+    dataset_text_field: String,
+    /// Where unusable rows go (default: OUTPUT's name with .rejects.jsonl).
+    #[arg(long, value_name = "FILE")]
+    rejects: Option<PathBuf>,
+    /// Fail (exit 1) on any rejected row or training warning.
+    #[arg(long)]
+    strict: bool,
+    #[command(flatten)]
+    template: TemplateArgs,
+    #[command(flatten)]
+    input: InputArgs,
 }
 
 #[derive(Args)]
@@ -67,6 +120,15 @@ struct TemplateArgs {
 impl TemplateArgs {
     /// The template and the options every row starts from; `Ok(None)` without --chat-template.
     fn load(&self) -> Result<Option<(ChatTemplate, RenderOptions)>, String> {
+        self.load_with(&SpecialTokens::default())
+    }
+
+    /// As [`load`](Self::load), with special tokens (a tokenizer's) that the template
+    /// source's own and --special-tokens override.
+    fn load_with(
+        &self,
+        base_tokens: &SpecialTokens,
+    ) -> Result<Option<(ChatTemplate, RenderOptions)>, String> {
         let Some(spec) = &self.chat_template else {
             for (set, flag) in [
                 (self.chat_template_name.is_some(), "--chat-template-name"),
@@ -82,6 +144,9 @@ impl TemplateArgs {
         };
         let mut source = TemplateSource::resolve(spec, self.chat_template_name.as_deref())
             .map_err(|e| format!("{e}\n  hint: --chat-template takes a bundled name, a model folder, a .gguf file or a template file"))?;
+        let mut tokens = base_tokens.clone();
+        tokens.merge(&source.special_tokens);
+        source.special_tokens = tokens;
         if let Some(path) = &self.special_tokens {
             let text =
                 std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
@@ -310,6 +375,7 @@ pub fn main() -> i32 {
         Command::Check(args) => run_check(args),
         Command::Convert(args) => run_convert(args),
         Command::Render(args) => run_render(args),
+        Command::Prepare(args) => run_prepare(args),
     }
 }
 
@@ -559,6 +625,143 @@ fn run_render(args: RenderArgs) -> i32 {
         eprintln!("sft-data: error: {file}: {error}");
     }
     if summary.errors > 0 || !summary.unreadable_files.is_empty() {
+        EXIT_PROBLEMS
+    } else {
+        0
+    }
+}
+
+fn run_prepare(args: PrepareArgs) -> i32 {
+    if args.output.extension().and_then(|e| e.to_str()) != Some("parquet") {
+        return usage_error(format_args!(
+            "{}: the output of prepare is a .parquet file",
+            args.output.display()
+        ));
+    }
+    if args.max_length == 0 {
+        return usage_error("--max-length must be at least 1");
+    }
+    let tokenizer = match SftTokenizer::from_path(&args.tokenizer) {
+        Ok(t) => t,
+        Err(e) => return usage_error(e),
+    };
+    let (template, render) = match args.template.load_with(&tokenizer.special) {
+        Ok(Some((t, o))) => (Some(t), o),
+        Ok(None) => {
+            let template = match &tokenizer.template {
+                Some(source) => {
+                    let mut tokens = source.special_tokens.clone();
+                    tokens.merge(&tokenizer.special);
+                    match ChatTemplate::new(&source.name, &source.source, tokens) {
+                        Ok(t) => Some(t),
+                        Err(e) => return usage_error(e),
+                    }
+                }
+                None => None,
+            };
+            (template, RenderOptions::default())
+        }
+        Err(e) => return usage_error(e),
+    };
+    let inputs = match find_files(&args.inputs) {
+        Ok(f) => f,
+        Err(code) => return code,
+    };
+    let job = PrepareJob {
+        inputs,
+        read: ReadOptions {
+            text_split: args.input.text_split.clone(),
+        },
+        tokenizer,
+        template,
+        options: TokenizeOptions {
+            max_length: Some(args.max_length),
+            completion_only_loss: args.completion_only_loss,
+            assistant_only_loss: args.assistant_only_loss,
+            text_field: args.dataset_text_field.clone(),
+            render,
+        },
+        packing: match args.packing {
+            PackingArg::None => None,
+            PackingArg::Bfd => Some(PackingStrategy::Bfd),
+            PackingArg::BfdSplit => Some(PackingStrategy::BfdSplit),
+            PackingArg::Wrapped => Some(PackingStrategy::Wrapped),
+        },
+        output: args.output.clone(),
+        rejects: args.rejects.clone(),
+        progress: ByteCounter::default(),
+    };
+    let total: u64 = job.inputs.iter().map(|f| f.size).sum();
+    let result = {
+        let _bar = Progress::start(&job.progress, total, args.input.quiet);
+        prepare(&job)
+    };
+    let s = match result {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("sft-data: error: {e}");
+            return EXIT_PROBLEMS;
+        }
+    };
+    if !args.input.quiet {
+        println!(
+            "prepared {} rows in {:.2} s: {} examples, {} rejected ({} with no trained token), {} rows written to {}",
+            thousands(s.rows_in),
+            s.seconds,
+            thousands(s.examples),
+            thousands(s.rejected),
+            thousands(s.no_trained_tokens),
+            thousands(s.rows_out),
+            args.output.display()
+        );
+        println!(
+            "tokens: {} ({} trained, {:.1}%); {} examples truncated at {}",
+            thousands(s.tokens),
+            thousands(s.trained_tokens),
+            if s.tokens > 0 {
+                100.0 * s.trained_tokens as f64 / s.tokens as f64
+            } else {
+                0.0
+            },
+            thousands(s.truncated),
+            args.max_length
+        );
+        if let Some(l) = &s.lengths {
+            println!(
+                "tokens per example: median {}, p90 {}, p99 {}, max {}",
+                thousands(l.p50),
+                thousands(l.p90),
+                thousands(l.p99),
+                thousands(l.max)
+            );
+        }
+        if let Some(p) = &s.packing {
+            println!(
+                "packing {}: {} rows (lower bound {}), efficiency {:.2}%",
+                p.strategy,
+                thousands(p.rows),
+                thousands(p.lower_bound_rows),
+                p.efficiency * 100.0
+            );
+        }
+        for (location, code, reason) in &s.first_rejects {
+            println!("  rejected {location}: {code}: {reason}");
+        }
+        for w in &s.warnings {
+            println!("warning {}: {}", w.code, w.message);
+        }
+        if let Some(path) = &s.rejects_file {
+            println!("rejects: {}", path.display());
+        }
+        println!("manifest: {}", manifest_path(&args.output).display());
+    }
+    for (file, error) in &s.unreadable_files {
+        eprintln!("sft-data: error: {file}: {error}");
+    }
+    let failed = !s.unreadable_files.is_empty()
+        || s.examples == 0
+        || (args.strict && (s.rejected > 0 || !s.warnings.is_empty()));
+    if failed {
         EXIT_PROBLEMS
     } else {
         0

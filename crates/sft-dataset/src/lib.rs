@@ -20,6 +20,7 @@ pub mod convert;
 mod hash;
 mod location;
 pub mod pipeline;
+pub mod prepare;
 pub mod render;
 pub mod report;
 pub mod stats;

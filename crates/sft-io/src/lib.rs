@@ -31,6 +31,7 @@ mod json_array;
 mod lines;
 mod sniff;
 mod text;
+pub mod tokens;
 pub mod write;
 
 pub use discover::{discover, DiscoverError};

@@ -67,7 +67,7 @@ pub struct DatasetWriter {
     rows: u64,
 }
 
-fn temp_beside(path: &Path) -> io::Result<NamedTempFile> {
+pub(crate) fn temp_beside(path: &Path) -> io::Result<NamedTempFile> {
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),

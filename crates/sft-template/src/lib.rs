@@ -132,6 +132,8 @@ pub struct ChatTemplate {
     max_output: usize,
     /// The largest output so far (up to 1 MiB), to size the next output buffer.
     output_hint: AtomicUsize,
+    /// xxh3-64 of the template source, hex.
+    fingerprint: String,
 }
 
 impl fmt::Debug for ChatTemplate {
@@ -177,6 +179,7 @@ impl ChatTemplate {
             has_generation_tags,
             max_output: DEFAULT_MAX_OUTPUT,
             output_hint: AtomicUsize::new(1024),
+            fingerprint: format!("{:016x}", xxhash_rust::xxh3::xxh3_64(source.as_bytes())),
         })
     }
 
@@ -188,6 +191,11 @@ impl ChatTemplate {
 
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// A hash of the template's source (xxh3-64, hex), recorded with prepared data.
+    pub fn fingerprint(&self) -> &str {
+        &self.fingerprint
     }
 
     pub fn special_tokens(&self) -> &SpecialTokens {

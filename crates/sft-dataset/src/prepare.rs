@@ -1,0 +1,433 @@
+//! `prepare`: rows to a training-ready token table (TRL's pre-tokenized columns), with a
+//! manifest, the rows that could not be used, and the checks that protect training.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use serde::Serialize;
+use serde_json::{json, Value};
+use sft_io::tokens::TokenTableWriter;
+use sft_io::write::{write_atomic, DatasetWriter, OutputFormat, WriteError};
+use sft_io::{ByteCounter, DataFile, ReadOptions};
+use sft_template::ChatTemplate;
+use sft_tokenize::{
+    pack, packing_stats, tokenize_row, Example, PackingStrategy, SftTokenizer, TokenizeOptions,
+};
+
+use crate::location::Location;
+use crate::pipeline::{self, parse_row, row_location, FileEvent};
+use crate::stats::LengthStats;
+
+pub struct PrepareJob {
+    pub inputs: Vec<DataFile>,
+    pub read: ReadOptions,
+    pub tokenizer: SftTokenizer,
+    pub template: Option<ChatTemplate>,
+    pub options: TokenizeOptions,
+    pub packing: Option<PackingStrategy>,
+    pub output: PathBuf,
+    /// Where unusable rows go; `None` puts them beside the output as `NAME.rejects.jsonl`.
+    pub rejects: Option<PathBuf>,
+    pub progress: ByteCounter,
+}
+
+/// A finding about the prepared data that would hurt training.
+#[derive(Debug, Clone, Serialize)]
+pub struct Warning {
+    pub code: &'static str,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PackingSummary {
+    pub strategy: &'static str,
+    pub rows: u64,
+    pub lower_bound_rows: u64,
+    pub efficiency: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PrepareSummary {
+    pub rows_in: u64,
+    /// Examples kept (before packing).
+    pub examples: u64,
+    /// Rows in the output table (after packing).
+    pub rows_out: u64,
+    pub rejected: u64,
+    /// Rows dropped because no token of theirs is trained (after truncation).
+    pub no_trained_tokens: u64,
+    pub truncated: u64,
+    pub tokens: u64,
+    pub trained_tokens: u64,
+    pub lengths: Option<LengthStats>,
+    pub packing: Option<PackingSummary>,
+    pub warnings: Vec<Warning>,
+    #[serde(skip)]
+    pub first_rejects: Vec<(Location, String, String)>,
+    #[serde(skip)]
+    pub unreadable_files: Vec<(String, String)>,
+    #[serde(skip)]
+    pub rejects_file: Option<PathBuf>,
+    pub seconds: f64,
+}
+
+/// The manifest beside the output: what `sft-train` checks against the model it is given.
+pub fn manifest_path(output: &Path) -> PathBuf {
+    let stem = output
+        .file_stem()
+        .map(|s| s.to_string_lossy().to_string())
+        .unwrap_or_default();
+    output.with_file_name(format!("{stem}.manifest.json"))
+}
+
+fn strategy_name(s: PackingStrategy) -> &'static str {
+    match s {
+        PackingStrategy::Bfd => "bfd",
+        PackingStrategy::BfdSplit => "bfd_split",
+        PackingStrategy::Wrapped => "wrapped",
+    }
+}
+
+const FIRST_REJECTS_KEPT: usize = 5;
+
+pub fn prepare(job: &PrepareJob) -> Result<PrepareSummary, WriteError> {
+    let started = Instant::now();
+    let rejects_path = job
+        .rejects
+        .clone()
+        .unwrap_or_else(|| crate::convert::default_rejects_path(&job.output));
+    let mut rejects: Option<DatasetWriter> = None;
+    let mut examples: Vec<Example> = Vec::new();
+    let mut summary = PrepareSummary {
+        rows_in: 0,
+        examples: 0,
+        rows_out: 0,
+        rejected: 0,
+        no_trained_tokens: 0,
+        truncated: 0,
+        tokens: 0,
+        trained_tokens: 0,
+        lengths: None,
+        packing: None,
+        warnings: Vec::new(),
+        first_rejects: Vec::new(),
+        unreadable_files: Vec::new(),
+        rejects_file: None,
+        seconds: 0.0,
+    };
+    let mut failure: Option<WriteError> = None;
+    let mut full_lengths: Vec<u32> = Vec::new();
+    // With packing, examples are not truncated one by one (as in TRL): bfd cuts them to the
+    // row length while packing, bfd_split and wrapped split them.
+    let capacity = job.options.max_length.unwrap_or(1024);
+    let tokenize_options = TokenizeOptions {
+        max_length: if job.packing.is_some() {
+            None
+        } else {
+            job.options.max_length
+        },
+        ..job.options.clone()
+    };
+    pipeline::run(
+        &job.inputs,
+        &job.read,
+        &job.progress,
+        |batch, raw| match parse_row(batch, raw) {
+            Err(p) => Err((
+                "invalid_json",
+                p.message,
+                Value::String(
+                    String::from_utf8_lossy(batch.json(raw).unwrap_or_default()).into_owned(),
+                ),
+            )),
+            Ok(row) => tokenize_row(
+                &job.tokenizer,
+                job.template.as_ref(),
+                &row,
+                &tokenize_options,
+            )
+            .map_err(|e| (e.code, e.reason, row)),
+        },
+        |file, event| {
+            if failure.is_some() {
+                return;
+            }
+            let reject =
+                |rejects: &mut Option<DatasetWriter>, entry: Value| -> Result<(), WriteError> {
+                    if rejects.is_none() {
+                        *rejects = Some(DatasetWriter::create_as(
+                            &rejects_path,
+                            OutputFormat::JsonLines,
+                        )?);
+                    }
+                    rejects.as_mut().expect("just created").write(&entry)
+                };
+            let result = match event {
+                FileEvent::Opened(_) => Ok(()),
+                FileEvent::Failed(e) => {
+                    summary
+                        .unreadable_files
+                        .push((job.inputs[file].display.clone(), e.message.clone()));
+                    reject(
+                        &mut rejects,
+                        json!({"file": job.inputs[file].display, "line": e.line, "code": "unreadable_file", "reason": e.message}),
+                    )
+                }
+                FileEvent::Row(raw, outcome) => {
+                    summary.rows_in += 1;
+                    let location = row_location(&job.inputs[file], raw);
+                    let failed = match outcome {
+                        Ok(example) if example.trained_tokens() > 0 => {
+                            full_lengths.push(example.full_length.min(u32::MAX as usize) as u32);
+                            examples.push(example);
+                            None
+                        }
+                        Ok(example) => {
+                            summary.no_trained_tokens += 1;
+                            let reason = if example.truncated() {
+                                format!(
+                                    "no token is trained after truncation to {} tokens (the row has {}); raise --max-length",
+                                    example.input_ids.len(),
+                                    example.full_length
+                                )
+                            } else {
+                                "no token of the row is trained".to_string()
+                            };
+                            Some(("no_trained_tokens", reason, Value::Null))
+                        }
+                        Err((code, reason, record)) => Some((code, reason, record)),
+                    };
+                    match failed {
+                        None => Ok(()),
+                        Some((code, reason, record)) => {
+                            summary.rejected += 1;
+                            if summary.first_rejects.len() < FIRST_REJECTS_KEPT {
+                                summary.first_rejects.push((
+                                    location.clone(),
+                                    code.to_string(),
+                                    reason.clone(),
+                                ));
+                            }
+                            reject(
+                                &mut rejects,
+                                json!({"file": location.file, "line": location.line, "row": location.row, "code": code, "reason": reason, "record": record}),
+                            )
+                        }
+                    }
+                }
+            };
+            if let Err(e) = result {
+                failure = Some(e);
+            }
+        },
+    );
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    summary.examples = examples.len() as u64;
+    summary.truncated = match job.packing {
+        None => examples.iter().filter(|e| e.truncated()).count() as u64,
+        Some(PackingStrategy::Bfd) => examples
+            .iter()
+            .filter(|e| e.input_ids.len() > capacity)
+            .count() as u64,
+        Some(_) => 0,
+    };
+    summary.tokens = examples.iter().map(|e| e.input_ids.len() as u64).sum();
+    summary.trained_tokens = examples.iter().map(|e| e.trained_tokens() as u64).sum();
+    summary.lengths = LengthStats::of(&mut full_lengths);
+    summary.warnings = training_warnings(job, &examples, &summary);
+
+    let packed = job.packing.map(|strategy| {
+        // bfd_split and wrapped keep the whole example; bfd keeps what truncation kept.
+        let lengths: Vec<usize> = examples.iter().map(|e| e.input_ids.len()).collect();
+        let bins = pack(&lengths, capacity, strategy);
+        let stats = packing_stats(&bins, capacity);
+        summary.packing = Some(PackingSummary {
+            strategy: strategy_name(strategy),
+            rows: stats.rows,
+            lower_bound_rows: stats.lower_bound_rows,
+            efficiency: stats.efficiency,
+        });
+        bins
+    });
+    // Best-fit packing keeps documents apart: `seq_lengths` lets attention and positions
+    // restart per document, and the first token of each document is not predicted from the
+    // one before (label -100), as TRL's padding-free collator does. Wrapped packing is
+    // plain language-model packing: documents run into each other.
+    let separate_documents = matches!(
+        job.packing,
+        Some(PackingStrategy::Bfd | PackingStrategy::BfdSplit)
+    );
+    let columns: &[&str] = if separate_documents {
+        &["input_ids", "labels", "completion_mask", "seq_lengths"]
+    } else {
+        &["input_ids", "labels", "completion_mask"]
+    };
+    let mut table = TokenTableWriter::create(&job.output, columns)?;
+    let to_i32 = |v: &[u32]| v.iter().map(|&x| x as i32).collect::<Vec<i32>>();
+    match &packed {
+        None => {
+            for e in &examples {
+                let mask: Vec<i32> = e.mask.iter().map(|&m| m as i32).collect();
+                table.write(&[&to_i32(&e.input_ids), &e.labels(), &mask])?;
+            }
+        }
+        Some(bins) => {
+            for bin in bins {
+                let (mut ids, mut labels, mut mask, mut seq_lengths) =
+                    (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+                for piece in bin {
+                    let e = &examples[piece.example];
+                    ids.extend(
+                        e.input_ids[piece.start..piece.end]
+                            .iter()
+                            .map(|&x| x as i32),
+                    );
+                    let piece_labels = e.labels();
+                    let first = labels.len();
+                    labels.extend_from_slice(&piece_labels[piece.start..piece.end]);
+                    if separate_documents {
+                        labels[first] = -100;
+                    }
+                    mask.extend(e.mask[piece.start..piece.end].iter().map(|&m| m as i32));
+                    seq_lengths.push(piece.len() as i32);
+                }
+                if separate_documents {
+                    table.write(&[&ids, &labels, &mask, &seq_lengths])?;
+                } else {
+                    table.write(&[&ids, &labels, &mask])?;
+                }
+            }
+        }
+    }
+    summary.rows_out = table.finish()?;
+    match rejects {
+        Some(r) => {
+            r.finish()?;
+            summary.rejects_file = Some(rejects_path);
+        }
+        None => {
+            let _ = std::fs::remove_file(&rejects_path);
+        }
+    }
+    summary.seconds = started.elapsed().as_secs_f64();
+    let manifest = json!({
+        "version": 1,
+        "tokenizer": {"path": job.tokenizer.path.display().to_string(), "fingerprint": job.tokenizer.fingerprint,
+                      "eos_token": job.tokenizer.eos.as_ref().map(|t| &t.text), "vocab_size": job.tokenizer.tokenizer.get_vocab_size(true)},
+        "chat_template": job.template.as_ref().map(|t| json!({"name": t.name(), "fingerprint": t.fingerprint()})),
+        "max_length": job.options.max_length,
+        "completion_only_loss": job.options.completion_only_loss,
+        "assistant_only_loss": job.options.assistant_only_loss,
+        "packing": job.packing.map(strategy_name),
+        "columns": columns,
+        "summary": summary,
+    });
+    write_atomic(
+        &manifest_path(&job.output),
+        serde_json::to_string_pretty(&manifest)
+            .expect("JSON")
+            .as_bytes(),
+    )?;
+    Ok(summary)
+}
+
+/// The checks that protect training: a model that never learns to stop, a doubled BOS,
+/// pad == eos, heavy truncation.
+fn training_warnings(
+    job: &PrepareJob,
+    examples: &[Example],
+    summary: &PrepareSummary,
+) -> Vec<Warning> {
+    let tok = &job.tokenizer;
+    let mut warnings = Vec::new();
+    // The tokens that end a turn or a sequence: EOS, and the template's end-of-turn token
+    // (the last special token of a rendered assistant turn, such as <|im_end|> or <|eot_id|>).
+    let mut stop_ids: Vec<u32> = tok.eos.iter().map(|t| t.id).collect();
+    if let Some(eot) = job.template.as_ref().and_then(|t| end_of_turn_id(tok, t)) {
+        if !stop_ids.contains(&eot) {
+            stop_ids.push(eot);
+        }
+    }
+    if !examples.is_empty() && !stop_ids.is_empty() {
+        let trained_stops = examples.iter().any(|e| {
+            e.input_ids
+                .iter()
+                .zip(&e.mask)
+                .any(|(id, &m)| m == 1 && stop_ids.contains(id))
+        });
+        if !trained_stops {
+            let names: Vec<String> = stop_ids
+                .iter()
+                .filter_map(|&id| tok.token_text(id))
+                .collect();
+            warnings.push(Warning {
+                code: "stop_token_never_trained",
+                message: format!(
+                    "no example trains on {}: the model will not learn to stop; check the loss masks and that the template's end-of-turn token lies inside the assistant turn",
+                    names.join(" or ")
+                ),
+            });
+        }
+    }
+    if let (Some(pad), Some(eos)) = (&tok.pad, &tok.eos) {
+        if pad.id == eos.id {
+            warnings.push(Warning {
+                code: "pad_is_eos",
+                message: format!(
+                    "the pad token is the EOS token ({}); a collator that masks padding by token id would also mask every EOS, and the model would not learn to stop (these labels keep EOS)",
+                    eos.text
+                ),
+            });
+        }
+    }
+    if let Some(bos) = &tok.bos {
+        let doubled = examples
+            .iter()
+            .filter(|e| {
+                e.input_ids.len() >= 2 && e.input_ids[0] == bos.id && e.input_ids[1] == bos.id
+            })
+            .count();
+        if doubled > 0 {
+            warnings.push(Warning {
+                code: "double_bos",
+                message: format!(
+                    "{doubled} examples start with {} twice: the text or template already has it and the tokenizer adds it again",
+                    bos.text
+                ),
+            });
+        }
+    }
+    if summary.examples > 0 {
+        let share = summary.truncated as f64 / summary.examples as f64;
+        if share > 0.05 {
+            warnings.push(Warning {
+                code: "many_truncated",
+                message: format!(
+                    "{} of {} examples ({:.1}%) are longer than --max-length {} and were cut; raise it or check the longest rows",
+                    summary.truncated,
+                    summary.examples,
+                    share * 100.0,
+                    job.options.max_length.unwrap_or(0)
+                ),
+            });
+        }
+    }
+    warnings
+}
+
+/// The special token that closes an assistant turn in this template, found by rendering a
+/// one-turn conversation and taking the last special token of the reply.
+fn end_of_turn_id(tok: &SftTokenizer, template: &ChatTemplate) -> Option<u32> {
+    let messages = [
+        json!({"role": "user", "content": "ping"}),
+        json!({"role": "assistant", "content": "pong"}),
+    ];
+    let spans = template
+        .assistant_spans(&messages, &sft_template::RenderOptions::training())
+        .ok()?;
+    let span = spans.spans.last()?;
+    let ids = tok.encode(&spans.text[span.range.clone()], false).ok()?;
+    ids.into_iter().rev().find(|&id| tok.is_special(id))
+}

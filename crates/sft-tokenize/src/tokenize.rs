@@ -1,0 +1,270 @@
+//! One row of any of the four formats to token ids and a mask of the tokens the model
+//! learns, as TRL (1.x) prepares them:
+//!
+//! - text: the tokenizer adds its special tokens; EOS is appended to the text if missing;
+//! - prompt-completion: EOS appended to the completion; the mask is 0 over `tok(prompt)` and
+//!   1 over the rest of `tok(prompt + completion)` (completion-only loss, the default);
+//! - conversational: the template rendered without the generation prompt, tokenized without
+//!   special tokens (a BOS in the template is not doubled), no EOS appended;
+//! - conversational prompt-completion: the prompt rendered with the generation prompt; the
+//!   mask is 0 over its tokens and 1 over the rest of the whole conversation's tokens.
+//!
+//! Assistant-only loss works for any template: the assistant spans of `sft-template`
+//! (prefix renders, or `{% generation %}` blocks) are mapped to tokens with the tokenizer's
+//! offsets; a token is trained when it starts inside a span.
+
+use serde_json::Value;
+use sft_formats::{detect_row, Format, RowKind};
+use sft_template::{ChatTemplate, RenderOptions};
+
+use crate::SftTokenizer;
+
+/// How rows become training examples.
+#[derive(Debug, Clone)]
+pub struct TokenizeOptions {
+    /// Keep the first `max_length` tokens (TRL's default: 1024); `None` keeps all.
+    pub max_length: Option<usize>,
+    /// Train only on completions of prompt-completion rows; `None` means TRL's default
+    /// (on for prompt-completion data).
+    pub completion_only_loss: Option<bool>,
+    /// Train only on assistant turns of conversations.
+    pub assistant_only_loss: bool,
+    /// The text column of text rows.
+    pub text_field: String,
+    /// Template kwargs and tools for every row (rows add their own).
+    pub render: RenderOptions,
+}
+
+impl Default for TokenizeOptions {
+    fn default() -> Self {
+        TokenizeOptions {
+            max_length: Some(1024),
+            completion_only_loss: None,
+            assistant_only_loss: false,
+            text_field: "text".into(),
+            render: RenderOptions::default(),
+        }
+    }
+}
+
+/// A tokenized example.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Example {
+    pub input_ids: Vec<u32>,
+    /// 1 where the token is trained (its label is the token), 0 where it is not (-100).
+    pub mask: Vec<u8>,
+    /// Tokens before truncation (equal to `input_ids.len()` when nothing was cut).
+    pub full_length: usize,
+    pub format: Format,
+}
+
+impl Example {
+    pub fn truncated(&self) -> bool {
+        self.full_length > self.input_ids.len()
+    }
+
+    pub fn trained_tokens(&self) -> usize {
+        self.mask.iter().filter(|&&m| m == 1).count()
+    }
+
+    /// Labels as a trainer sees them: the token where trained, -100 elsewhere.
+    pub fn labels(&self) -> Vec<i32> {
+        self.input_ids
+            .iter()
+            .zip(&self.mask)
+            .map(|(&id, &m)| if m == 1 { id as i32 } else { -100 })
+            .collect()
+    }
+}
+
+/// Why a row could not become an example.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenizeError {
+    pub code: &'static str,
+    pub reason: String,
+}
+
+fn fail(code: &'static str, reason: impl Into<String>) -> TokenizeError {
+    TokenizeError {
+        code,
+        reason: reason.into(),
+    }
+}
+
+fn string_field<'a>(row: &'a Value, key: &str) -> Result<&'a str, TokenizeError> {
+    row.get(key)
+        .and_then(Value::as_str)
+        .ok_or_else(|| fail("missing_field", format!("the row has no string `{key}`")))
+}
+
+fn with_eos(text: &str, tok: &SftTokenizer) -> String {
+    match &tok.eos {
+        Some(eos) if !text.ends_with(&eos.text) => format!("{text}{}", eos.text),
+        _ => text.to_string(),
+    }
+}
+
+/// Per-row render options: the row's `tools` and `chat_template_kwargs` over `base`.
+fn row_render_options(row: &Value, base: &RenderOptions) -> Result<RenderOptions, TokenizeError> {
+    let mut options = base.clone();
+    match row.get("tools") {
+        None | Some(Value::Null) => {}
+        Some(Value::String(s)) if s.trim().is_empty() => {}
+        Some(Value::String(s)) => {
+            options.tools = Some(serde_json::from_str(s).map_err(|e| {
+                fail(
+                    "malformed_tools",
+                    format!("`tools` is a string that is not JSON: {e}"),
+                )
+            })?)
+        }
+        Some(tools) => options.tools = Some(tools.clone()),
+    }
+    if let Some(Value::Object(kwargs)) = row.get("chat_template_kwargs") {
+        for (k, v) in kwargs {
+            options.kwargs.insert(k.clone(), v.clone());
+        }
+    }
+    options.add_generation_prompt = false;
+    options.continue_final_message = false;
+    Ok(options)
+}
+
+fn messages<'a>(row: &'a Value, key: &str) -> Result<&'a [Value], TokenizeError> {
+    row.get(key)
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .ok_or_else(|| fail("missing_field", format!("the row has no list `{key}`")))
+}
+
+fn common_prefix(a: &[u32], b: &[u32]) -> usize {
+    a.iter().zip(b).take_while(|(x, y)| x == y).count()
+}
+
+/// Marks the tokens that start inside one of `spans` (byte ranges of the text).
+fn mask_from_spans(offsets: &[(usize, usize)], spans: &[std::ops::Range<usize>]) -> Vec<u8> {
+    offsets
+        .iter()
+        .map(|&(start, end)| {
+            // Zero-width tokens (some added tokens) count where they stand.
+            let at = if end > start { start } else { end };
+            spans.iter().any(|s| s.start <= at && at < s.end) as u8
+        })
+        .collect()
+}
+
+/// Tokenizes one row. `template` is needed for conversational rows.
+pub fn tokenize_row(
+    tok: &SftTokenizer,
+    template: Option<&ChatTemplate>,
+    row: &Value,
+    options: &TokenizeOptions,
+) -> Result<Example, TokenizeError> {
+    let format = match detect_row(row) {
+        RowKind::Format(f) => f,
+        RowKind::Convertible(shape) => {
+            return Err(fail(
+                "needs_conversion",
+                format!("the row is in the {shape} shape; convert it first with `sft-data convert --from {shape}`"),
+            ))
+        }
+        RowKind::Unrecognized => {
+            return Err(fail("unrecognized_row", "the row is in none of the four formats"))
+        }
+    };
+    let tokenize_error = |e: crate::TokenizerError| fail("tokenizer_error", e.message);
+    let (input_ids, mask) = match format {
+        Format::Text => {
+            let text = with_eos(string_field(row, &options.text_field)?, tok);
+            let ids = tok.encode(&text, true).map_err(tokenize_error)?;
+            let mask = vec![1u8; ids.len()];
+            (ids, mask)
+        }
+        Format::PromptCompletion => {
+            let prompt = string_field(row, "prompt")?;
+            let completion = with_eos(string_field(row, "completion")?, tok);
+            let prompt_ids = tok.encode(prompt, true).map_err(tokenize_error)?;
+            let ids = tok
+                .encode(&format!("{prompt}{completion}"), true)
+                .map_err(tokenize_error)?;
+            let mask = if options.completion_only_loss.unwrap_or(true) {
+                // Where prompt and completion merge into one token (a final "." and an
+                // opening quote become `."`), the completion starts at that token, as in
+                // TRL: the boundary is the common prefix of the two tokenizations.
+                let n = common_prefix(&prompt_ids, &ids);
+                let mut m = vec![0u8; n];
+                m.resize(ids.len(), 1);
+                m
+            } else {
+                vec![1u8; ids.len()]
+            };
+            (ids, mask)
+        }
+        Format::Messages | Format::ConversationalPromptCompletion => {
+            let template = template.ok_or_else(|| {
+                fail(
+                    "no_chat_template",
+                    "the row is a conversation but no chat template is given and the tokenizer folder has none",
+                )
+            })?;
+            let render = row_render_options(row, &options.render)?;
+            let (all, split) = if format == Format::Messages {
+                (messages(row, "messages")?.to_vec(), None)
+            } else {
+                let mut all = messages(row, "prompt")?.to_vec();
+                let split = all.len();
+                all.extend_from_slice(messages(row, "completion")?);
+                (all, Some(split))
+            };
+            let template_error = |e: sft_template::TemplateError| fail("template_error", e.message);
+            let (text, spans) = if options.assistant_only_loss {
+                let found = template
+                    .assistant_spans(&all, &render)
+                    .map_err(template_error)?;
+                let spans: Vec<_> = found.spans.into_iter().map(|s| s.range).collect();
+                (found.text, Some(spans))
+            } else {
+                (
+                    template.render(&all, &render).map_err(template_error)?.text,
+                    None,
+                )
+            };
+            let (ids, offsets) = tok
+                .encode_with_offsets(&text, false)
+                .map_err(tokenize_error)?;
+            let mut mask = match &spans {
+                Some(spans) => mask_from_spans(&offsets, spans),
+                None => vec![1u8; ids.len()],
+            };
+            if let Some(split) = split {
+                if options.completion_only_loss.unwrap_or(true) {
+                    let prompting = RenderOptions {
+                        add_generation_prompt: true,
+                        ..render.clone()
+                    };
+                    let prompt_text = template
+                        .render(&all[..split], &prompting)
+                        .map_err(template_error)?
+                        .text;
+                    let prompt_ids = tok.encode(&prompt_text, false).map_err(tokenize_error)?;
+                    for m in mask.iter_mut().take(common_prefix(&prompt_ids, &ids)) {
+                        *m = 0;
+                    }
+                }
+            }
+            (ids, mask)
+        }
+    };
+    let full_length = input_ids.len();
+    let (mut input_ids, mut mask) = (input_ids, mask);
+    if let Some(max) = options.max_length {
+        input_ids.truncate(max);
+        mask.truncate(max);
+    }
+    Ok(Example {
+        input_ids,
+        mask,
+        full_length,
+        format,
+    })
+}

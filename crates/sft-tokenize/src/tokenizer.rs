@@ -1,0 +1,181 @@
+//! A Hugging Face tokenizer with what SFT needs around it: special tokens, the chat
+//! template of its folder, and a fingerprint that prepared data is checked against.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+use sft_template::{SpecialTokens, TemplateSource};
+use tokenizers::Tokenizer;
+
+#[derive(Debug, Clone)]
+pub struct TokenizerError {
+    pub message: String,
+}
+
+impl fmt::Display for TokenizerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for TokenizerError {}
+
+fn err(message: impl Into<String>) -> TokenizerError {
+    TokenizerError {
+        message: message.into(),
+    }
+}
+
+/// Start and end byte of the text a token came from.
+pub type ByteSpan = (usize, usize);
+
+/// A special token: its text and its id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Token {
+    pub text: String,
+    pub id: u32,
+}
+
+pub struct SftTokenizer {
+    pub tokenizer: Tokenizer,
+    pub path: PathBuf,
+    /// Special tokens by name (`bos_token`, `eos_token`, `pad_token`, ...), as the chat
+    /// template sees them.
+    pub special: SpecialTokens,
+    pub bos: Option<Token>,
+    pub eos: Option<Token>,
+    pub pad: Option<Token>,
+    /// The chat template of the model folder, when it has one.
+    pub template: Option<TemplateSource>,
+    /// xxh3-64 of `tokenizer.json`, hex: prepared data records it.
+    pub fingerprint: String,
+}
+
+impl fmt::Debug for SftTokenizer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SftTokenizer")
+            .field("path", &self.path)
+            .field("bos", &self.bos)
+            .field("eos", &self.eos)
+            .field("pad", &self.pad)
+            .finish()
+    }
+}
+
+impl SftTokenizer {
+    /// Loads a model folder (`tokenizer.json`, optional `tokenizer_config.json` and chat
+    /// template) or a `tokenizer.json` file.
+    pub fn from_path(path: &Path) -> Result<SftTokenizer, TokenizerError> {
+        let (dir, file) = if path.is_dir() {
+            (Some(path), path.join("tokenizer.json"))
+        } else {
+            (None, path.to_path_buf())
+        };
+        if !file.is_file() {
+            return Err(err(format!(
+                "{}: no tokenizer.json{}",
+                path.display(),
+                if dir.is_some() {
+                    " in this folder; a model folder needs tokenizer.json (transformers' `save_pretrained` writes it)"
+                } else {
+                    ""
+                }
+            )));
+        }
+        let bytes = std::fs::read(&file).map_err(|e| err(format!("{}: {e}", file.display())))?;
+        let tokenizer = Tokenizer::from_bytes(&bytes).map_err(|e| {
+            err(format!(
+                "{}: not a tokenizer.json that can be loaded: {e}",
+                file.display()
+            ))
+        })?;
+        let fingerprint = format!("{:016x}", xxhash_rust::xxh3::xxh3_64(&bytes));
+        let mut special = SpecialTokens::default();
+        let mut template = None;
+        if let Some(dir) = dir {
+            let config_path = dir.join("tokenizer_config.json");
+            if config_path.is_file() {
+                let text = std::fs::read_to_string(&config_path)
+                    .map_err(|e| err(format!("{}: {e}", config_path.display())))?;
+                let config: Value = serde_json::from_str(&text)
+                    .map_err(|e| err(format!("{}: invalid JSON: {e}", config_path.display())))?;
+                special.merge(&SpecialTokens::from_json(&config));
+            }
+            let map_path = dir.join("special_tokens_map.json");
+            if map_path.is_file() {
+                if let Ok(map) = std::fs::read_to_string(&map_path)
+                    .map_err(|_| ())
+                    .and_then(|t| serde_json::from_str::<Value>(&t).map_err(|_| ()))
+                {
+                    let mut from_map = SpecialTokens::from_json(&map);
+                    from_map.merge(&special);
+                    special = from_map;
+                }
+            }
+            template = TemplateSource::from_model_dir(dir, None).ok();
+        }
+        let lookup = |name: &str| -> Option<Token> {
+            let text = special.get(name)?.to_string();
+            let id = tokenizer.token_to_id(&text)?;
+            Some(Token { text, id })
+        };
+        let (bos, eos, pad) = (
+            lookup("bos_token"),
+            lookup("eos_token"),
+            lookup("pad_token"),
+        );
+        Ok(SftTokenizer {
+            tokenizer,
+            path: path.to_path_buf(),
+            special,
+            bos,
+            eos,
+            pad,
+            template,
+            fingerprint,
+        })
+    }
+
+    /// Token ids of `text`; `add_special_tokens` runs the tokenizer's post-processor
+    /// (which may add BOS), as `tokenizer(text)` does in Python.
+    pub fn encode(&self, text: &str, add_special_tokens: bool) -> Result<Vec<u32>, TokenizerError> {
+        self.tokenizer
+            .encode_fast(text, add_special_tokens)
+            .map(|e| e.get_ids().to_vec())
+            .map_err(|e| err(format!("tokenization failed: {e}")))
+    }
+
+    /// Token ids and the byte range of the text each token came from.
+    pub fn encode_with_offsets(
+        &self,
+        text: &str,
+        add_special_tokens: bool,
+    ) -> Result<(Vec<u32>, Vec<ByteSpan>), TokenizerError> {
+        self.tokenizer
+            .encode(text, add_special_tokens)
+            .map(|e| (e.get_ids().to_vec(), e.get_offsets().to_vec()))
+            .map_err(|e| err(format!("tokenization failed: {e}")))
+    }
+
+    pub fn token_text(&self, id: u32) -> Option<String> {
+        self.tokenizer.id_to_token(id)
+    }
+
+    pub fn is_special(&self, id: u32) -> bool {
+        self.tokenizer
+            .get_added_tokens_decoder()
+            .get(&id)
+            .is_some_and(|t| t.special)
+    }
+
+    /// Whether encoding with special tokens adds a BOS of its own (then a template or a
+    /// text that starts with BOS doubles it).
+    pub fn adds_bos(&self) -> bool {
+        let Some(bos) = &self.bos else { return false };
+        self.encode("a", true)
+            .ok()
+            .and_then(|ids| ids.first().copied())
+            .is_some_and(|first| first == bos.id)
+    }
+}
