@@ -1,6 +1,9 @@
 //! Writes a JSON-lines file of realistic conversations for benchmarks, deterministically.
 //!
-//!     cargo run --release -p sft-benches --bin gen-conversations -- OUT.jsonl SIZE_MB
+//!     cargo run --release -p sft-benches --bin gen-conversations -- OUT.jsonl SIZE_MB [--no-tools]
+//!
+//! `--no-tools` leaves out tool calls (whose null content some templates, SmolLM2's among
+//! them, cannot render), for benchmarks that must render every row.
 //!
 //! Rows look like chat SFT data: an optional system prompt, 1 to 4 user/assistant
 //! exchanges of varied length, some markdown and code, some non-ASCII text, an occasional
@@ -153,7 +156,7 @@ fn reply(rng: &mut Rng) -> String {
     text
 }
 
-fn conversation(rng: &mut Rng, id: u64) -> serde_json::Value {
+fn conversation(rng: &mut Rng, id: u64, tools: bool) -> serde_json::Value {
     let mut messages = Vec::new();
     if rng.below(3) == 0 {
         messages.push(json!({"role": "system", "content": rng.pick(SYSTEMS)}));
@@ -163,7 +166,7 @@ fn conversation(rng: &mut Rng, id: u64) -> serde_json::Value {
         let sentences = 1 + rng.below(3);
         let question = paragraph(rng, sentences);
         messages.push(json!({"role": "user", "content": question}));
-        if rng.below(12) == 0 {
+        if rng.below(12) == 0 && tools {
             let city = rng.pick(&["Paris", "東京", "Lima", "Zürich"]);
             messages.push(json!({"role": "assistant", "content": null, "tool_calls": [
                 {"type": "function", "function": {"name": "get_weather", "arguments": {"city": city}}}
@@ -177,8 +180,10 @@ fn conversation(rng: &mut Rng, id: u64) -> serde_json::Value {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    let tools = !args.iter().any(|a| a == "--no-tools");
+    let args: Vec<String> = args.into_iter().filter(|a| a != "--no-tools").collect();
     if args.len() != 3 {
-        eprintln!("usage: gen-conversations OUT.jsonl SIZE_MB");
+        eprintln!("usage: gen-conversations OUT.jsonl SIZE_MB [--no-tools]");
         std::process::exit(2);
     }
     let target: u64 = match args[2].parse::<u64>() {
@@ -196,7 +201,7 @@ fn main() {
     let mut rng = Rng(42);
     let (mut written, mut rows) = (0u64, 0u64);
     while written < target {
-        let line = conversation(&mut rng, rows).to_string();
+        let line = conversation(&mut rng, rows, tools).to_string();
         out.write_all(line.as_bytes())
             .and_then(|_| out.write_all(b"\n"))
             .expect("write");

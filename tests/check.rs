@@ -56,6 +56,7 @@ fn broken_samples_trip_every_data_error_code() {
         "template_error",
         "render_awaits_assistant",
         "prompt_not_prefix",
+        "no_chat_template",
     ];
     for code in IssueCode::ALL {
         if !elsewhere.contains(&code.as_str()) {

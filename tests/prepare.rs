@@ -119,12 +119,31 @@ fn every_trl_case_matches() {
     assert_eq!(compared, 16, "every case with a TRL output was compared");
 }
 
-fn run_prepare(input: &str, extra: &[&str], dir: &Path) -> (common::Run, Vec<sft_io::tokens::TokenColumn>, std::path::PathBuf) {
+fn run_prepare(
+    input: &str,
+    extra: &[&str],
+    dir: &Path,
+) -> (
+    common::Run,
+    Vec<sft_io::tokens::TokenColumn>,
+    std::path::PathBuf,
+) {
     let out = dir.join("out.parquet");
-    let mut args = vec!["prepare", input, "--tokenizer", TOKENIZER, "-o", out.to_str().unwrap()];
+    let mut args = vec![
+        "prepare",
+        input,
+        "--tokenizer",
+        TOKENIZER,
+        "-o",
+        out.to_str().unwrap(),
+    ];
     args.extend_from_slice(extra);
     let run = sft_data(&args);
-    let table = if out.exists() { sft_io::tokens::read_token_table(&out).unwrap() } else { Vec::new() };
+    let table = if out.exists() {
+        sft_io::tokens::read_token_table(&out).unwrap()
+    } else {
+        Vec::new()
+    };
     (run, table, out)
 }
 
@@ -133,7 +152,11 @@ fn assistant_only_loss_works_with_templates_that_have_no_generation_blocks() {
     // TRL refuses SmolLM2's stock template for assistant-only loss; the prefix method needs
     // no markers and gives exactly the labels TRL gives with a marked-up copy of it.
     let dir = tempfile::tempdir().unwrap();
-    let (run, table, _) = run_prepare("data-samples/formats/messages.jsonl", &["--assistant-only-loss"], dir.path());
+    let (run, table, _) = run_prepare(
+        "data-samples/formats/messages.jsonl",
+        &["--assistant-only-loss"],
+        dir.path(),
+    );
     assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
     let expected = read_jsonl(&root().join("tests/fixtures/trl/messages_assistant_only.jsonl"));
     let labels = column(&table, "labels").unwrap();
@@ -146,17 +169,37 @@ fn assistant_only_loss_works_with_templates_that_have_no_generation_blocks() {
 #[test]
 fn packing_reports_efficiency_and_a_manifest() {
     let dir = tempfile::tempdir().unwrap();
-    let (run, table, out) = run_prepare("data-samples/formats/messages.jsonl", &["--packing", "bfd", "--max-length", "256"], dir.path());
+    let (run, table, out) = run_prepare(
+        "data-samples/formats/messages.jsonl",
+        &["--packing", "bfd", "--max-length", "256"],
+        dir.path(),
+    );
     assert_eq!(run.code, 0);
-    assert!(run.stdout.contains("packing bfd: 14 rows (lower bound 13)"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("packing bfd: 14 rows (lower bound 13)"),
+        "{}",
+        run.stdout
+    );
     let lengths = column(&table, "seq_lengths").unwrap();
-    assert_eq!(lengths.iter().map(|l| l.len()).sum::<usize>(), 40, "every example is in one row");
-    let manifest: Value = serde_json::from_str(&std::fs::read_to_string(out.with_file_name("out.manifest.json")).unwrap()).unwrap();
+    assert_eq!(
+        lengths.iter().map(|l| l.len()).sum::<usize>(),
+        40,
+        "every example is in one row"
+    );
+    let manifest: Value = serde_json::from_str(
+        &std::fs::read_to_string(out.with_file_name("out.manifest.json")).unwrap(),
+    )
+    .unwrap();
     assert_eq!(manifest["packing"], "bfd");
     assert_eq!(manifest["max_length"], 256);
     assert_eq!(manifest["tokenizer"]["vocab_size"], 49152);
     assert!(manifest["tokenizer"]["fingerprint"].as_str().unwrap().len() == 16);
-    assert_eq!(manifest["chat_template"]["name"].as_str().map(|n| n.ends_with("chat_template.jinja")), Some(true));
+    assert_eq!(
+        manifest["chat_template"]["name"]
+            .as_str()
+            .map(|n| n.ends_with("chat_template.jinja")),
+        Some(true)
+    );
     assert_eq!(manifest["summary"]["examples"], 40);
     assert_eq!(manifest["summary"]["packing"]["rows"], 14);
 }
@@ -168,10 +211,32 @@ fn checks_that_protect_training() {
     let (run, _, _) = run_prepare("data-samples/formats/text.jsonl", &[], dir.path());
     assert!(run.stdout.contains("warning pad_is_eos"), "{}", run.stdout);
     // Cut every example before its end: EOS is never trained, and most rows are truncated.
-    let (run, _, _) = run_prepare("data-samples/formats/text.jsonl", &["--max-length", "16"], dir.path());
-    assert!(run.stdout.contains("warning stop_token_never_trained: no example trains on <|im_end|>"), "{}", run.stdout);
-    assert!(run.stdout.contains("warning many_truncated: 5 of 5 examples"), "{}", run.stdout);
-    let strict = sft_data(&["prepare", "data-samples/formats/text.jsonl", "--tokenizer", TOKENIZER, "--strict", "-o", dir.path().join("s.parquet").to_str().unwrap()]);
+    let (run, _, _) = run_prepare(
+        "data-samples/formats/text.jsonl",
+        &["--max-length", "16"],
+        dir.path(),
+    );
+    assert!(
+        run.stdout
+            .contains("warning stop_token_never_trained: no example trains on <|im_end|>"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout
+            .contains("warning many_truncated: 5 of 5 examples"),
+        "{}",
+        run.stdout
+    );
+    let strict = sft_data(&[
+        "prepare",
+        "data-samples/formats/text.jsonl",
+        "--tokenizer",
+        TOKENIZER,
+        "--strict",
+        "-o",
+        dir.path().join("s.parquet").to_str().unwrap(),
+    ]);
     assert_eq!(strict.code, 1, "--strict fails on warnings");
 }
 
@@ -197,16 +262,40 @@ fn a_doubled_bos_is_found() {
         "model": {"type": "WordLevel", "vocab": {"<s>": 0, "</s>": 1, "hello": 2, "world": 3, "[UNK]": 4}, "unk_token": "[UNK]"}
     });
     std::fs::write(model.join("tokenizer.json"), tokenizer.to_string()).unwrap();
-    std::fs::write(model.join("tokenizer_config.json"), r#"{"bos_token": "<s>", "eos_token": "</s>"}"#).unwrap();
+    std::fs::write(
+        model.join("tokenizer_config.json"),
+        r#"{"bos_token": "<s>", "eos_token": "</s>"}"#,
+    )
+    .unwrap();
     let input = dir.path().join("text.jsonl");
-    std::fs::write(&input, "{\"text\": \"<s> hello world\"}\n{\"text\": \"hello\"}\n").unwrap();
+    std::fs::write(
+        &input,
+        "{\"text\": \"<s> hello world\"}\n{\"text\": \"hello\"}\n",
+    )
+    .unwrap();
     let out = dir.path().join("out.parquet");
-    let run = sft_data(&["prepare", input.to_str().unwrap(), "--tokenizer", model.to_str().unwrap(), "-o", out.to_str().unwrap()]);
+    let run = sft_data(&[
+        "prepare",
+        input.to_str().unwrap(),
+        "--tokenizer",
+        model.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
     assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
-    assert!(run.stdout.contains("warning double_bos: 1 examples start with <s> twice"), "{}", run.stdout);
+    assert!(
+        run.stdout
+            .contains("warning double_bos: 1 examples start with <s> twice"),
+        "{}",
+        run.stdout
+    );
     let ids = sft_io::tokens::read_token_table(&out).unwrap();
     assert_eq!(column(&ids, "input_ids").unwrap()[0], vec![0, 0, 2, 3, 1]);
-    assert_eq!(column(&ids, "input_ids").unwrap()[1], vec![0, 2, 1], "EOS appended, BOS from the tokenizer");
+    assert_eq!(
+        column(&ids, "input_ids").unwrap()[1],
+        vec![0, 2, 1],
+        "EOS appended, BOS from the tokenizer"
+    );
 }
 
 #[test]
@@ -218,19 +307,107 @@ fn nothing_is_lost() {
     let written = column(&table, "input_ids").unwrap().len();
     let rejects = read_jsonl(&dir.path().join("out.rejects.jsonl"));
     assert_eq!(written + rejects.len(), 35, "{}", run.stdout);
-    let codes: Vec<&str> = rejects.iter().map(|r| r["code"].as_str().unwrap()).collect();
+    let codes: Vec<&str> = rejects
+        .iter()
+        .map(|r| r["code"].as_str().unwrap())
+        .collect();
     assert!(codes.contains(&"invalid_json"));
     assert!(codes.contains(&"needs_conversion"));
     assert!(codes.contains(&"unrecognized_row"));
     let tokenizer_json = dir.path().join("tokenizer.json");
-    std::fs::copy(root().join(TOKENIZER).join("tokenizer.json"), &tokenizer_json).unwrap();
+    std::fs::copy(
+        root().join(TOKENIZER).join("tokenizer.json"),
+        &tokenizer_json,
+    )
+    .unwrap();
     let out = dir.path().join("m.parquet");
-    let run = sft_data(&["prepare", "data-samples/formats/messages.jsonl", "--tokenizer", tokenizer_json.to_str().unwrap(), "-o", out.to_str().unwrap()]);
+    let run = sft_data(&[
+        "prepare",
+        "data-samples/formats/messages.jsonl",
+        "--tokenizer",
+        tokenizer_json.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
     assert_eq!(run.code, 1, "no example: {}", run.stdout);
     let rejects = read_jsonl(&dir.path().join("m.rejects.jsonl"));
     assert_eq!(rejects.len(), 40);
     assert_eq!(rejects[0]["code"], "no_chat_template");
-    let bad = sft_data(&["prepare", "data-samples/formats/messages.jsonl", "--tokenizer", "no/such/model", "-o", out.to_str().unwrap()]);
+    let bad = sft_data(&[
+        "prepare",
+        "data-samples/formats/messages.jsonl",
+        "--tokenizer",
+        "no/such/model",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
     assert_eq!(bad.code, 2);
     assert!(bad.stderr.contains("no tokenizer.json"), "{}", bad.stderr);
+}
+
+#[test]
+fn check_with_a_tokenizer_reports_token_statistics() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("r.json");
+    let run = sft_data(&[
+        "check",
+        "data-samples/formats/messages.jsonl",
+        "--tokenizer",
+        TOKENIZER,
+        "--max-length",
+        "64",
+        "--report",
+        report.to_str().unwrap(),
+    ]);
+    assert_eq!(run.code, 0, "{}", run.stdout);
+    assert!(
+        run.stdout
+            .contains("max length 64: 26 rows would be truncated"),
+        "{}",
+        run.stdout
+    );
+    let r: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    let t = &r["tokens"];
+    assert_eq!(t["rows"], 40);
+    // The same totals prepare finds (and TRL: messages_default has 3,125 tokens).
+    let expected = read_jsonl(&root().join("tests/fixtures/trl/messages_default.jsonl"));
+    let trl_tokens: usize = expected
+        .iter()
+        .map(|r| r["columns"]["input_ids"].as_array().unwrap().len())
+        .sum();
+    assert_eq!(t["tokens"].as_u64().unwrap() as usize, trl_tokens);
+    let trl_trained_at_64: usize =
+        read_jsonl(&root().join("tests/fixtures/trl/messages_trunc64.jsonl"))
+            .iter()
+            .map(|r| {
+                r["collated"]["labels"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter(|l| l.as_i64() != Some(-100))
+                    .count()
+            })
+            .sum();
+    assert_eq!(
+        t["trained_tokens"].as_u64().unwrap() as usize,
+        trl_trained_at_64
+    );
+    assert_eq!(t["truncated_rows"], 26);
+    assert!(t["packing_efficiency"].as_f64().unwrap() > 0.9);
+    // Conversations with a bare tokenizer.json and no template: one clear error.
+    let run = sft_data(&[
+        "check",
+        "data-samples/formats/messages.jsonl",
+        "--tokenizer",
+        &format!("{TOKENIZER}/tokenizer.json"),
+    ]);
+    assert_eq!(run.code, 1);
+    assert!(run.stdout.contains("no_chat_template  1"), "{}", run.stdout);
+    let orphan = sft_data(&[
+        "check",
+        "data-samples/formats/messages.jsonl",
+        "--max-length",
+        "64",
+    ]);
+    assert_eq!(orphan.code, 2, "--max-length needs --tokenizer");
 }

@@ -4,7 +4,7 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use sft_dataset::check::{check, CheckOptions, TemplateCheck};
+use sft_dataset::check::{check, CheckOptions, TemplateCheck, TokenCheck};
 use sft_dataset::convert::{convert, ConvertJob, ConvertSummary};
 use sft_dataset::prepare::{manifest_path, prepare, PrepareJob};
 use sft_dataset::render::{render, RenderJob};
@@ -305,6 +305,13 @@ struct CheckArgs {
     /// Colour in the summary.
     #[arg(long, value_enum, default_value = "auto")]
     color: ColorArg,
+    /// Tokenize every row with this tokenizer (model folder or tokenizer.json): token
+    /// statistics, rows that would be truncated, a packing preview.
+    #[arg(long, value_name = "MODEL_DIR|tokenizer.json")]
+    tokenizer: Option<PathBuf>,
+    /// With --tokenizer: the length training cuts at and packs to.
+    #[arg(long, default_value_t = 1024, value_name = "N", requires = "tokenizer")]
+    max_length: usize,
     #[command(flatten)]
     template: TemplateArgs,
     #[command(flatten)]
@@ -396,8 +403,16 @@ fn run_check(args: CheckArgs) -> i32 {
         Ok(t) => t.map(|(template, options)| TemplateCheck { template, options }),
         Err(e) => return usage_error(e),
     };
+    let tokens = match &args.tokenizer {
+        None => None,
+        Some(path) => match load_token_check(path, &args.template, args.max_length) {
+            Ok(t) => Some(t),
+            Err(e) => return usage_error(e),
+        },
+    };
     let options = CheckOptions {
         template,
+        tokens,
         format: args.format.format(),
         eval,
         read: ReadOptions {
@@ -433,6 +448,45 @@ fn run_check(args: CheckArgs) -> i32 {
     } else {
         EXIT_PROBLEMS
     }
+}
+
+/// The tokenizer and the template to tokenize conversational rows with: --chat-template
+/// when given, else the tokenizer folder's own.
+fn load_token_check(
+    path: &std::path::Path,
+    template: &TemplateArgs,
+    max_length: usize,
+) -> Result<TokenCheck, String> {
+    if max_length == 0 {
+        return Err("--max-length must be at least 1".into());
+    }
+    let tokenizer = SftTokenizer::from_path(path).map_err(|e| e.to_string())?;
+    let (template, render) = match template.load_with(&tokenizer.special)? {
+        Some((t, o)) => (Some(t), o),
+        None => (tokenizer_template(&tokenizer)?, RenderOptions::default()),
+    };
+    Ok(TokenCheck {
+        tokenizer,
+        template,
+        max_length,
+        options: TokenizeOptions {
+            max_length: None,
+            render,
+            ..TokenizeOptions::default()
+        },
+    })
+}
+
+/// The chat template of a tokenizer's model folder, with the tokenizer's special tokens.
+fn tokenizer_template(tokenizer: &SftTokenizer) -> Result<Option<ChatTemplate>, String> {
+    let Some(source) = &tokenizer.template else {
+        return Ok(None);
+    };
+    let mut tokens = source.special_tokens.clone();
+    tokens.merge(&tokenizer.special);
+    ChatTemplate::new(&source.name, &source.source, tokens)
+        .map(Some)
+        .map_err(|e| e.to_string())
 }
 
 fn parse_map(entries: &[String]) -> Result<Vec<(String, String)>, String> {
@@ -647,20 +701,10 @@ fn run_prepare(args: PrepareArgs) -> i32 {
     };
     let (template, render) = match args.template.load_with(&tokenizer.special) {
         Ok(Some((t, o))) => (Some(t), o),
-        Ok(None) => {
-            let template = match &tokenizer.template {
-                Some(source) => {
-                    let mut tokens = source.special_tokens.clone();
-                    tokens.merge(&tokenizer.special);
-                    match ChatTemplate::new(&source.name, &source.source, tokens) {
-                        Ok(t) => Some(t),
-                        Err(e) => return usage_error(e),
-                    }
-                }
-                None => None,
-            };
-            (template, RenderOptions::default())
-        }
+        Ok(None) => match tokenizer_template(&tokenizer) {
+            Ok(t) => (t, RenderOptions::default()),
+            Err(e) => return usage_error(e),
+        },
         Err(e) => return usage_error(e),
     };
     let inputs = match find_files(&args.inputs) {

@@ -27,6 +27,16 @@ const SAMPLES_PER_CODE: usize = 5;
 /// How many of the longest rows are kept with their locations, to report outliers.
 const LONGEST_KEPT: usize = 100;
 
+/// A tokenizer to measure every row with: token statistics as training will see them.
+pub struct TokenCheck {
+    pub tokenizer: sft_tokenize::SftTokenizer,
+    /// The chat template for conversational rows (the tokenizer folder's, or --chat-template).
+    pub template: Option<sft_template::ChatTemplate>,
+    /// The length training will cut at (and pack to, in the packing preview).
+    pub max_length: usize,
+    pub options: sft_tokenize::TokenizeOptions,
+}
+
 /// A chat template to render every conversational row with.
 pub struct TemplateCheck {
     pub template: sft_template::ChatTemplate,
@@ -47,6 +57,8 @@ pub struct CheckOptions {
     pub progress: ByteCounter,
     /// Render conversational rows with this template and report what it rejects.
     pub template: Option<TemplateCheck>,
+    /// Tokenize every row: token statistics, truncation, a packing preview.
+    pub tokens: Option<TokenCheck>,
 }
 
 /// One problem, located.
@@ -124,6 +136,26 @@ pub struct EvalSummary {
     pub overlapping_rows: u64,
 }
 
+/// Token statistics of a check run with a tokenizer.
+#[derive(Debug, Clone, Serialize)]
+pub struct TokenStats {
+    pub tokenizer: String,
+    pub max_length: usize,
+    /// Rows tokenized (rows with errors are not).
+    pub rows: u64,
+    /// Tokens before truncation.
+    pub tokens: u64,
+    /// Tokens the loss is computed on, after truncation.
+    pub trained_tokens: u64,
+    /// Rows longer than max_length.
+    pub truncated_rows: u64,
+    pub lengths: Option<LengthStats>,
+    /// Packing preview (best-fit decreasing into rows of max_length).
+    pub packed_rows: u64,
+    pub packed_lower_bound: u64,
+    pub packing_efficiency: f64,
+}
+
 /// The result of a check.
 #[derive(Debug)]
 pub struct CheckReport {
@@ -143,6 +175,8 @@ pub struct CheckReport {
     pub seconds: f64,
     /// The chat template rows were rendered with, if any.
     pub template: Option<String>,
+    /// With a tokenizer: token statistics.
+    pub tokens: Option<TokenStats>,
     /// Every issue as JSON lines, when asked for.
     all_issues: Option<BufWriter<NamedTempFile>>,
 }
@@ -181,10 +215,52 @@ struct Parsed {
     chars: usize,
     turns: usize,
     hash: u64,
+    /// (tokens before truncation, trained tokens after it), with a tokenizer.
+    tokens: Option<(u32, u32)>,
+    /// The row is conversational but there is no chat template to tokenize it with.
+    needs_template: bool,
 }
 
-fn examine(value: &Value, template: Option<(&TemplateCheck, Option<&str>)>) -> Parsed {
+fn examine(
+    value: &Value,
+    template: Option<(&TemplateCheck, Option<&str>)>,
+    tokens: Option<&TokenCheck>,
+) -> Parsed {
     let mut checked = validate_row(value);
+    let clean = !checked
+        .issues
+        .iter()
+        .any(|i| i.severity() == Severity::Error);
+    let (mut counted, mut needs_template) = (None, false);
+    if let (Some(t), true) = (tokens, clean) {
+        match sft_tokenize::tokenize_row(&t.tokenizer, t.template.as_ref(), value, &t.options) {
+            Ok(example) => {
+                let trained = example
+                    .mask
+                    .iter()
+                    .take(t.max_length)
+                    .filter(|&&m| m == 1)
+                    .count();
+                counted = Some((
+                    example.full_length.min(u32::MAX as usize) as u32,
+                    trained as u32,
+                ));
+            }
+            Err(e) if e.code == "no_chat_template" => needs_template = true,
+            // Without --chat-template the tokenizer's template rejects rows here.
+            Err(e) if e.code == "template_error" && template.is_none() => {
+                checked.issues.push(RowIssue::new(
+                    IssueCode::TemplateError,
+                    "",
+                    format!(
+                        "the tokenizer's chat template rejects the row: {}",
+                        e.reason
+                    ),
+                ))
+            }
+            Err(_) => {}
+        }
+    }
     if let Some((t, generation_prompt)) = template {
         // A row the template cannot render is reported once its own errors are fixed.
         if !checked
@@ -206,6 +282,8 @@ fn examine(value: &Value, template: Option<(&TemplateCheck, Option<&str>)>) -> P
         issues: checked.issues,
         chars: checked.chars,
         turns: checked.turns,
+        tokens: counted,
+        needs_template,
     }
 }
 
@@ -278,6 +356,9 @@ struct Checker<'a> {
     turns: Vec<u32>,
     longest: BinaryHeap<Reverse<LongRow>>,
     duplicates: u64,
+    token_lengths: Vec<u32>,
+    trained_tokens: u64,
+    needs_template: u64,
 }
 
 impl<'a> Checker<'a> {
@@ -367,6 +448,13 @@ impl<'a> Checker<'a> {
         for row_issue in parsed.issues {
             self.issue(Issue::from_row(row_issue, location.clone()));
         }
+        if let Some((length, trained)) = parsed.tokens {
+            self.token_lengths.push(length);
+            self.trained_tokens += trained as u64;
+        }
+        if parsed.needs_template {
+            self.needs_template += 1;
+        }
         let chars = parsed.chars as u64;
         self.lengths.push(chars.min(u32::MAX as u64) as u32);
         if matches!(parsed.kind, RowKind::Format(f) if f.is_conversational())
@@ -419,6 +507,7 @@ impl<'a> Checker<'a> {
 
     fn finish(mut self) -> CheckReport {
         self.dataset_findings();
+        self.token_findings();
         let mut stats = Stats {
             chars: LengthStats::of(&mut self.lengths),
             turns: LengthStats::of(&mut self.turns),
@@ -432,6 +521,49 @@ impl<'a> Checker<'a> {
             let _ = out.flush();
         }
         self.report
+    }
+
+    fn token_findings(&mut self) {
+        let Some(t) = self.options.tokens.as_ref() else {
+            return;
+        };
+        if self.needs_template > 0 {
+            self.issue(Issue::new(
+                IssueCode::NoChatTemplate,
+                None,
+                format!(
+                    "{} conversational rows, but the tokenizer {} has no chat template and none was given",
+                    thousands(self.needs_template),
+                    t.tokenizer.path.display()
+                ),
+            ));
+        }
+        let capacity = t.max_length;
+        let truncated = self
+            .token_lengths
+            .iter()
+            .filter(|&&l| l as usize > capacity)
+            .count() as u64;
+        let total: u64 = self.token_lengths.iter().map(|&l| l as u64).sum();
+        let kept: Vec<usize> = self
+            .token_lengths
+            .iter()
+            .map(|&l| (l as usize).min(capacity))
+            .collect();
+        let bins = sft_tokenize::pack(&kept, capacity, sft_tokenize::PackingStrategy::Bfd);
+        let packing = sft_tokenize::packing_stats(&bins, capacity);
+        self.report.tokens = Some(TokenStats {
+            tokenizer: t.tokenizer.path.display().to_string(),
+            max_length: capacity,
+            rows: self.token_lengths.len() as u64,
+            tokens: total,
+            trained_tokens: self.trained_tokens,
+            truncated_rows: truncated,
+            lengths: LengthStats::of(&mut self.token_lengths),
+            packed_rows: packing.rows,
+            packed_lower_bound: packing.lower_bound_rows,
+            packing_efficiency: packing.efficiency,
+        });
     }
 
     fn dataset_findings(&mut self) {
@@ -655,6 +787,7 @@ pub fn check(files: &[DataFile], options: &CheckOptions) -> CheckReport {
             eval,
             bytes: files.iter().map(|f| f.size).sum(),
             seconds: 0.0,
+            tokens: None,
             template: options
                 .template
                 .as_ref()
@@ -669,6 +802,9 @@ pub fn check(files: &[DataFile], options: &CheckOptions) -> CheckReport {
         turns: Vec::new(),
         longest: BinaryHeap::new(),
         duplicates: 0,
+        token_lengths: Vec::new(),
+        trained_tokens: 0,
+        needs_template: 0,
     };
     let generation_prompt = options
         .template
@@ -679,7 +815,7 @@ pub fn check(files: &[DataFile], options: &CheckOptions) -> CheckReport {
         .as_ref()
         .map(|t| (t, generation_prompt.as_deref()));
     let work = |batch: &sft_io::RowBatch, raw: &sft_io::RawRow| RowOutcome {
-        parsed: parse_row(batch, raw).map(|v| examine(&v, template)),
+        parsed: parse_row(batch, raw).map(|v| examine(&v, template, options.tokens.as_ref())),
     };
     pipeline::run(
         files,

@@ -44,6 +44,9 @@ impl CheckReport {
         if let Some(template) = &self.template {
             m.insert("chat_template".into(), json!(template));
         }
+        if let Some(tokens) = &self.tokens {
+            m.insert("tokens".into(), json!(tokens));
+        }
         m.insert("bytes".into(), json!(self.bytes));
         m.insert(
             "seconds".into(),
@@ -180,6 +183,30 @@ impl CheckReport {
                 "chat template: {template} (every conversational row rendered)"
             );
         }
+        if let Some(t) = &self.tokens {
+            if let Some(l) = &t.lengths {
+                let _ = writeln!(
+                    s,
+                    "tokens per row: median {}, p90 {}, p99 {}, max {}; {} tokens, {} trained ({:.1}%)",
+                    thousands(l.p50),
+                    thousands(l.p90),
+                    thousands(l.p99),
+                    thousands(l.max),
+                    thousands(t.tokens),
+                    thousands(t.trained_tokens),
+                    if t.tokens > 0 { 100.0 * t.trained_tokens as f64 / t.tokens as f64 } else { 0.0 }
+                );
+            }
+            let _ = writeln!(
+                s,
+                "max length {}: {} rows would be truncated; packed (bfd) into {} rows (lower bound {}), efficiency {:.1}%",
+                t.max_length,
+                thousands(t.truncated_rows),
+                thousands(t.packed_rows),
+                thousands(t.packed_lower_bound),
+                t.packing_efficiency * 100.0
+            );
+        }
         if let Some(eval) = &self.eval {
             let _ = writeln!(
                 s,
@@ -245,7 +272,11 @@ impl CheckReport {
             if self.warnings > 0 {
                 paint(
                     "1;32",
-                    &format!("passed with {} warnings", thousands(self.warnings)),
+                    &format!(
+                        "passed with {} {}",
+                        thousands(self.warnings),
+                        plural(self.warnings, "warning", "warnings")
+                    ),
                 )
             } else {
                 paint("1;32", "passed")
@@ -253,7 +284,11 @@ impl CheckReport {
         } else if self.errors > 0 {
             paint(
                 "1;31",
-                &format!("failed: {} errors", thousands(self.errors)),
+                &format!(
+                    "failed: {} {}",
+                    thousands(self.errors),
+                    plural(self.errors, "error", "errors")
+                ),
             )
         } else {
             paint(
