@@ -411,3 +411,72 @@ fn check_with_a_tokenizer_reports_token_statistics() {
     ]);
     assert_eq!(orphan.code, 2, "--max-length needs --tokenizer");
 }
+
+#[test]
+fn show_marks_the_trained_tokens() {
+    let run = sft_data(&[
+        "show",
+        "data-samples/formats/conversational_prompt_completion.jsonl",
+        "--tokenizer",
+        TOKENIZER,
+        "--rows",
+        "0",
+        "--color",
+        "never",
+    ]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stdout.contains("conversational_prompt_completion.jsonl:1 · conversational-prompt-completion · 50 tokens · 16 trained"), "{}", run.stdout);
+    assert!(run.stdout.contains("<|im_start|>assistant\n⟦Researchers from Large Model Systems Organization (LMSYS) created me.<|im_end|>\n⟧"), "{}", run.stdout);
+    let boundaries = sft_data(&[
+        "show",
+        "data-samples/formats/prompt_completion.jsonl",
+        "--tokenizer",
+        TOKENIZER,
+        "--rows",
+        "3",
+        "--color",
+        "never",
+        "--boundaries",
+    ]);
+    assert!(
+        boundaries.stdout.contains("|⟦.\"|Ch|ill|ax|"),
+        "the merged boundary token is trained, as in TRL: {}",
+        boundaries.stdout
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let page = dir.path().join("show.html");
+    let run = sft_data(&[
+        "show",
+        "data-samples/formats/messages_tools.jsonl",
+        "--tokenizer",
+        TOKENIZER,
+        "--html",
+        page.to_str().unwrap(),
+    ]);
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert!(html.starts_with("<!doctype html>"));
+    assert_eq!(
+        html.matches("<div class=\"row\">").count(),
+        20,
+        "every row of the file, up to 200"
+    );
+    assert!(
+        html.contains("<span class=\"t s y\">&lt;|im_end|&gt;</span>"),
+        "special tokens escaped and marked"
+    );
+    assert!(
+        html.contains("class=\"err\""),
+        "rows the template rejects are shown with the reason"
+    );
+    assert_eq!(run.code, 1, "some rows cannot be shown");
+    let bad = sft_data(&[
+        "show",
+        "data-samples/formats/text.jsonl",
+        "--tokenizer",
+        TOKENIZER,
+        "--rows",
+        "5..2",
+    ]);
+    assert_eq!(bad.code, 2);
+}

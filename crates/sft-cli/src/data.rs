@@ -8,6 +8,7 @@ use sft_dataset::check::{check, CheckOptions, TemplateCheck, TokenCheck};
 use sft_dataset::convert::{convert, ConvertJob, ConvertSummary};
 use sft_dataset::prepare::{manifest_path, prepare, PrepareJob};
 use sft_dataset::render::{render, RenderJob};
+use sft_dataset::show::{parse_rows, show_rows, to_html, to_terminal};
 use sft_dataset::thousands;
 use sft_formats::convert::{ConvertOptions, Source};
 use sft_formats::Format;
@@ -42,6 +43,39 @@ enum Command {
     Render(RenderArgs),
     /// Tokenize, mask labels, truncate and pack into a training-ready Parquet table.
     Prepare(PrepareArgs),
+    /// Show examples as the model sees them, trained tokens marked (terminal or HTML).
+    Show(ShowArgs),
+}
+
+#[derive(Args)]
+struct ShowArgs {
+    /// A data file.
+    #[arg(value_name = "INPUT")]
+    input: PathBuf,
+    /// Tokenizer: a model folder or a tokenizer.json file.
+    #[arg(long, value_name = "MODEL_DIR|tokenizer.json")]
+    tokenizer: PathBuf,
+    /// Rows to show, 0-based, ends exclusive: 0..5, 7, 0..3,10 (default 0..5, or 0..200 with --html).
+    #[arg(long, value_name = "RANGES")]
+    rows: Option<String>,
+    /// Write an HTML page instead of printing.
+    #[arg(long, value_name = "OUT.html")]
+    html: Option<PathBuf>,
+    /// Mark token boundaries with |.
+    #[arg(long)]
+    boundaries: bool,
+    #[arg(long, default_value_t = 1024, value_name = "N")]
+    max_length: usize,
+    #[arg(long, value_name = "true|false")]
+    completion_only_loss: Option<bool>,
+    #[arg(long)]
+    assistant_only_loss: bool,
+    #[arg(long, value_enum, default_value = "auto")]
+    color: ColorArg,
+    #[command(flatten)]
+    template: TemplateArgs,
+    #[command(flatten)]
+    input_args: InputArgs,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -383,6 +417,7 @@ pub fn main() -> i32 {
         Command::Convert(args) => run_convert(args),
         Command::Render(args) => run_render(args),
         Command::Prepare(args) => run_prepare(args),
+        Command::Show(args) => run_show(args),
     }
 }
 
@@ -806,6 +841,79 @@ fn run_prepare(args: PrepareArgs) -> i32 {
         || s.examples == 0
         || (args.strict && (s.rejected > 0 || !s.warnings.is_empty()));
     if failed {
+        EXIT_PROBLEMS
+    } else {
+        0
+    }
+}
+
+fn run_show(args: ShowArgs) -> i32 {
+    let rows = match parse_rows(args.rows.as_deref().unwrap_or(if args.html.is_some() {
+        "0..200"
+    } else {
+        "0..5"
+    })) {
+        Ok(r) => r,
+        Err(e) => return usage_error(e),
+    };
+    let mut check = match load_token_check(&args.tokenizer, &args.template, args.max_length) {
+        Ok(c) => c,
+        Err(e) => return usage_error(e),
+    };
+    check.options.max_length = Some(args.max_length);
+    check.options.completion_only_loss = args.completion_only_loss;
+    check.options.assistant_only_loss = args.assistant_only_loss;
+    let file = match find_files(std::slice::from_ref(&args.input)) {
+        Ok(mut f) if f.len() == 1 => f.remove(0),
+        Ok(_) => return usage_error("show takes one data file"),
+        Err(code) => return code,
+    };
+    let read = ReadOptions {
+        text_split: args.input_args.text_split.clone(),
+    };
+    let shown = match show_rows(
+        &file,
+        &read,
+        &check.tokenizer,
+        check.template.as_ref(),
+        &check.options,
+        &rows,
+    ) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("sft-data: error: {e}");
+            return EXIT_PROBLEMS;
+        }
+    };
+    if shown.is_empty() {
+        eprintln!(
+            "sft-data: error: {}: no rows in {}",
+            file.display,
+            args.rows.as_deref().unwrap_or("0..5")
+        );
+        return EXIT_PROBLEMS;
+    }
+    match &args.html {
+        Some(path) => {
+            let title = format!("{} as {} sees it", file.display, args.tokenizer.display());
+            if let Err(e) = sft_io::write::write_atomic(path, to_html(&shown, &title).as_bytes()) {
+                eprintln!("sft-data: error: {e}");
+                return EXIT_PROBLEMS;
+            }
+            println!("{} rows: {}", shown.len(), path.display());
+        }
+        None => {
+            let color = match args.color {
+                ColorArg::Always => true,
+                ColorArg::Never => false,
+                ColorArg::Auto => {
+                    std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none()
+                }
+            };
+            print!("{}", to_terminal(&shown, color, args.boundaries));
+        }
+    }
+    if shown.iter().any(|r| r.error.is_some()) {
         EXIT_PROBLEMS
     } else {
         0

@@ -23,6 +23,7 @@ pub mod pipeline;
 pub mod prepare;
 pub mod render;
 pub mod report;
+pub mod show;
 pub mod stats;
 
 pub use location::Location;
