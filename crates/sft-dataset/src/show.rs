@@ -79,7 +79,7 @@ fn pieces(tok: &SftTokenizer, ids: &[u32], mask: &[u8]) -> Vec<Piece> {
         }
         out.push(Piece {
             text,
-            trained: mask[start..end].iter().any(|&m| m == 1),
+            trained: mask[start..end].contains(&1),
             special: ids[start..end].iter().all(|&id| tok.is_special(id)),
             tokens: end - start,
         });
@@ -258,7 +258,7 @@ body.b .t {{ box-shadow: inset -1px 0 0 #bbb; }}
     for row in rows {
         let _ = write!(s, "<div class=\"row\"><h2>{}</h2>", escape(&header(row)));
         if let Some(e) = &row.error {
-            let _ = write!(s, "<pre class=\"err\">{}</pre></div>\n", escape(e));
+            let _ = writeln!(s, "<pre class=\"err\">{}</pre></div>", escape(e));
             continue;
         }
         s.push_str("<pre>");
