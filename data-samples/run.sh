@@ -3,7 +3,8 @@
 #   1. check every sample dataset (the four formats, the real published files),
 #   2. convert the real Alpaca, ShareGPT, tool-calling and OpenAI files to training formats,
 #   3. check what was written, with a JSON report,
-#   4. show what check says about a deliberately broken dataset.
+#   4. tokenize, mask and pack the Alpaca conversations for training; show an example,
+#   5. show what check says about a deliberately broken dataset.
 # Run from the repository root: bash data-samples/run.sh   (outputs go to target/samples/)
 set -uo pipefail
 cargo build --release --quiet --bin sft-data || exit 1
@@ -29,6 +30,13 @@ $sft convert data-samples/real/rawtext_tinystories_sample.txt --text-split '<|en
 
 step "check the converted data"
 $sft check "$out/alpaca.jsonl" "$out/glaive.jsonl" --report "$out/converted-report.json" --color never || status=1
+
+step "tokenize, mask and pack for training (SmolLM2 tokenizer), and look at one example"
+tok=data-samples/models/smollm2-135m-instruct-tokenizer
+$sft check "$out/alpaca.jsonl" --tokenizer $tok --max-length 512 --quiet --report "$out/alpaca-tokens-report.json" || status=1
+$sft prepare "$out/alpaca.jsonl" --tokenizer $tok --max-length 512 --packing bfd -o "$out/alpaca-train.parquet" || status=1
+$sft show "$out/alpaca.jsonl" --tokenizer $tok --rows 0 --color never || status=1
+$sft show "$out/alpaca.jsonl" --tokenizer $tok --html "$out/alpaca.html" || status=1
 
 step "check a deliberately broken dataset (exit 1 expected)"
 $sft check data-samples/broken --color never --report "$out/broken-report.json"
