@@ -229,12 +229,20 @@ pub fn tokenize_row(
                     None,
                 )
             };
-            let (ids, offsets) = tok
-                .encode_with_offsets(&text, false)
-                .map_err(tokenize_error)?;
-            let mut mask = match &spans {
-                Some(spans) => mask_from_spans(&offsets, spans),
-                None => vec![1u8; ids.len()],
+            // Offsets cost time: only assistant-only loss needs them.
+            let (ids, mut mask) = match &spans {
+                Some(spans) => {
+                    let (ids, offsets) = tok
+                        .encode_with_offsets(&text, false)
+                        .map_err(tokenize_error)?;
+                    let mask = mask_from_spans(&offsets, spans);
+                    (ids, mask)
+                }
+                None => {
+                    let ids = tok.encode(&text, false).map_err(tokenize_error)?;
+                    let mask = vec![1u8; ids.len()];
+                    (ids, mask)
+                }
             };
             if let Some(split) = split {
                 if options.completion_only_loss.unwrap_or(true) {
