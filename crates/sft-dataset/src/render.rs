@@ -27,29 +27,6 @@ pub fn conversation_of(row: &Value) -> Option<(Vec<Value>, Option<usize>)> {
     }
 }
 
-/// The render options for one row: `base`, plus the row's `tools` (a list, or a JSON
-/// string holding one) and its `chat_template_kwargs` (which win over `base`'s).
-pub fn row_options(row: &Value, base: &RenderOptions) -> Result<RenderOptions, String> {
-    let mut options = base.clone();
-    match row.get("tools") {
-        None | Some(Value::Null) => {}
-        Some(Value::String(s)) if s.trim().is_empty() => {}
-        Some(Value::String(s)) => {
-            options.tools = Some(
-                serde_json::from_str(s)
-                    .map_err(|e| format!("`tools` is a string that is not JSON: {e}"))?,
-            )
-        }
-        Some(tools) => options.tools = Some(tools.clone()),
-    }
-    if let Some(Value::Object(kwargs)) = row.get("chat_template_kwargs") {
-        for (k, v) in kwargs {
-            options.kwargs.insert(k.clone(), v.clone());
-        }
-    }
-    Ok(options)
-}
-
 /// Template checks of one conversational row, as `check --chat-template` reports them.
 pub fn template_issues(
     template: &ChatTemplate,
@@ -60,16 +37,12 @@ pub fn template_issues(
     let Some((messages, split)) = conversation_of(row) else {
         return Vec::new();
     };
-    let options = match row_options(row, base) {
+    let options = match base.with_row(row) {
         Ok(o) => o,
         // The row's own validation already reports bad tools.
         Err(_) => return Vec::new(),
     };
-    let training = RenderOptions {
-        add_generation_prompt: false,
-        continue_final_message: false,
-        ..options.clone()
-    };
+    let training = options.for_training();
     let full = match template.render(&messages, &training) {
         Ok(r) => r,
         Err(e) => {
@@ -91,10 +64,7 @@ pub fn template_issues(
         }
     }
     if let Some(split) = split {
-        let prompting = RenderOptions {
-            add_generation_prompt: true,
-            ..training
-        };
+        let prompting = training.for_generation();
         match template.render(&messages[..split], &prompting) {
             Err(e) => issues.push(RowIssue::new(
                 IssueCode::TemplateError,
@@ -143,7 +113,7 @@ fn render_one(template: &ChatTemplate, base: &RenderOptions, row: Result<Value, 
         let kind = detect_row(&row);
         return json!({ "error": format!("the row is {kind}, not a conversation (messages, or prompt and completion as lists of messages)") });
     };
-    let options = match row_options(&row, base) {
+    let options = match base.with_row(&row) {
         Ok(o) => o,
         Err(e) => return json!({ "error": e }),
     };

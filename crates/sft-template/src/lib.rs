@@ -113,6 +113,47 @@ impl RenderOptions {
             ..RenderOptions::default()
         }
     }
+
+    /// These options (tools, kwargs) for training text: no generation prompt, nothing continued.
+    pub fn for_training(&self) -> RenderOptions {
+        RenderOptions {
+            add_generation_prompt: false,
+            continue_final_message: false,
+            ..self.clone()
+        }
+    }
+
+    /// These options (tools, kwargs) for a prompt that ends with the generation prompt.
+    pub fn for_generation(&self) -> RenderOptions {
+        RenderOptions {
+            add_generation_prompt: true,
+            continue_final_message: false,
+            ..self.clone()
+        }
+    }
+
+    /// These options with a dataset row's own `tools` (a list, or a JSON string holding
+    /// one) and `chat_template_kwargs` (which win over these).
+    pub fn with_row(&self, row: &Value) -> Result<RenderOptions, String> {
+        let mut options = self.clone();
+        match row.get("tools") {
+            None | Some(Value::Null) => {}
+            Some(Value::String(s)) if s.trim().is_empty() => {}
+            Some(Value::String(s)) => {
+                options.tools = Some(
+                    serde_json::from_str(s)
+                        .map_err(|e| format!("`tools` is a string that is not JSON: {e}"))?,
+                )
+            }
+            Some(tools) => options.tools = Some(tools.clone()),
+        }
+        if let Some(Value::Object(kwargs)) = row.get("chat_template_kwargs") {
+            for (k, v) in kwargs {
+                options.kwargs.insert(k.clone(), v.clone());
+            }
+        }
+        Ok(options)
+    }
 }
 
 /// A rendered conversation.
@@ -299,17 +340,8 @@ impl ChatTemplate {
     /// adds nothing or rewrites earlier text.
     pub fn generation_prompt(&self, options: &RenderOptions) -> Option<String> {
         let messages = [serde_json::json!({"role": "user", "content": "ping"})];
-        let training = RenderOptions {
-            add_generation_prompt: false,
-            continue_final_message: false,
-            ..options.clone()
-        };
-        let prompting = RenderOptions {
-            add_generation_prompt: true,
-            ..training.clone()
-        };
-        let without = self.render(&messages, &training).ok()?;
-        let with = self.render(&messages, &prompting).ok()?;
+        let without = self.render(&messages, &options.for_training()).ok()?;
+        let with = self.render(&messages, &options.for_generation()).ok()?;
         with.text
             .strip_prefix(&without.text)
             .filter(|s| !s.is_empty())

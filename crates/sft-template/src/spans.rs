@@ -74,15 +74,8 @@ impl ChatTemplate {
         messages: &[Value],
         options: &RenderOptions,
     ) -> Result<AssistantSpans, TemplateError> {
-        let training = RenderOptions {
-            add_generation_prompt: false,
-            continue_final_message: false,
-            ..options.clone()
-        };
-        let prompting = RenderOptions {
-            add_generation_prompt: true,
-            ..training.clone()
-        };
+        let training = options.for_training();
+        let prompting = options.for_generation();
         let full = self.render(messages, &training)?;
         let mut spans = Vec::new();
         let mut broken: Option<String> = None;

@@ -104,32 +104,6 @@ fn with_eos(text: &str, tok: &SftTokenizer) -> String {
     }
 }
 
-/// Per-row render options: the row's `tools` and `chat_template_kwargs` over `base`.
-fn row_render_options(row: &Value, base: &RenderOptions) -> Result<RenderOptions, TokenizeError> {
-    let mut options = base.clone();
-    match row.get("tools") {
-        None | Some(Value::Null) => {}
-        Some(Value::String(s)) if s.trim().is_empty() => {}
-        Some(Value::String(s)) => {
-            options.tools = Some(serde_json::from_str(s).map_err(|e| {
-                fail(
-                    "malformed_tools",
-                    format!("`tools` is a string that is not JSON: {e}"),
-                )
-            })?)
-        }
-        Some(tools) => options.tools = Some(tools.clone()),
-    }
-    if let Some(Value::Object(kwargs)) = row.get("chat_template_kwargs") {
-        for (k, v) in kwargs {
-            options.kwargs.insert(k.clone(), v.clone());
-        }
-    }
-    options.add_generation_prompt = false;
-    options.continue_final_message = false;
-    Ok(options)
-}
-
 fn messages<'a>(row: &'a Value, key: &str) -> Result<&'a [Value], TokenizeError> {
     row.get(key)
         .and_then(Value::as_array)
@@ -207,7 +181,11 @@ pub fn tokenize_row(
                     "the row is a conversation but no chat template is given and the tokenizer folder has none",
                 )
             })?;
-            let render = row_render_options(row, &options.render)?;
+            let render = options
+                .render
+                .with_row(row)
+                .map_err(|e| fail("malformed_tools", e))?
+                .for_training();
             let (all, split) = if format == Format::Messages {
                 (messages(row, "messages")?.to_vec(), None)
             } else {
@@ -246,10 +224,7 @@ pub fn tokenize_row(
             };
             if let Some(split) = split {
                 if options.completion_only_loss.unwrap_or(true) {
-                    let prompting = RenderOptions {
-                        add_generation_prompt: true,
-                        ..render.clone()
-                    };
+                    let prompting = render.for_generation();
                     let prompt_text = template
                         .render(&all[..split], &prompting)
                         .map_err(template_error)?
