@@ -597,17 +597,11 @@ fn run_convert(args: ConvertArgs) -> i32 {
         rejects: args.rejects.clone(),
         progress: ByteCounter::default(),
     };
-    let total: u64 = job.inputs.iter().map(|f| f.size).sum();
-    let result = {
-        let _bar = Progress::start(&job.progress, total, args.input.quiet);
+    let summary = match with_progress(&job.progress, &job.inputs, args.input.quiet, || {
         convert(&job)
-    };
-    let summary = match result {
+    }) {
         Ok(s) => s,
-        Err(e) => {
-            eprintln!("sft-data: error: {e}");
-            return EXIT_PROBLEMS;
-        }
+        Err(code) => return code,
     };
     if !args.input.quiet {
         print_convert_summary(&summary, to);
@@ -624,6 +618,25 @@ fn run_convert(args: ConvertArgs) -> i32 {
     } else {
         0
     }
+}
+
+/// Runs a job with a progress bar over its inputs; a job error (an output that cannot be
+/// written) is printed and becomes exit 1.
+fn with_progress<T, E: std::fmt::Display>(
+    counter: &ByteCounter,
+    inputs: &[DataFile],
+    quiet: bool,
+    job: impl FnOnce() -> Result<T, E>,
+) -> Result<T, i32> {
+    let total: u64 = inputs.iter().map(|f| f.size).sum();
+    let result = {
+        let _bar = Progress::start(counter, total, quiet);
+        job()
+    };
+    result.map_err(|e| {
+        eprintln!("sft-data: error: {e}");
+        EXIT_PROBLEMS
+    })
 }
 
 fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
@@ -684,17 +697,11 @@ fn run_render(args: RenderArgs) -> i32 {
         output: args.output.clone(),
         progress: ByteCounter::default(),
     };
-    let total: u64 = job.inputs.iter().map(|f| f.size).sum();
-    let result = {
-        let _bar = Progress::start(&job.progress, total, args.input.quiet);
+    let summary = match with_progress(&job.progress, &job.inputs, args.input.quiet, || {
         render(&job)
-    };
-    let summary = match result {
+    }) {
         Ok(s) => s,
-        Err(e) => {
-            eprintln!("sft-data: error: {e}");
-            return EXIT_PROBLEMS;
-        }
+        Err(code) => return code,
     };
     if !args.input.quiet {
         println!(
@@ -770,17 +777,11 @@ fn run_prepare(args: PrepareArgs) -> i32 {
         rejects: args.rejects.clone(),
         progress: ByteCounter::default(),
     };
-    let total: u64 = job.inputs.iter().map(|f| f.size).sum();
-    let result = {
-        let _bar = Progress::start(&job.progress, total, args.input.quiet);
+    let s = match with_progress(&job.progress, &job.inputs, args.input.quiet, || {
         prepare(&job)
-    };
-    let s = match result {
+    }) {
         Ok(s) => s,
-        Err(e) => {
-            eprintln!("sft-data: error: {e}");
-            return EXIT_PROBLEMS;
-        }
+        Err(code) => return code,
     };
     if !args.input.quiet {
         println!(
