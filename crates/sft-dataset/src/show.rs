@@ -247,6 +247,7 @@ h1 {{ font-size: 1.3em; }}
 .t.s {{ color: #8a2be2; font-weight: 600; }}
 .t.s.y {{ background: #ead9f7; }}
 body.b .t {{ box-shadow: inset -1px 0 0 #bbb; }}
+.nl {{ color: #5a9e5a; font-size: .85em; }}
 .err {{ color: #b00020; }}
 </style></head><body>
 <h1>{title}</h1>
@@ -269,7 +270,13 @@ body.b .t {{ box-shadow: inset -1px 0 0 #bbb; }}
                 (false, true) => "t y",
                 (false, false) => "t",
             };
-            let _ = write!(s, "<span class=\"{class}\">{}</span>", escape(&p.text));
+            // A trained newline would be invisible: mark it.
+            let text = if p.trained {
+                escape(&p.text).replace('\n', "<span class=\"nl\">↵</span>\n")
+            } else {
+                escape(&p.text)
+            };
+            let _ = write!(s, "<span class=\"{class}\">{text}</span>");
         }
         s.push_str("</pre></div>\n");
     }
