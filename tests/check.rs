@@ -57,6 +57,7 @@ fn broken_samples_trip_every_data_error_code() {
         "render_awaits_assistant",
         "prompt_not_prefix",
         "no_chat_template",
+        "double_bos",
     ];
     for code in IssueCode::ALL {
         if !elsewhere.contains(&code.as_str()) {

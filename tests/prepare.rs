@@ -291,6 +291,23 @@ fn a_doubled_bos_is_found() {
     );
     let ids = sft_io::tokens::read_token_table(&out).unwrap();
     assert_eq!(column(&ids, "input_ids").unwrap()[0], vec![0, 0, 2, 3, 1]);
+    // check --tokenizer says the same, with the row.
+    let check = sft_data(&[
+        "check",
+        input.to_str().unwrap(),
+        "--tokenizer",
+        model.to_str().unwrap(),
+        "--color",
+        "never",
+    ]);
+    assert!(check.stdout.contains("double_bos  1"), "{}", check.stdout);
+    assert!(
+        check
+            .stdout
+            .contains("text.jsonl:1: the example starts with <s> twice"),
+        "{}",
+        check.stdout
+    );
     assert_eq!(
         column(&ids, "input_ids").unwrap()[1],
         vec![0, 2, 1],

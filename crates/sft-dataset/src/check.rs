@@ -235,6 +235,18 @@ fn examine(
     if let (Some(t), true) = (tokens, clean) {
         match sft_tokenize::tokenize_row(&t.tokenizer, t.template.as_ref(), value, &t.options) {
             Ok(example) => {
+                if let Some(bos) = &t.tokenizer.bos {
+                    if example.input_ids.len() >= 2
+                        && example.input_ids[0] == bos.id
+                        && example.input_ids[1] == bos.id
+                    {
+                        checked.issues.push(RowIssue::new(
+                            IssueCode::DoubleBos,
+                            "",
+                            format!("the example starts with {} twice", bos.text),
+                        ));
+                    }
+                }
                 let trained = example
                     .mask
                     .iter()

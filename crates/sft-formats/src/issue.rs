@@ -95,6 +95,7 @@ issue_codes! {
     TemplateError => ("template_error", Error, "the chat template raised on this row; fix the row (often: roles that must alternate, a system turn the template rejects) or pick another template"),
     RenderAwaitsAssistant => ("render_awaits_assistant", Warning, "the training text ends with the generation prompt, so the model learns to stop right there; check add_generation_prompt in chat_template_kwargs and the template"),
     PromptNotPrefix => ("prompt_not_prefix", Warning, "the prompt rendered alone is not the start of the whole render, so a completion mask taken by prefix would be wrong; the template changes earlier text when the completion follows"),
+    DoubleBos => ("double_bos", Warning, "the text (or template) already starts with BOS and the tokenizer adds another; drop one of them"),
     NoChatTemplate => ("no_chat_template", Error, "conversational rows need a chat template: pass --chat-template NAME|PATH, or use a tokenizer folder that has one"),
     // Dataset-level findings.
     TooFewExamples => ("too_few_examples", Warning, "SFT usually needs at least 1,000 examples; add data or expect the model to memorise"),
