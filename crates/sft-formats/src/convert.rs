@@ -502,7 +502,7 @@ fn to_format(
         (Format::Text, Example::Chat { .. }) => {
             return Err(Rejection::new(
                 "needs_chat_template",
-                "a conversation becomes plain text only through a chat template; convert to messages and train on those, which renders the template",
+                "a conversation becomes plain text only through a chat template: use `sft-data render --chat-template NAME`, or keep the messages (training renders the template)",
             ))
         }
         (_, Example::Text(_)) => {
