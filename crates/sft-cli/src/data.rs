@@ -25,8 +25,8 @@ use crate::{EXIT_PROBLEMS, EXIT_USAGE};
 #[command(
     name = "sft-data",
     version,
-    about = "Check and convert supervised fine-tuning datasets",
-    long_about = "Check and convert supervised fine-tuning datasets.\n\nExit codes: 0 success, 1 the data has problems, 2 the command is wrong."
+    about = "Check, convert, render and prepare supervised fine-tuning datasets",
+    long_about = "Check, convert, render and prepare supervised fine-tuning datasets.\n\nExit codes: 0 success, 1 the data has problems, 2 the command is wrong."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -64,12 +64,16 @@ struct ShowArgs {
     /// Mark token boundaries with |.
     #[arg(long)]
     boundaries: bool,
+    /// Cut examples at N tokens, as prepare does.
     #[arg(long, default_value_t = 1024, value_name = "N")]
     max_length: usize,
+    /// Train only on completions (default: true for prompt-completion data).
     #[arg(long, value_name = "true|false")]
     completion_only_loss: Option<bool>,
+    /// Train only on assistant turns.
     #[arg(long)]
     assistant_only_loss: bool,
+    /// Colour on a terminal.
     #[arg(long, value_enum, default_value = "auto")]
     color: ColorArg,
     #[command(flatten)]
@@ -104,6 +108,8 @@ struct PrepareArgs {
     /// length of a packed row.
     #[arg(long, default_value_t = 1024, value_name = "N")]
     max_length: usize,
+    /// Pack examples into rows of --max-length: bfd (best fit over the whole dataset, longer
+    /// examples cut), bfd_split (split instead of cut), wrapped (concatenate and cut).
     #[arg(long, value_enum, default_value = "none")]
     packing: PackingArg,
     /// Train only on completions (default: true for prompt-completion data).
