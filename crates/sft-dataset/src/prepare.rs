@@ -90,6 +90,53 @@ fn strategy_name(s: PackingStrategy) -> &'static str {
 
 const FIRST_REJECTS_KEPT: usize = 5;
 
+/// What the training checks need to know of the examples, gathered as they pass.
+#[derive(Default)]
+struct ExampleTally {
+    examples: u64,
+    tokens: u64,
+    trained_tokens: u64,
+    /// Examples longer than the row length (cut, without packing or with bfd).
+    over_length: u64,
+    /// Whether any example trains on EOS or the end-of-turn token.
+    stop_trained: bool,
+    doubled_bos: u64,
+    full_lengths: Vec<u32>,
+}
+
+impl ExampleTally {
+    fn add(&mut self, e: &Example, capacity: usize, stop_ids: &[u32], bos: Option<u32>) {
+        self.examples += 1;
+        self.tokens += e.input_ids.len() as u64;
+        self.trained_tokens += e.trained_tokens() as u64;
+        if e.full_length > capacity {
+            self.over_length += 1;
+        }
+        if !self.stop_trained {
+            self.stop_trained = e
+                .input_ids
+                .iter()
+                .zip(&e.mask)
+                .any(|(id, &m)| m == 1 && stop_ids.contains(id));
+        }
+        if let Some(bos) = bos {
+            if e.input_ids.len() >= 2 && e.input_ids[0] == bos && e.input_ids[1] == bos {
+                self.doubled_bos += 1;
+            }
+        }
+        self.full_lengths
+            .push(e.full_length.min(u32::MAX as usize) as u32);
+    }
+}
+
+fn to_i32(v: &[u32]) -> Vec<i32> {
+    v.iter().map(|&x| x as i32).collect()
+}
+
+fn mask_i32(m: &[u8]) -> Vec<i32> {
+    m.iter().map(|&x| x as i32).collect()
+}
+
 pub fn prepare(job: &PrepareJob) -> Result<PrepareSummary, WriteError> {
     let started = Instant::now();
     let rejects_path = job
@@ -97,7 +144,6 @@ pub fn prepare(job: &PrepareJob) -> Result<PrepareSummary, WriteError> {
         .clone()
         .unwrap_or_else(|| crate::convert::default_rejects_path(&job.output));
     let mut rejects: Option<DatasetWriter> = None;
-    let mut examples: Vec<Example> = Vec::new();
     let mut summary = PrepareSummary {
         rows_in: 0,
         examples: 0,
@@ -115,11 +161,9 @@ pub fn prepare(job: &PrepareJob) -> Result<PrepareSummary, WriteError> {
         rejects_file: None,
         seconds: 0.0,
     };
-    let mut failure: Option<WriteError> = None;
-    let mut full_lengths: Vec<u32> = Vec::new();
+    let capacity = job.options.max_length.unwrap_or(1024);
     // With packing, examples are not truncated one by one (as in TRL): bfd cuts them to the
     // row length while packing, bfd_split and wrapped split them.
-    let capacity = job.options.max_length.unwrap_or(1024);
     let tokenize_options = TokenizeOptions {
         max_length: if job.packing.is_some() {
             None
@@ -128,6 +172,26 @@ pub fn prepare(job: &PrepareJob) -> Result<PrepareSummary, WriteError> {
         },
         ..job.options.clone()
     };
+    // Best-fit packing keeps documents apart: `seq_lengths` lets attention and positions
+    // restart per document, and the first token of each document is not predicted from the
+    // one before (label -100), as TRL's padding-free collator does. Wrapped packing is
+    // plain language-model packing: documents run into each other.
+    let separate_documents = matches!(
+        job.packing,
+        Some(PackingStrategy::Bfd | PackingStrategy::BfdSplit)
+    );
+    let columns: &[&str] = if separate_documents {
+        &["input_ids", "labels", "completion_mask", "seq_lengths"]
+    } else {
+        &["input_ids", "labels", "completion_mask"]
+    };
+    let mut table = TokenTableWriter::create(&job.output, columns)?;
+    let stop_ids = stop_token_ids(job);
+    let bos = job.tokenizer.bos.as_ref().map(|t| t.id);
+    let mut tally = ExampleTally::default();
+    // Without packing, examples stream to the table; packing needs them all.
+    let mut kept: Vec<Example> = Vec::new();
+    let mut failure: Option<WriteError> = None;
     pipeline::run(
         &job.inputs,
         &job.read,
@@ -140,13 +204,27 @@ pub fn prepare(job: &PrepareJob) -> Result<PrepareSummary, WriteError> {
                     String::from_utf8_lossy(batch.json(raw).unwrap_or_default()).into_owned(),
                 ),
             )),
-            Ok(row) => tokenize_row(
+            Ok(row) => match tokenize_row(
                 &job.tokenizer,
                 job.template.as_ref(),
                 &row,
                 &tokenize_options,
-            )
-            .map_err(|e| (e.code, e.reason, row)),
+            ) {
+                Ok(example) if example.trained_tokens() > 0 => Ok(example),
+                Ok(example) => {
+                    let reason = if example.truncated() {
+                        format!(
+                            "no token is trained after truncation to {} tokens (the row has {}); raise --max-length",
+                            example.input_ids.len(),
+                            example.full_length
+                        )
+                    } else {
+                        "no token of the row is trained".to_string()
+                    };
+                    Err(("no_trained_tokens", reason, row))
+                }
+                Err(e) => Err((e.code, e.reason, row)),
+            },
         },
         |file, event| {
             if failure.is_some() {
@@ -175,32 +253,26 @@ pub fn prepare(job: &PrepareJob) -> Result<PrepareSummary, WriteError> {
                 }
                 FileEvent::Row(raw, outcome) => {
                     summary.rows_in += 1;
-                    let location = row_location(&job.inputs[file], raw);
-                    let failed = match outcome {
-                        Ok(example) if example.trained_tokens() > 0 => {
-                            full_lengths.push(example.full_length.min(u32::MAX as usize) as u32);
-                            examples.push(example);
-                            None
-                        }
+                    match outcome {
                         Ok(example) => {
-                            summary.no_trained_tokens += 1;
-                            let reason = if example.truncated() {
-                                format!(
-                                    "no token is trained after truncation to {} tokens (the row has {}); raise --max-length",
-                                    example.input_ids.len(),
-                                    example.full_length
-                                )
+                            tally.add(&example, capacity, &stop_ids, bos);
+                            if job.packing.is_some() {
+                                kept.push(example);
+                                Ok(())
                             } else {
-                                "no token of the row is trained".to_string()
-                            };
-                            Some(("no_trained_tokens", reason, Value::Null))
+                                table.write(&[
+                                    &to_i32(&example.input_ids),
+                                    &example.labels(),
+                                    &mask_i32(&example.mask),
+                                ])
+                            }
                         }
-                        Err((code, reason, record)) => Some((code, reason, record)),
-                    };
-                    match failed {
-                        None => Ok(()),
-                        Some((code, reason, record)) => {
+                        Err((code, reason, record)) => {
+                            let location = row_location(&job.inputs[file], raw);
                             summary.rejected += 1;
+                            if code == "no_trained_tokens" {
+                                summary.no_trained_tokens += 1;
+                            }
                             if summary.first_rejects.len() < FIRST_REJECTS_KEPT {
                                 summary.first_rejects.push((
                                     location.clone(),
@@ -224,23 +296,18 @@ pub fn prepare(job: &PrepareJob) -> Result<PrepareSummary, WriteError> {
     if let Some(e) = failure {
         return Err(e);
     }
-    summary.examples = examples.len() as u64;
+    summary.examples = tally.examples;
+    summary.tokens = tally.tokens;
+    summary.trained_tokens = tally.trained_tokens;
     summary.truncated = match job.packing {
-        None => examples.iter().filter(|e| e.truncated()).count() as u64,
-        Some(PackingStrategy::Bfd) => examples
-            .iter()
-            .filter(|e| e.input_ids.len() > capacity)
-            .count() as u64,
+        None | Some(PackingStrategy::Bfd) => tally.over_length,
         Some(_) => 0,
     };
-    summary.tokens = examples.iter().map(|e| e.input_ids.len() as u64).sum();
-    summary.trained_tokens = examples.iter().map(|e| e.trained_tokens() as u64).sum();
-    summary.lengths = LengthStats::of(&mut full_lengths);
-    summary.warnings = training_warnings(job, &examples, &summary);
+    summary.lengths = LengthStats::of(&mut tally.full_lengths);
+    summary.warnings = training_warnings(job, &tally, &stop_ids, &summary);
 
-    let packed = job.packing.map(|strategy| {
-        // bfd_split and wrapped keep the whole example; bfd keeps what truncation kept.
-        let lengths: Vec<usize> = examples.iter().map(|e| e.input_ids.len()).collect();
+    if let Some(strategy) = job.packing {
+        let lengths: Vec<usize> = kept.iter().map(|e| e.input_ids.len()).collect();
         let bins = pack(&lengths, capacity, strategy);
         let stats = packing_stats(&bins, capacity);
         summary.packing = Some(PackingSummary {
@@ -249,55 +316,24 @@ pub fn prepare(job: &PrepareJob) -> Result<PrepareSummary, WriteError> {
             lower_bound_rows: stats.lower_bound_rows,
             efficiency: stats.efficiency,
         });
-        bins
-    });
-    // Best-fit packing keeps documents apart: `seq_lengths` lets attention and positions
-    // restart per document, and the first token of each document is not predicted from the
-    // one before (label -100), as TRL's padding-free collator does. Wrapped packing is
-    // plain language-model packing: documents run into each other.
-    let separate_documents = matches!(
-        job.packing,
-        Some(PackingStrategy::Bfd | PackingStrategy::BfdSplit)
-    );
-    let columns: &[&str] = if separate_documents {
-        &["input_ids", "labels", "completion_mask", "seq_lengths"]
-    } else {
-        &["input_ids", "labels", "completion_mask"]
-    };
-    let mut table = TokenTableWriter::create(&job.output, columns)?;
-    let to_i32 = |v: &[u32]| v.iter().map(|&x| x as i32).collect::<Vec<i32>>();
-    match &packed {
-        None => {
-            for e in &examples {
-                let mask: Vec<i32> = e.mask.iter().map(|&m| m as i32).collect();
-                table.write(&[&to_i32(&e.input_ids), &e.labels(), &mask])?;
-            }
-        }
-        Some(bins) => {
-            for bin in bins {
-                let (mut ids, mut labels, mut mask, mut seq_lengths) =
-                    (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-                for piece in bin {
-                    let e = &examples[piece.example];
-                    ids.extend(
-                        e.input_ids[piece.start..piece.end]
-                            .iter()
-                            .map(|&x| x as i32),
-                    );
-                    let piece_labels = e.labels();
-                    let first = labels.len();
-                    labels.extend_from_slice(&piece_labels[piece.start..piece.end]);
-                    if separate_documents {
-                        labels[first] = -100;
-                    }
-                    mask.extend(e.mask[piece.start..piece.end].iter().map(|&m| m as i32));
-                    seq_lengths.push(piece.len() as i32);
-                }
+        for bin in &bins {
+            let (mut ids, mut labels, mut mask, mut seq_lengths) =
+                (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            for piece in bin {
+                let e = &kept[piece.example];
+                ids.extend(to_i32(&e.input_ids[piece.start..piece.end]));
+                let first = labels.len();
+                labels.extend_from_slice(&e.labels()[piece.start..piece.end]);
                 if separate_documents {
-                    table.write(&[&ids, &labels, &mask, &seq_lengths])?;
-                } else {
-                    table.write(&[&ids, &labels, &mask])?;
+                    labels[first] = -100;
                 }
+                mask.extend(mask_i32(&e.mask[piece.start..piece.end]));
+                seq_lengths.push(piece.len() as i32);
+            }
+            if separate_documents {
+                table.write(&[&ids, &labels, &mask, &seq_lengths])?;
+            } else {
+                table.write(&[&ids, &labels, &mask])?;
             }
         }
     }
@@ -333,43 +369,41 @@ pub fn prepare(job: &PrepareJob) -> Result<PrepareSummary, WriteError> {
     Ok(summary)
 }
 
+/// The tokens that end a turn or a sequence: EOS, and the template's end-of-turn token
+/// (the last special token of a rendered assistant turn, such as <|im_end|> or <|eot_id|>).
+fn stop_token_ids(job: &PrepareJob) -> Vec<u32> {
+    let tok = &job.tokenizer;
+    let mut ids: Vec<u32> = tok.eos.iter().map(|t| t.id).collect();
+    if let Some(eot) = job.template.as_ref().and_then(|t| end_of_turn_id(tok, t)) {
+        if !ids.contains(&eot) {
+            ids.push(eot);
+        }
+    }
+    ids
+}
+
 /// The checks that protect training: a model that never learns to stop, a doubled BOS,
 /// pad == eos, heavy truncation.
 fn training_warnings(
     job: &PrepareJob,
-    examples: &[Example],
+    tally: &ExampleTally,
+    stop_ids: &[u32],
     summary: &PrepareSummary,
 ) -> Vec<Warning> {
     let tok = &job.tokenizer;
     let mut warnings = Vec::new();
-    // The tokens that end a turn or a sequence: EOS, and the template's end-of-turn token
-    // (the last special token of a rendered assistant turn, such as <|im_end|> or <|eot_id|>).
-    let mut stop_ids: Vec<u32> = tok.eos.iter().map(|t| t.id).collect();
-    if let Some(eot) = job.template.as_ref().and_then(|t| end_of_turn_id(tok, t)) {
-        if !stop_ids.contains(&eot) {
-            stop_ids.push(eot);
-        }
-    }
-    if !examples.is_empty() && !stop_ids.is_empty() {
-        let trained_stops = examples.iter().any(|e| {
-            e.input_ids
-                .iter()
-                .zip(&e.mask)
-                .any(|(id, &m)| m == 1 && stop_ids.contains(id))
+    if tally.examples > 0 && !stop_ids.is_empty() && !tally.stop_trained {
+        let names: Vec<String> = stop_ids
+            .iter()
+            .filter_map(|&id| tok.token_text(id))
+            .collect();
+        warnings.push(Warning {
+            code: "stop_token_never_trained",
+            message: format!(
+                "no example trains on {}: the model will not learn to stop; check the loss masks and that the template's end-of-turn token lies inside the assistant turn",
+                names.join(" or ")
+            ),
         });
-        if !trained_stops {
-            let names: Vec<String> = stop_ids
-                .iter()
-                .filter_map(|&id| tok.token_text(id))
-                .collect();
-            warnings.push(Warning {
-                code: "stop_token_never_trained",
-                message: format!(
-                    "no example trains on {}: the model will not learn to stop; check the loss masks and that the template's end-of-turn token lies inside the assistant turn",
-                    names.join(" or ")
-                ),
-            });
-        }
     }
     if let (Some(pad), Some(eos)) = (&tok.pad, &tok.eos) {
         if pad.id == eos.id {
@@ -382,22 +416,14 @@ fn training_warnings(
             });
         }
     }
-    if let Some(bos) = &tok.bos {
-        let doubled = examples
-            .iter()
-            .filter(|e| {
-                e.input_ids.len() >= 2 && e.input_ids[0] == bos.id && e.input_ids[1] == bos.id
-            })
-            .count();
-        if doubled > 0 {
-            warnings.push(Warning {
-                code: "double_bos",
-                message: format!(
-                    "{doubled} examples start with {} twice: the text or template already has it and the tokenizer adds it again",
-                    bos.text
-                ),
-            });
-        }
+    if let (Some(bos), true) = (&tok.bos, tally.doubled_bos > 0) {
+        warnings.push(Warning {
+            code: "double_bos",
+            message: format!(
+                "{} examples start with {} twice: the text or template already has it and the tokenizer adds it again",
+                tally.doubled_bos, bos.text
+            ),
+        });
     }
     if summary.examples > 0 {
         let share = summary.truncated as f64 / summary.examples as f64;
