@@ -16,6 +16,8 @@ use tempfile::NamedTempFile;
 use crate::write::WriteError;
 
 const ROWS_PER_BATCH: usize = 1024;
+/// Rows per Parquet row group: a few megabytes of tokens.
+const ROW_GROUP_ROWS: usize = 8192;
 
 pub struct TokenTableWriter {
     path: PathBuf,
@@ -49,6 +51,8 @@ impl TokenTableWriter {
         let schema = Arc::new(Schema::new(fields));
         let props = WriterProperties::builder()
             .set_compression(Compression::ZSTD(ZstdLevel::default()))
+            // Row groups are flushed as they fill, so memory does not grow with the file.
+            .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
             .build();
         let file = temp.reopen().map_err(|e| fail(e.to_string()))?;
         let writer = ArrowWriter::try_new(file, schema.clone(), Some(props))

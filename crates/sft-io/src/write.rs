@@ -19,6 +19,9 @@ use parquet::file::properties::WriterProperties;
 use serde_json::Value;
 use tempfile::NamedTempFile;
 
+/// Rows per Parquet row group: small enough that memory stays flat.
+const ROW_GROUP_ROWS: usize = 16_384;
+
 /// File formats rows can be written in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OutputFormat {
@@ -176,6 +179,8 @@ fn spill_to_parquet(mut spill: NamedTempFile, path: &Path) -> Result<NamedTempFi
     let out = temp_beside(path).map_err(|e| e.to_string())?;
     let props = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::default()))
+        // Row groups are flushed as they fill, so memory does not grow with the file.
+        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
         .build();
     let mut writer = ArrowWriter::try_new(
         out.reopen().map_err(|e| e.to_string())?,
