@@ -286,6 +286,22 @@ fn json_arrays_keep_line_numbers() {
     assert_eq!(report["rows"], 2);
     assert_eq!(issues(&report, "invalid_json")[0]["line"], 3);
 
+    // Content after the closing `]` is reported, not dropped; the rows before it are checked.
+    let two = write(
+        dir.path(),
+        "two.json",
+        "[{\"text\": \"a\"}]\n[{\"text\": \"b\"}]\n",
+    );
+    let (code, report, _) = report_of(&["check", &two]);
+    assert_eq!(code, 1);
+    assert_eq!(report["rows"], 1);
+    let after = issues(&report, "unreadable_file");
+    assert_eq!(after[0]["line"], 2);
+    assert!(after[0]["message"]
+        .as_str()
+        .unwrap()
+        .contains("after the closing `]`"));
+
     // One object holding the list, and JSON lines misnamed .json.
     let wrapped = write(
         dir.path(),

@@ -33,6 +33,8 @@ pub(crate) struct JsonArrayReader {
     input: Box<dyn BufRead + Send>,
     scan: Scan,
     finished: bool,
+    /// An error found after the last rows: reported on the next call.
+    pending: Option<FileError>,
 }
 
 /// Where the scanner is in the file.
@@ -55,7 +57,27 @@ impl JsonArrayReader {
                 element_line: 1,
             },
             finished: false,
+            pending: None,
         }
+    }
+}
+
+/// The line of the first non-whitespace byte left in `input`, if any.
+fn trailing_content(input: &mut Box<dyn BufRead + Send>, mut line: u64) -> Option<u64> {
+    loop {
+        let chunk = input.fill_buf().ok()?;
+        if chunk.is_empty() {
+            return None;
+        }
+        for &b in chunk {
+            if b == b'\n' {
+                line += 1;
+            } else if !b.is_ascii_whitespace() {
+                return Some(line);
+            }
+        }
+        let n = chunk.len();
+        input.consume(n);
     }
 }
 
@@ -76,6 +98,9 @@ impl RowReader for JsonArrayReader {
     }
 
     fn next_batch(&mut self) -> Result<Option<RowBatch>, FileError> {
+        if let Some(err) = self.pending.take() {
+            return Err(err);
+        }
         if self.finished {
             return Ok(None);
         }
@@ -235,6 +260,9 @@ impl RowReader for JsonArrayReader {
                 if b == b'\n' {
                     scan.line += 1;
                 }
+                if scan.state == State::Done {
+                    break;
+                }
                 if scan.state == State::Between
                     && (batch.buf.len() >= BATCH_BYTES || batch.rows.len() >= BATCH_ROWS)
                 {
@@ -248,6 +276,17 @@ impl RowReader for JsonArrayReader {
             }
             if scan.state == State::Done {
                 self.finished = true;
+                // Anything but whitespace after the closing `]` would be lost silently.
+                if let Some(line) = trailing_content(&mut self.input, scan.line) {
+                    let mut err = FileError::unreadable(format!(
+                        "line {line}: there is more after the closing `]` of the JSON array (a second array, or JSON lines in a .json file?)"
+                    ));
+                    err.line = Some(line);
+                    if batch.rows.is_empty() {
+                        return Err(err);
+                    }
+                    self.pending = Some(err);
+                }
                 return Ok(if batch.rows.is_empty() {
                     None
                 } else {
