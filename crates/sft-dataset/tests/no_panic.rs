@@ -84,7 +84,7 @@ fn damaged_files_are_reported_not_panicked_on() {
             .unwrap()
             .write_all(&bytes)
             .unwrap();
-        let files = discover(&[path.clone()]).unwrap();
+        let files = discover(std::slice::from_ref(&path)).unwrap();
         let report = check(&files, &CheckOptions::default());
         // Every row is either parsed or reported; a file that fails is reported.
         assert!(
