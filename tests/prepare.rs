@@ -350,6 +350,17 @@ fn nothing_is_lost() {
     let rejects = read_jsonl(&dir.path().join("m.rejects.jsonl"));
     assert_eq!(rejects.len(), 40);
     assert_eq!(rejects[0]["code"], "no_chat_template");
+    let written = dir.path().join("out.parquet");
+    let same = sft_data(&[
+        "prepare",
+        written.to_str().unwrap(),
+        "--tokenizer",
+        TOKENIZER,
+        "-o",
+        written.to_str().unwrap(),
+    ]);
+    assert_eq!(same.code, 2, "the output is also an input: {}", same.stderr);
+    assert!(same.stderr.contains("is also an input"), "{}", same.stderr);
     let bad = sft_data(&[
         "prepare",
         "data-samples/formats/messages.jsonl",

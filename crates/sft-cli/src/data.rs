@@ -409,6 +409,18 @@ fn find_files(paths: &[PathBuf]) -> Result<Vec<DataFile>, i32> {
     })
 }
 
+/// The input files of a job that writes `output`, which must not be one of them.
+fn find_inputs_for(paths: &[PathBuf], output: &std::path::Path) -> Result<Vec<DataFile>, i32> {
+    let inputs = find_files(paths)?;
+    match inputs.iter().find(|f| same_file(&f.path, output)) {
+        Some(clash) => Err(usage_error(format_args!(
+            "the output {} is also an input; write to another file",
+            clash.display
+        ))),
+        None => Ok(inputs),
+    }
+}
+
 pub fn main() -> i32 {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
@@ -578,16 +590,10 @@ fn run_convert(args: ConvertArgs) -> i32 {
     if let Err(e) = sft_io::write::OutputFormat::from_path(&args.output) {
         return usage_error(e);
     }
-    let inputs = match find_files(&args.inputs) {
+    let inputs = match find_inputs_for(&args.inputs, &args.output) {
         Ok(f) => f,
         Err(code) => return code,
     };
-    if let Some(clash) = inputs.iter().find(|f| same_file(&f.path, &args.output)) {
-        return usage_error(format_args!(
-            "the output {} is also an input; write to another file",
-            clash.display
-        ));
-    }
     let job = ConvertJob {
         inputs,
         read: ReadOptions {
@@ -683,16 +689,10 @@ fn run_render(args: RenderArgs) -> i32 {
     };
     options.add_generation_prompt = args.add_generation_prompt;
     options.continue_final_message = args.continue_final_message;
-    let inputs = match find_files(&args.inputs) {
+    let inputs = match find_inputs_for(&args.inputs, &args.output) {
         Ok(f) => f,
         Err(code) => return code,
     };
-    if let Some(clash) = inputs.iter().find(|f| same_file(&f.path, &args.output)) {
-        return usage_error(format_args!(
-            "the output {} is also an input; write to another file",
-            clash.display
-        ));
-    }
     let job = RenderJob {
         inputs,
         read: ReadOptions {
@@ -755,7 +755,7 @@ fn run_prepare(args: PrepareArgs) -> i32 {
         },
         Err(e) => return usage_error(e),
     };
-    let inputs = match find_files(&args.inputs) {
+    let inputs = match find_inputs_for(&args.inputs, &args.output) {
         Ok(f) => f,
         Err(code) => return code,
     };
