@@ -8,7 +8,7 @@ use std::time::Instant;
 use serde::Serialize;
 use serde_json::Value;
 use sft_formats::{validate_row, Format, IssueCode, RowIssue, RowKind, Severity, Shape};
-use sft_io::{ByteCounter, DataFile, FileErrorKind, ReadOptions};
+use sft_io::{ByteCounter, DataFile, ReadOptions};
 use tempfile::NamedTempFile;
 
 use crate::hash::content_hash;
@@ -394,12 +394,7 @@ impl<'a> Checker<'a> {
     }
 
     fn file_failed(&mut self, file: usize, error: sft_io::FileError) {
-        let code = match error.kind {
-            FileErrorKind::Empty => IssueCode::EmptyFile,
-            FileErrorKind::LfsPointer => IssueCode::LfsPointer,
-            FileErrorKind::Binary => IssueCode::BinaryFile,
-            FileErrorKind::Unreadable => IssueCode::UnreadableFile,
-        };
+        let code = pipeline::file_error_code(error.kind);
         let summary = &mut self.report.files[file];
         summary.error = Some(error.message.clone());
         let location = Location {

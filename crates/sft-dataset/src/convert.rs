@@ -7,7 +7,7 @@ use std::time::Instant;
 use serde_json::{json, Value};
 use sft_formats::convert::{convert_row, ConvertOptions};
 use sft_io::write::{DatasetWriter, OutputFormat, WriteError};
-use sft_io::{ByteCounter, DataFile, FileErrorKind, RawRow, ReadOptions, RowBatch};
+use sft_io::{ByteCounter, DataFile, RawRow, ReadOptions, RowBatch};
 
 use crate::location::Location;
 use crate::pipeline::{self, parse_row, row_location, FileEvent};
@@ -167,12 +167,7 @@ pub fn convert(job: &ConvertJob) -> Result<ConvertSummary, WriteError> {
                     write_reject(&mut rejects, &rejects_path, &entry)
                 }
                 FileEvent::Failed(error) => {
-                    let code = match error.kind {
-                        FileErrorKind::Empty => "empty_file",
-                        FileErrorKind::LfsPointer => "lfs_pointer",
-                        FileErrorKind::Binary => "binary_file",
-                        FileErrorKind::Unreadable => "unreadable_file",
-                    };
+                    let code = pipeline::file_error_code(error.kind).as_str();
                     let location = Location {
                         file: job.inputs[file].display.clone(),
                         line: error.line,
@@ -214,7 +209,8 @@ pub fn convert(job: &ConvertJob) -> Result<ConvertSummary, WriteError> {
     Ok(summary)
 }
 
-fn write_reject(
+/// Appends to the rejects file, creating it at the first reject.
+pub(crate) fn write_reject(
     rejects: &mut Option<DatasetWriter>,
     path: &std::path::Path,
     entry: &Value,

@@ -133,6 +133,18 @@ pub fn run<T, W, F>(
     }
 }
 
+/// The issue code of a file that cannot be read (as a whole or from some point on).
+pub fn file_error_code(kind: sft_io::FileErrorKind) -> sft_formats::IssueCode {
+    use sft_formats::IssueCode;
+    use sft_io::FileErrorKind;
+    match kind {
+        FileErrorKind::Empty => IssueCode::EmptyFile,
+        FileErrorKind::LfsPointer => IssueCode::LfsPointer,
+        FileErrorKind::Binary => IssueCode::BinaryFile,
+        FileErrorKind::Unreadable => IssueCode::UnreadableFile,
+    }
+}
+
 /// The location of a row in a file.
 pub fn row_location(file: &DataFile, raw: &RawRow) -> Location {
     Location {

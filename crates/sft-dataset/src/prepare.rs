@@ -7,7 +7,7 @@ use std::time::Instant;
 use serde::Serialize;
 use serde_json::{json, Value};
 use sft_io::tokens::TokenTableWriter;
-use sft_io::write::{write_atomic, DatasetWriter, OutputFormat, WriteError};
+use sft_io::write::{write_atomic, DatasetWriter, WriteError};
 use sft_io::{ByteCounter, DataFile, ReadOptions};
 use sft_template::ChatTemplate;
 use sft_tokenize::{
@@ -230,16 +230,9 @@ pub fn prepare(job: &PrepareJob) -> Result<PrepareSummary, WriteError> {
             if failure.is_some() {
                 return;
             }
-            let reject =
-                |rejects: &mut Option<DatasetWriter>, entry: Value| -> Result<(), WriteError> {
-                    if rejects.is_none() {
-                        *rejects = Some(DatasetWriter::create_as(
-                            &rejects_path,
-                            OutputFormat::JsonLines,
-                        )?);
-                    }
-                    rejects.as_mut().expect("just created").write(&entry)
-                };
+            let reject = |rejects: &mut Option<DatasetWriter>, entry: Value| {
+                crate::convert::write_reject(rejects, &rejects_path, &entry)
+            };
             let result = match event {
                 FileEvent::Opened(_) => Ok(()),
                 FileEvent::Failed(e) => {
@@ -248,7 +241,7 @@ pub fn prepare(job: &PrepareJob) -> Result<PrepareSummary, WriteError> {
                         .push((job.inputs[file].display.clone(), e.message.clone()));
                     reject(
                         &mut rejects,
-                        json!({"file": job.inputs[file].display, "line": e.line, "code": "unreadable_file", "reason": e.message}),
+                        json!({"file": job.inputs[file].display, "line": e.line, "code": pipeline::file_error_code(e.kind).as_str(), "reason": e.message}),
                     )
                 }
                 FileEvent::Row(raw, outcome) => {

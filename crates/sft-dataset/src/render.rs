@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use serde_json::{json, Map, Value};
-use sft_formats::{detect_row, Format, IssueCode, RowIssue, RowKind};
+use sft_formats::{conversation, detect_row, IssueCode, RowIssue, RowKind};
 use sft_io::write::{DatasetWriter, OutputFormat, WriteError};
 use sft_io::{ByteCounter, DataFile, ReadOptions};
 use sft_template::{ChatTemplate, RenderOptions};
@@ -16,13 +16,7 @@ use crate::pipeline::{self, parse_row, FileEvent};
 /// index where the completion starts. `None` for the string formats and other rows.
 pub fn conversation_of(row: &Value) -> Option<(Vec<Value>, Option<usize>)> {
     match detect_row(row) {
-        RowKind::Format(Format::Messages) => Some((row.get("messages")?.as_array()?.clone(), None)),
-        RowKind::Format(Format::ConversationalPromptCompletion) => {
-            let mut messages = row.get("prompt")?.as_array()?.clone();
-            let split = messages.len();
-            messages.extend(row.get("completion")?.as_array()?.iter().cloned());
-            Some((messages, Some(split)))
-        }
+        RowKind::Format(f) if f.is_conversational() => conversation(row, f).ok(),
         _ => None,
     }
 }

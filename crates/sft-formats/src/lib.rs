@@ -151,6 +151,30 @@ impl fmt::Display for RowKind {
     }
 }
 
+/// The messages of a conversational row, in order, and for conversational
+/// prompt-completion the index where the completion starts. The error names the list that
+/// is missing (or the format that has no messages).
+pub fn conversation(
+    row: &serde_json::Value,
+    format: Format,
+) -> Result<(Vec<serde_json::Value>, Option<usize>), String> {
+    let list = |key: &str| -> Result<&Vec<serde_json::Value>, String> {
+        row.get(key)
+            .and_then(serde_json::Value::as_array)
+            .ok_or_else(|| format!("the row has no list `{key}`"))
+    };
+    match format {
+        Format::Messages => Ok((list("messages")?.clone(), None)),
+        Format::ConversationalPromptCompletion => {
+            let mut messages = list("prompt")?.clone();
+            let split = messages.len();
+            messages.extend(list("completion")?.iter().cloned());
+            Ok((messages, Some(split)))
+        }
+        other => Err(format!("{other} rows are not conversations")),
+    }
+}
+
 /// Roles a message may have in the four formats.
 pub const KNOWN_ROLES: &[&str] = &["system", "developer", "user", "assistant", "tool"];
 

@@ -14,7 +14,7 @@
 //! offsets; a token is trained when it starts inside a span.
 
 use serde_json::Value;
-use sft_formats::{detect_row, Format, RowKind};
+use sft_formats::{conversation, detect_row, Format, RowKind};
 use sft_template::{ChatTemplate, RenderOptions};
 
 use crate::SftTokenizer;
@@ -104,13 +104,6 @@ fn with_eos(text: &str, tok: &SftTokenizer) -> String {
     }
 }
 
-fn messages<'a>(row: &'a Value, key: &str) -> Result<&'a [Value], TokenizeError> {
-    row.get(key)
-        .and_then(Value::as_array)
-        .map(Vec::as_slice)
-        .ok_or_else(|| fail("missing_field", format!("the row has no list `{key}`")))
-}
-
 fn common_prefix(a: &[u32], b: &[u32]) -> usize {
     a.iter().zip(b).take_while(|(x, y)| x == y).count()
 }
@@ -186,14 +179,7 @@ pub fn tokenize_row(
                 .with_row(row)
                 .map_err(|e| fail("malformed_tools", e))?
                 .for_training();
-            let (all, split) = if format == Format::Messages {
-                (messages(row, "messages")?.to_vec(), None)
-            } else {
-                let mut all = messages(row, "prompt")?.to_vec();
-                let split = all.len();
-                all.extend_from_slice(messages(row, "completion")?);
-                (all, Some(split))
-            };
+            let (all, split) = conversation(row, format).map_err(|e| fail("missing_field", e))?;
             let template_error = |e: sft_template::TemplateError| fail("template_error", e.message);
             let (text, spans) = if options.assistant_only_loss {
                 let found = template
