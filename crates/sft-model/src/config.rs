@@ -1,0 +1,288 @@
+//! `config.json` of a llama-family model, in both the transformers 4 layout (`rope_theta`
+//! and `rope_scaling` at the top level) and the transformers 5 layout (`rope_parameters`).
+
+use std::path::Path;
+
+use serde_json::{Map, Value};
+
+use crate::ModelError;
+
+/// How rotary frequencies are scaled (`rope_type` in transformers).
+#[derive(Debug, Clone, PartialEq)]
+pub enum RopeScaling {
+    /// Plain RoPE.
+    Default,
+    /// Positions divided by `factor`.
+    Linear { factor: f64 },
+    /// Llama 3.1/3.2's frequency-dependent scaling.
+    Llama3 {
+        factor: f64,
+        low_freq_factor: f64,
+        high_freq_factor: f64,
+        original_max_position_embeddings: f64,
+    },
+}
+
+/// The architecture facts the model code needs, read from `config.json`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LlamaConfig {
+    pub model_type: String,
+    pub vocab_size: usize,
+    pub hidden_size: usize,
+    pub intermediate_size: usize,
+    pub num_hidden_layers: usize,
+    pub num_attention_heads: usize,
+    pub num_key_value_heads: usize,
+    pub head_dim: usize,
+    pub rms_norm_eps: f64,
+    pub rope_theta: f64,
+    pub rope_scaling: RopeScaling,
+    pub max_position_embeddings: usize,
+    pub tie_word_embeddings: bool,
+    pub attention_bias: bool,
+    pub mlp_bias: bool,
+    pub bos_token_id: Option<u32>,
+    pub eos_token_ids: Vec<u32>,
+    pub pad_token_id: Option<u32>,
+    /// The file as read, so that a saved checkpoint keeps every key we do not interpret.
+    pub raw: Map<String, Value>,
+}
+
+/// Model types whose checkpoints have llama's parameter names and forward.
+pub const SUPPORTED_MODEL_TYPES: &[&str] = &["llama", "mistral", "qwen2"];
+
+impl LlamaConfig {
+    pub fn from_file(path: &Path) -> Result<Self, ModelError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ModelError::io(path, e))?;
+        let value: Value = serde_json::from_str(&text).map_err(|e| {
+            ModelError::config(path, format!("not valid JSON: {e}"), "check the file")
+        })?;
+        Self::from_value(value).map_err(|(msg, hint)| ModelError::config(path, msg, hint))
+    }
+
+    pub fn from_value(value: Value) -> Result<Self, (String, String)> {
+        let Value::Object(raw) = value else {
+            return Err(("is not a JSON object".into(), "".into()));
+        };
+        let model_type = raw
+            .get("model_type")
+            .and_then(Value::as_str)
+            .unwrap_or("llama")
+            .to_string();
+        if !SUPPORTED_MODEL_TYPES.contains(&model_type.as_str()) {
+            return Err((
+                format!("model_type \"{model_type}\" is not supported"),
+                format!(
+                    "the trainer implements the llama family ({})",
+                    SUPPORTED_MODEL_TYPES.join(", ")
+                ),
+            ));
+        }
+        let usize_key = |key: &str| -> Result<usize, (String, String)> {
+            raw.get(key)
+                .and_then(Value::as_u64)
+                .map(|v| v as usize)
+                .ok_or_else(|| {
+                    (
+                        format!("field \"{key}\" is missing or not a whole number"),
+                        "a llama config.json names it".to_string(),
+                    )
+                })
+        };
+        let hidden_size = usize_key("hidden_size")?;
+        let num_attention_heads = usize_key("num_attention_heads")?;
+        let num_key_value_heads = raw
+            .get("num_key_value_heads")
+            .and_then(Value::as_u64)
+            .map(|v| v as usize)
+            .unwrap_or(num_attention_heads);
+        let head_dim = raw
+            .get("head_dim")
+            .and_then(Value::as_u64)
+            .map(|v| v as usize)
+            .unwrap_or(hidden_size / num_attention_heads.max(1));
+        if num_attention_heads == 0
+            || num_key_value_heads == 0
+            || num_attention_heads % num_key_value_heads != 0
+        {
+            return Err((
+                format!(
+                    "num_attention_heads {num_attention_heads} is not a multiple of num_key_value_heads {num_key_value_heads}"
+                ),
+                "grouped-query attention needs whole groups".into(),
+            ));
+        }
+        if head_dim % 2 != 0 {
+            return Err((
+                format!("head_dim {head_dim} is odd"),
+                "RoPE needs an even head_dim".into(),
+            ));
+        }
+        let act = raw
+            .get("hidden_act")
+            .and_then(Value::as_str)
+            .unwrap_or("silu");
+        if act != "silu" {
+            return Err((
+                format!("hidden_act \"{act}\" is not supported"),
+                "llama-family models use silu".into(),
+            ));
+        }
+        // transformers 5 nests rope settings in `rope_parameters`; 4 keeps them at the top.
+        let rope = raw.get("rope_parameters").and_then(Value::as_object);
+        let rope_theta = rope
+            .and_then(|r| r.get("rope_theta"))
+            .or_else(|| raw.get("rope_theta"))
+            .and_then(Value::as_f64)
+            .unwrap_or(10000.0);
+        let scaling = rope.or_else(|| raw.get("rope_scaling").and_then(Value::as_object));
+        let rope_scaling = match scaling {
+            None => RopeScaling::Default,
+            Some(s) => {
+                let kind = s
+                    .get("rope_type")
+                    .or_else(|| s.get("type"))
+                    .and_then(Value::as_str)
+                    .unwrap_or("default");
+                let f = |k: &str| -> Result<f64, (String, String)> {
+                    s.get(k).and_then(Value::as_f64).ok_or_else(|| {
+                        (
+                            format!("rope scaling \"{kind}\" lacks \"{k}\""),
+                            String::new(),
+                        )
+                    })
+                };
+                match kind {
+                    "default" => RopeScaling::Default,
+                    "linear" => RopeScaling::Linear {
+                        factor: f("factor")?,
+                    },
+                    "llama3" => RopeScaling::Llama3 {
+                        factor: f("factor")?,
+                        low_freq_factor: f("low_freq_factor")?,
+                        high_freq_factor: f("high_freq_factor")?,
+                        original_max_position_embeddings: f("original_max_position_embeddings")?,
+                    },
+                    other => {
+                        return Err((
+                            format!("rope_type \"{other}\" is not supported"),
+                            "supported: default, linear, llama3".into(),
+                        ))
+                    }
+                }
+            }
+        };
+        let ids = |key: &str| -> Vec<u32> {
+            match raw.get(key) {
+                Some(Value::Number(n)) => n.as_u64().map(|v| vec![v as u32]).unwrap_or_default(),
+                Some(Value::Array(a)) => a
+                    .iter()
+                    .filter_map(Value::as_u64)
+                    .map(|v| v as u32)
+                    .collect(),
+                _ => Vec::new(),
+            }
+        };
+        let default_bias = model_type == "qwen2";
+        Ok(Self {
+            vocab_size: usize_key("vocab_size")?,
+            hidden_size,
+            intermediate_size: usize_key("intermediate_size")?,
+            num_hidden_layers: usize_key("num_hidden_layers")?,
+            num_attention_heads,
+            num_key_value_heads,
+            head_dim,
+            rms_norm_eps: raw
+                .get("rms_norm_eps")
+                .and_then(Value::as_f64)
+                .unwrap_or(1e-6),
+            rope_theta,
+            rope_scaling,
+            max_position_embeddings: raw
+                .get("max_position_embeddings")
+                .and_then(Value::as_u64)
+                .unwrap_or(2048) as usize,
+            tie_word_embeddings: raw
+                .get("tie_word_embeddings")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
+            attention_bias: raw
+                .get("attention_bias")
+                .and_then(Value::as_bool)
+                .unwrap_or(default_bias),
+            mlp_bias: raw
+                .get("mlp_bias")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
+            bos_token_id: ids("bos_token_id").first().copied(),
+            eos_token_ids: ids("eos_token_id"),
+            pad_token_id: ids("pad_token_id").first().copied(),
+            model_type,
+            raw,
+        })
+    }
+
+    /// The config as saved with a checkpoint: the original keys, with the dtype we wrote.
+    pub fn to_saved_json(&self, dtype: &str) -> Value {
+        let mut raw = self.raw.clone();
+        raw.insert("dtype".into(), Value::from(dtype));
+        if raw.contains_key("torch_dtype") {
+            raw.insert("torch_dtype".into(), Value::from(dtype));
+        }
+        Value::Object(raw)
+    }
+
+    /// Rotary inverse frequencies, in f32 as transformers computes them.
+    pub fn inv_freq(&self) -> Vec<f32> {
+        let dim = self.head_dim;
+        let base = self.rope_theta as f32;
+        let plain: Vec<f32> = (0..dim)
+            .step_by(2)
+            .map(|i| 1.0f32 / base.powf(i as f32 / dim as f32))
+            .collect();
+        match &self.rope_scaling {
+            RopeScaling::Default => plain,
+            RopeScaling::Linear { factor } => plain.iter().map(|f| f / *factor as f32).collect(),
+            RopeScaling::Llama3 {
+                factor,
+                low_freq_factor,
+                high_freq_factor,
+                original_max_position_embeddings: old,
+            } => {
+                let low_wavelen = old / low_freq_factor;
+                let high_wavelen = old / high_freq_factor;
+                plain
+                    .iter()
+                    .map(|&f| {
+                        let f = f as f64;
+                        let wavelen = 2.0 * std::f64::consts::PI / f;
+                        let scaled = if wavelen > low_wavelen {
+                            f / factor
+                        } else if wavelen < high_wavelen {
+                            f
+                        } else {
+                            let smooth = (old / wavelen - low_freq_factor)
+                                / (high_freq_factor - low_freq_factor);
+                            (1.0 - smooth) * f / factor + smooth * f
+                        };
+                        scaled as f32
+                    })
+                    .collect()
+            }
+        }
+    }
+
+    pub fn num_parameters(&self) -> usize {
+        let h = self.hidden_size;
+        let q = self.num_attention_heads * self.head_dim;
+        let kv = self.num_key_value_heads * self.head_dim;
+        let attn = h * q + 2 * h * kv + q * h + if self.attention_bias { q + 2 * kv } else { 0 };
+        let mlp = 3 * h * self.intermediate_size;
+        let layer = attn + mlp + 2 * h;
+        let embed = self.vocab_size * h;
+        embed
+            + self.num_hidden_layers * layer
+            + h
+            + if self.tie_word_embeddings { 0 } else { embed }
+    }
+}

@@ -1,0 +1,100 @@
+//! Trainable llama-family models on candle.
+//!
+//! candle's stock LLMs cannot be trained as shipped (their fused ops record no backward,
+//! they take a scalar position offset and return only the last position), so this crate
+//! has its own model code: Hugging Face parameter names, RoPE driven by per-token position
+//! ids, a block-diagonal causal mask for packed rows, and a masked cross-entropy that never
+//! materialises the whole vocabulary's logits for a row ([`loss`]).
+
+pub mod batch;
+pub mod config;
+pub mod llama;
+pub mod loss;
+pub mod weights;
+
+use std::path::{Path, PathBuf};
+
+pub use batch::{Batch, BatchRow};
+pub use config::LlamaConfig;
+pub use llama::{Llama, Param};
+pub use loss::{LossStats, TokenLoss};
+
+/// Errors of loading, running and saving a model. Each names the file it concerns.
+#[derive(Debug)]
+pub enum ModelError {
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    Config {
+        path: PathBuf,
+        message: String,
+        hint: String,
+    },
+    Weights {
+        path: PathBuf,
+        message: String,
+        hint: String,
+    },
+    Candle(candle_core::Error),
+    Input(String),
+}
+
+impl ModelError {
+    pub fn io(path: &Path, source: std::io::Error) -> Self {
+        Self::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+    pub fn config(path: &Path, message: impl Into<String>, hint: impl Into<String>) -> Self {
+        Self::Config {
+            path: path.to_path_buf(),
+            message: message.into(),
+            hint: hint.into(),
+        }
+    }
+    pub fn weights(path: &Path, message: String) -> Self {
+        Self::Weights {
+            path: path.to_path_buf(),
+            message,
+            hint: String::new(),
+        }
+    }
+}
+
+impl std::fmt::Display for ModelError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Io { path, source } => write!(f, "{}: {source}", path.display()),
+            Self::Config {
+                path,
+                message,
+                hint,
+            }
+            | Self::Weights {
+                path,
+                message,
+                hint,
+            } => {
+                write!(f, "{}: {message}", path.display())?;
+                if !hint.is_empty() {
+                    write!(f, "\n  hint: {hint}")?;
+                }
+                Ok(())
+            }
+            Self::Candle(e) => write!(f, "tensor error: {e}"),
+            Self::Input(m) => f.write_str(m),
+        }
+    }
+}
+
+impl std::error::Error for ModelError {}
+
+impl From<candle_core::Error> for ModelError {
+    fn from(e: candle_core::Error) -> Self {
+        Self::Candle(e)
+    }
+}
+
+pub type Result<T> = std::result::Result<T, ModelError>;

@@ -1,0 +1,361 @@
+//! The llama forward pass with a real backward: every op here is one candle records a
+//! gradient for (matmul, broadcast arithmetic, exp, sum, narrow, cat, index_select), or one
+//! of ours with its own backward ([`crate::loss`]).
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+use candle_core::{DType, Device, Tensor, Var, D};
+
+use crate::batch::Batch;
+use crate::config::LlamaConfig;
+use crate::loss::{token_loss, TokenLoss};
+use crate::weights::{load_folder, save_safetensors};
+use crate::{ModelError, Result};
+
+/// One trainable tensor with its Hugging Face name.
+#[derive(Debug, Clone)]
+pub struct Param {
+    pub name: String,
+    pub var: Var,
+    /// Whether AdamW's weight decay applies: transformers skips biases and norm weights.
+    pub decay: bool,
+}
+
+struct Layer {
+    input_norm: Var,
+    q: Var,
+    k: Var,
+    v: Var,
+    o: Var,
+    q_bias: Option<Var>,
+    k_bias: Option<Var>,
+    v_bias: Option<Var>,
+    post_norm: Var,
+    gate: Var,
+    up: Var,
+    down: Var,
+}
+
+/// A llama-family causal LM with trainable parameters.
+pub struct Llama {
+    pub config: LlamaConfig,
+    pub device: Device,
+    embed: Var,
+    layers: Vec<Layer>,
+    norm: Var,
+    lm_head: Option<Var>,
+    params: Vec<Param>,
+    inv_freq: Vec<f32>,
+}
+
+/// transformers' rule for which parameters get no weight decay: biases and anything whose
+/// name says it is a norm.
+pub fn is_decayed(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    let parts: Vec<&str> = lower.split('.').collect();
+    !(lower.contains("bias")
+        || lower.contains("layernorm")
+        || lower.contains("rmsnorm")
+        || parts.contains(&"norm")
+        || parts.iter().any(|p| p.ends_with("_norm")))
+}
+
+impl Llama {
+    /// Loads `config.json` and the weights of a Hugging Face model folder, cast to `dtype`.
+    pub fn load(dir: &Path, dtype: DType, device: &Device) -> Result<Self> {
+        let config = LlamaConfig::from_file(&dir.join("config.json"))?;
+        let mut tensors = load_folder(dir, dtype, device)?;
+        Self::from_tensors(config, &mut tensors, dir, device)
+    }
+
+    /// Builds the model from named tensors, checking every name and shape.
+    pub fn from_tensors(
+        config: LlamaConfig,
+        tensors: &mut HashMap<String, Tensor>,
+        dir: &Path,
+        device: &Device,
+    ) -> Result<Self> {
+        let c = &config;
+        let mut params = Vec::new();
+        let mut take = |name: String, shape: &[usize]| -> Result<Var> {
+            let t = tensors.remove(&name).ok_or_else(|| ModelError::Weights {
+                path: dir.to_path_buf(),
+                message: format!("tensor {name} is missing"),
+                hint: "the folder's weights do not match its config.json".into(),
+            })?;
+            if t.dims() != shape {
+                return Err(ModelError::Weights {
+                    path: dir.to_path_buf(),
+                    message: format!(
+                        "tensor {name} has shape {:?}, config.json implies {shape:?}",
+                        t.dims()
+                    ),
+                    hint: "the folder's weights do not match its config.json".into(),
+                });
+            }
+            let var = Var::from_tensor(&t.contiguous()?)?;
+            params.push(Param {
+                decay: is_decayed(&name),
+                name,
+                var: var.clone(),
+            });
+            Ok(var)
+        };
+        let h = c.hidden_size;
+        let qd = c.num_attention_heads * c.head_dim;
+        let kvd = c.num_key_value_heads * c.head_dim;
+        let embed = take("model.embed_tokens.weight".into(), &[c.vocab_size, h])?;
+        let mut layers = Vec::with_capacity(c.num_hidden_layers);
+        for i in 0..c.num_hidden_layers {
+            let p = |s: &str| format!("model.layers.{i}.{s}");
+            let input_norm = take(p("input_layernorm.weight"), &[h])?;
+            let q = take(p("self_attn.q_proj.weight"), &[qd, h])?;
+            let k = take(p("self_attn.k_proj.weight"), &[kvd, h])?;
+            let v = take(p("self_attn.v_proj.weight"), &[kvd, h])?;
+            let (q_bias, k_bias, v_bias) = if c.attention_bias {
+                (
+                    Some(take(p("self_attn.q_proj.bias"), &[qd])?),
+                    Some(take(p("self_attn.k_proj.bias"), &[kvd])?),
+                    Some(take(p("self_attn.v_proj.bias"), &[kvd])?),
+                )
+            } else {
+                (None, None, None)
+            };
+            let o = take(p("self_attn.o_proj.weight"), &[h, qd])?;
+            let post_norm = take(p("post_attention_layernorm.weight"), &[h])?;
+            let gate = take(p("mlp.gate_proj.weight"), &[c.intermediate_size, h])?;
+            let up = take(p("mlp.up_proj.weight"), &[c.intermediate_size, h])?;
+            let down = take(p("mlp.down_proj.weight"), &[h, c.intermediate_size])?;
+            layers.push(Layer {
+                input_norm,
+                q,
+                k,
+                v,
+                o,
+                q_bias,
+                k_bias,
+                v_bias,
+                post_norm,
+                gate,
+                up,
+                down,
+            });
+        }
+        let norm = take("model.norm.weight".into(), &[h])?;
+        let lm_head = if c.tie_word_embeddings {
+            tensors.remove("lm_head.weight");
+            None
+        } else {
+            Some(take("lm_head.weight".into(), &[c.vocab_size, h])?)
+        };
+        // Buffers transformers may save; anything else is a tensor we would silently drop.
+        tensors.retain(|k, _| !k.ends_with("rotary_emb.inv_freq"));
+        if !tensors.is_empty() {
+            let mut names: Vec<_> = tensors.keys().cloned().collect();
+            names.sort();
+            names.truncate(5);
+            return Err(ModelError::Weights {
+                path: dir.to_path_buf(),
+                message: format!("unexpected tensors: {}", names.join(", ")),
+                hint: "the weights hold more than the llama architecture in config.json uses (LoRA adapters or another architecture?)".into(),
+            });
+        }
+        let inv_freq = config.inv_freq();
+        Ok(Self {
+            config,
+            device: device.clone(),
+            embed,
+            layers,
+            norm,
+            lm_head,
+            params,
+            inv_freq,
+        })
+    }
+
+    /// Trainable parameters in checkpoint order.
+    pub fn params(&self) -> &[Param] {
+        &self.params
+    }
+
+    /// The output projection (the embedding when tied).
+    pub fn lm_head_weight(&self) -> &Tensor {
+        self.lm_head.as_ref().unwrap_or(&self.embed).as_tensor()
+    }
+
+    /// Final hidden states `[rows, len, hidden]` for a batch.
+    pub fn hidden_states(&self, batch: &Batch) -> Result<Tensor> {
+        let c = &self.config;
+        let (b, t) = (batch.rows, batch.len);
+        let ids = batch.input_ids.flatten_all()?;
+        let mut x = self
+            .embed
+            .index_select(&ids, 0)?
+            .reshape((b, t, c.hidden_size))?;
+        let (cos, sin) = self.rope_tables(&batch.position_ids, b, t)?;
+        let mask = if batch.needs_mask() || t > 1 {
+            Some(
+                batch
+                    .attention_mask(&self.device)?
+                    .to_dtype(self.embed.dtype())?,
+            )
+        } else {
+            None
+        };
+        for layer in &self.layers {
+            let h = rms_norm(&x, &layer.input_norm, c.rms_norm_eps)?;
+            let attn = self.attention(layer, &h, &cos, &sin, mask.as_ref())?;
+            x = (x + attn)?;
+            let h = rms_norm(&x, &layer.post_norm, c.rms_norm_eps)?;
+            let gate = linear(&h, &layer.gate, None)?;
+            let up = linear(&h, &layer.up, None)?;
+            let mlp = linear(&(gate.silu()? * up)?, &layer.down, None)?;
+            x = (x + mlp)?;
+        }
+        rms_norm(&x, &self.norm, c.rms_norm_eps)
+    }
+
+    /// Full logits `[rows, len, vocab]` (for tests and generation; training uses [`Self::loss`]).
+    pub fn logits(&self, batch: &Batch) -> Result<Tensor> {
+        let hidden = self.hidden_states(batch)?;
+        let (b, t, h) = hidden.dims3()?;
+        let logits = hidden
+            .reshape((b * t, h))?
+            .matmul(&self.lm_head_weight().t()?)?;
+        Ok(logits.reshape((b, t, self.config.vocab_size))?)
+    }
+
+    /// The summed cross-entropy over the batch's trained tokens (a scalar tensor with a
+    /// backward) and the token statistics of the same pass.
+    pub fn loss(&self, batch: &Batch) -> Result<TokenLoss> {
+        let hidden = self.hidden_states(batch)?;
+        let (b, t, h) = hidden.dims3()?;
+        let idx = Tensor::from_slice(
+            &batch.target_positions,
+            batch.target_positions.len(),
+            &self.device,
+        )?;
+        let selected = hidden.reshape((b * t, h))?.index_select(&idx, 0)?;
+        token_loss(&selected, self.lm_head_weight(), &batch.targets)
+    }
+
+    fn attention(
+        &self,
+        layer: &Layer,
+        x: &Tensor,
+        cos: &Tensor,
+        sin: &Tensor,
+        mask: Option<&Tensor>,
+    ) -> Result<Tensor> {
+        let c = &self.config;
+        let (b, t, _) = x.dims3()?;
+        let (nh, nkv, hd) = (c.num_attention_heads, c.num_key_value_heads, c.head_dim);
+        let rep = nh / nkv;
+        let q = linear(x, &layer.q, layer.q_bias.as_ref())?
+            .reshape((b, t, nh, hd))?
+            .transpose(1, 2)?;
+        let k = linear(x, &layer.k, layer.k_bias.as_ref())?
+            .reshape((b, t, nkv, hd))?
+            .transpose(1, 2)?;
+        let v = linear(x, &layer.v, layer.v_bias.as_ref())?
+            .reshape((b, t, nkv, hd))?
+            .transpose(1, 2)?
+            .contiguous()?;
+        let q = rope(&q, cos, sin)?;
+        let k = rope(&k, cos, sin)?;
+        // Grouped-query attention without copying keys: the `rep` query heads that share a
+        // key head are stacked along the sequence axis.
+        let q = q.reshape((b, nkv, rep * t, hd))?;
+        let scale = 1.0 / (hd as f64).sqrt();
+        let scores = (q.matmul(&k.t()?)? * scale)?.reshape((b, nh, t, t))?;
+        let scores = match mask {
+            Some(m) => scores.broadcast_add(m)?,
+            None => scores,
+        };
+        let probs = softmax_last_dim(&scores)?.reshape((b, nkv, rep * t, t))?;
+        let out = probs.matmul(&v)?.reshape((b, nh, t, hd))?;
+        let out = out.transpose(1, 2)?.reshape((b, t, nh * hd))?;
+        linear(&out, &layer.o, None)
+    }
+
+    /// cos and sin `[rows, 1, len, head_dim / 2]` for the batch's position ids.
+    fn rope_tables(&self, positions: &[u32], b: usize, t: usize) -> Result<(Tensor, Tensor)> {
+        let half = self.inv_freq.len();
+        let mut cos = Vec::with_capacity(positions.len() * half);
+        let mut sin = Vec::with_capacity(positions.len() * half);
+        for &p in positions {
+            for &f in &self.inv_freq {
+                let angle = p as f32 * f;
+                cos.push(angle.cos());
+                sin.push(angle.sin());
+            }
+        }
+        let dtype = self.embed.dtype();
+        let cos = Tensor::from_vec(cos, (b, 1, t, half), &self.device)?.to_dtype(dtype)?;
+        let sin = Tensor::from_vec(sin, (b, 1, t, half), &self.device)?.to_dtype(dtype)?;
+        Ok((cos, sin))
+    }
+
+    /// The weights as transformers names them (the tied head is not written, as
+    /// transformers does).
+    pub fn state_dict(&self) -> BTreeMap<String, Tensor> {
+        self.params
+            .iter()
+            .map(|p| (p.name.clone(), p.var.as_detached_tensor()))
+            .collect()
+    }
+
+    /// Writes `model.safetensors` and `config.json` into `dir` (f32).
+    pub fn save(&self, dir: &Path) -> Result<()> {
+        std::fs::create_dir_all(dir).map_err(|e| ModelError::io(dir, e))?;
+        save_safetensors(&self.state_dict(), &dir.join("model.safetensors"))?;
+        let config = self.config.to_saved_json("float32");
+        let text = serde_json::to_string_pretty(&config).expect("config serialises");
+        crate::weights::write_atomic(&dir.join("config.json"), |w| {
+            use std::io::Write;
+            w.write_all(text.as_bytes())?;
+            w.write_all(b"\n")
+        })
+    }
+}
+
+fn linear(x: &Tensor, w: &Var, bias: Option<&Var>) -> Result<Tensor> {
+    let dims = x.dims().to_vec();
+    let (out_dim, in_dim) = w.dims2()?;
+    let rows: usize = dims[..dims.len() - 1].iter().product();
+    let y = x.reshape((rows, in_dim))?.matmul(&w.t()?)?;
+    let y = match bias {
+        Some(b) => y.broadcast_add(b.as_tensor())?,
+        None => y,
+    };
+    let mut out = dims;
+    *out.last_mut().unwrap() = out_dim;
+    Ok(y.reshape(out)?)
+}
+
+/// transformers' LlamaRMSNorm: `w * x / sqrt(mean(x^2) + eps)`.
+fn rms_norm(x: &Tensor, w: &Var, eps: f64) -> Result<Tensor> {
+    let var = x.sqr()?.mean_keepdim(D::Minus1)?;
+    let inv = (var + eps)?.sqrt()?.recip()?;
+    Ok(x.broadcast_mul(&inv)?.broadcast_mul(w.as_tensor())?)
+}
+
+/// Rotate-half RoPE: `x * cos + rotate_half(x) * sin`, with cos and sin per token.
+fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
+    let hd = x.dim(D::Minus1)?;
+    let half = hd / 2;
+    let x1 = x.narrow(D::Minus1, 0, half)?;
+    let x2 = x.narrow(D::Minus1, half, half)?;
+    let r1 = (x1.broadcast_mul(cos)? - x2.broadcast_mul(sin)?)?;
+    let r2 = (x2.broadcast_mul(cos)? + x1.broadcast_mul(sin)?)?;
+    Ok(Tensor::cat(&[r1, r2], D::Minus1)?)
+}
+
+/// Softmax over the last axis, from ops that all have a backward.
+fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
+    let max = x.max_keepdim(D::Minus1)?.detach();
+    let e = x.broadcast_sub(&max)?.exp()?;
+    let sum = e.sum_keepdim(D::Minus1)?;
+    Ok(e.broadcast_div(&sum)?)
+}

@@ -1,0 +1,285 @@
+//! Masked cross-entropy over the trained positions only, fused with the output projection.
+//!
+//! The logits of a whole row (`len x 49,152` for SmolLM2) are never kept: the forward goes
+//! over the trained positions in chunks, keeping per chunk only what the backward needs, and
+//! the backward is ours (a candle custom op), so the graph holds no `[tokens, vocab]`
+//! intermediates. The same pass yields TRL's token statistics (mean token accuracy, entropy).
+
+use std::sync::Mutex;
+
+use candle_core::{CpuStorage, CustomOp2, Layout, Shape, Tensor};
+use rayon::prelude::*;
+
+use crate::Result;
+
+/// Positions per chunk of the vocabulary projection.
+const CHUNK: usize = 256;
+/// Keep the chunk gradients from the forward (instead of recomputing them in the backward)
+/// while they take at most this many floats.
+const CACHE_FLOATS: usize = 64 << 20;
+
+/// Per-token statistics of a forward pass, as TRL computes them.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct LossStats {
+    /// Sum of the token losses (nats).
+    pub loss_sum: f64,
+    /// Trained tokens.
+    pub tokens: usize,
+    /// Tokens whose label is the first argmax of the logits.
+    pub correct: usize,
+    /// Sum of the entropies of the predicted distributions (nats).
+    pub entropy_sum: f64,
+}
+
+impl LossStats {
+    pub fn add(&mut self, o: &LossStats) {
+        self.loss_sum += o.loss_sum;
+        self.tokens += o.tokens;
+        self.correct += o.correct;
+        self.entropy_sum += o.entropy_sum;
+    }
+}
+
+/// The summed loss of a batch, as a scalar tensor with a backward, and its statistics.
+pub struct TokenLoss {
+    pub sum: Tensor,
+    pub stats: LossStats,
+}
+
+/// Cross-entropy of `hidden [n, h] @ weight[v, h]^T` against `targets` (length n), summed.
+pub fn token_loss(hidden: &Tensor, weight: &Tensor, targets: &[u32]) -> Result<TokenLoss> {
+    let cache = targets.len() * weight.dim(0)? <= CACHE_FLOATS;
+    token_loss_with(hidden, weight, targets, cache)
+}
+
+/// [`token_loss`], choosing whether the backward reuses the forward's softmax (memory) or
+/// recomputes it chunk by chunk (time).
+pub fn token_loss_with(
+    hidden: &Tensor,
+    weight: &Tensor,
+    targets: &[u32],
+    cache: bool,
+) -> Result<TokenLoss> {
+    let fused_dtype = matches!(
+        hidden.dtype(),
+        candle_core::DType::F32 | candle_core::DType::F64
+    );
+    if !hidden.device().is_cpu() || !fused_dtype {
+        return plain_token_loss(hidden, weight, targets);
+    }
+    let n = targets.len();
+    let mut stats = LossStats {
+        tokens: n,
+        ..Default::default()
+    };
+    let vocab = weight.dim(0)?;
+    let mut cached = Vec::new();
+    let h = hidden.detach();
+    let wt = weight.detach().t()?;
+    for start in (0..n).step_by(CHUNK) {
+        let len = CHUNK.min(n - start);
+        let logits = h.narrow(0, start, len)?.matmul(&wt)?;
+        let (grads, chunk) = grads_of(&logits, &targets[start..start + len], vocab)?;
+        stats.loss_sum += chunk.loss_sum;
+        stats.correct += chunk.correct;
+        stats.entropy_sum += chunk.entropy_sum;
+        if cache {
+            cached.push(grads);
+        }
+    }
+    let op = FusedCrossEntropy {
+        targets: targets.to_vec(),
+        loss_sum: stats.loss_sum,
+        cached: Mutex::new(cache.then_some(cached)),
+    };
+    let sum = hidden.apply_op2(weight, op)?;
+    Ok(TokenLoss { sum, stats })
+}
+
+/// The same loss from candle's own ops (on GPUs and in other dtypes, where the fused op has
+/// no kernel): the logits of the trained positions are materialised.
+fn plain_token_loss(hidden: &Tensor, weight: &Tensor, targets: &[u32]) -> Result<TokenLoss> {
+    let n = targets.len();
+    let logits = hidden
+        .matmul(&weight.t()?)?
+        .to_dtype(candle_core::DType::F32)?;
+    let max = logits.max_keepdim(1)?.detach();
+    let shifted = logits.broadcast_sub(&max)?;
+    let lse = shifted.exp()?.sum_keepdim(1)?.log()?;
+    let idx = Tensor::from_slice(targets, (n, 1), hidden.device())?;
+    let picked = shifted.gather(&idx, 1)?;
+    let sum = (lse - picked)?.sum_all()?;
+    let vocab = weight.dim(0)?;
+    let (_, stats) = grads_of(&logits.detach(), targets, vocab)?;
+    Ok(TokenLoss { sum, stats })
+}
+
+/// Float types the fused loss runs in (f32 for training, f64 for gradient checks).
+pub trait LossFloat: candle_core::WithDType + Copy + Send + Sync {
+    fn f64(self) -> f64;
+    fn of(v: f64) -> Self;
+}
+impl LossFloat for f32 {
+    fn f64(self) -> f64 {
+        self as f64
+    }
+    fn of(v: f64) -> Self {
+        v as f32
+    }
+}
+impl LossFloat for f64 {
+    fn f64(self) -> f64 {
+        self
+    }
+    fn of(v: f64) -> Self {
+        v
+    }
+}
+
+/// Turns a row of logits into `softmax - onehot(target)` in place and returns the token's
+/// loss, whether the target is the first argmax, and the entropy.
+fn softmax_row_grad<F: LossFloat>(row: &mut [F], target: usize) -> (f64, bool, f64) {
+    let mut max = f64::NEG_INFINITY;
+    let mut first_argmax = 0;
+    for (i, &z) in row.iter().enumerate() {
+        if z.f64() > max {
+            max = z.f64();
+            first_argmax = i;
+        }
+    }
+    let target_logit = row[target].f64();
+    let mut sum = 0f64;
+    let mut weighted = 0f64;
+    for z in row.iter_mut() {
+        let shifted = z.f64() - max;
+        let e = shifted.exp();
+        weighted += e * shifted;
+        sum += e;
+        *z = F::of(e);
+    }
+    let lse = sum.ln();
+    let loss = lse - (target_logit - max);
+    // H = log Z - E[z], both shifted by max.
+    let entropy = lse - weighted / sum;
+    let inv = 1.0 / sum;
+    for z in row.iter_mut() {
+        *z = F::of(z.f64() * inv);
+    }
+    row[target] = F::of(row[target].f64() - 1.0);
+    (loss, first_argmax == target, entropy)
+}
+
+/// Softmax gradients of a chunk of logits, in place, with the chunk's statistics.
+fn chunk_grads<F: LossFloat>(
+    logits: &Tensor,
+    targets: &[u32],
+    vocab: usize,
+) -> Result<(Tensor, LossStats)> {
+    let mut data = logits.flatten_all()?.to_vec1::<F>()?;
+    let rows: Vec<(f64, bool, f64)> = data
+        .par_chunks_mut(vocab)
+        .zip(targets.par_iter())
+        .map(|(row, &t)| softmax_row_grad(row, t as usize))
+        .collect();
+    let mut stats = LossStats {
+        tokens: targets.len(),
+        ..Default::default()
+    };
+    for (loss, correct, entropy) in rows {
+        stats.loss_sum += loss;
+        stats.correct += correct as usize;
+        stats.entropy_sum += entropy;
+    }
+    Ok((
+        Tensor::from_vec(data, (targets.len(), vocab), logits.device())?,
+        stats,
+    ))
+}
+
+fn grads_of(logits: &Tensor, targets: &[u32], vocab: usize) -> Result<(Tensor, LossStats)> {
+    match logits.dtype() {
+        candle_core::DType::F64 => chunk_grads::<f64>(logits, targets, vocab),
+        _ => chunk_grads::<f32>(logits, targets, vocab),
+    }
+}
+
+/// The op whose forward returns the precomputed summed loss and whose backward gives
+/// `dL/dhidden = G W` and `dL/dW = G^T hidden`, with `G = softmax - onehot` per position.
+struct FusedCrossEntropy {
+    targets: Vec<u32>,
+    loss_sum: f64,
+    cached: Mutex<Option<Vec<Tensor>>>,
+}
+
+impl CustomOp2 for FusedCrossEntropy {
+    fn name(&self) -> &'static str {
+        "fused-cross-entropy"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        _: &Layout,
+        _: &CpuStorage,
+        _: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let storage = match s1 {
+            CpuStorage::F64(_) => CpuStorage::F64(vec![self.loss_sum]),
+            _ => CpuStorage::F32(vec![self.loss_sum as f32]),
+        };
+        Ok((storage, Shape::from(())))
+    }
+
+    fn bwd(
+        &self,
+        hidden: &Tensor,
+        weight: &Tensor,
+        _res: &Tensor,
+        grad_res: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+        let g = grad_res
+            .to_dtype(candle_core::DType::F64)?
+            .to_scalar::<f64>()?;
+        let n = self.targets.len();
+        let h = hidden.detach();
+        let w = weight.detach();
+        let vocab = w.dim(0)?;
+        let cached = self.cached.lock().expect("loss cache").take();
+        if let Some(chunks) = cached {
+            // Everything is in memory: one product each for both gradients.
+            if chunks.is_empty() {
+                return Ok((Some(hidden.zeros_like()?), Some(weight.zeros_like()?)));
+            }
+            let gall = (Tensor::cat(&chunks, 0)? * g)?;
+            let grad_h = gall.matmul(&w)?;
+            let grad_w = gall.t()?.matmul(&h)?;
+            return Ok((Some(grad_h), Some(grad_w)));
+        }
+        let mut grad_h = Vec::new();
+        let mut grad_w: Option<Tensor> = None;
+        for start in (0..n).step_by(CHUNK) {
+            let len = CHUNK.min(n - start);
+            let hc = h.narrow(0, start, len)?;
+            let logits = hc.matmul(&w.t()?)?;
+            let (gc, _) = grads_of(&logits, &self.targets[start..start + len], vocab)
+                .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+            let gc = (gc * g)?;
+            grad_h.push(gc.matmul(&w)?);
+            let gw = gc.t()?.matmul(&hc)?;
+            grad_w = Some(match grad_w {
+                Some(acc) => (acc + gw)?,
+                None => gw,
+            });
+        }
+        let grad_h = if grad_h.is_empty() {
+            hidden.zeros_like()?
+        } else {
+            Tensor::cat(&grad_h, 0)?
+        };
+        let grad_w = match grad_w {
+            Some(gw) => gw,
+            None => weight.zeros_like()?,
+        };
+        Ok((Some(grad_h), Some(grad_w)))
+    }
+}

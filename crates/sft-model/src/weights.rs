@@ -1,0 +1,158 @@
+//! Reading and writing weights as Hugging Face model folders: `model.safetensors` or a
+//! sharded `model.safetensors.index.json`, any of f32/f16/bf16 on disk, f32 in memory.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device, Tensor};
+use serde_json::Value;
+
+use crate::ModelError;
+
+/// Every tensor of a model folder, cast to `dtype`, by HF name.
+pub fn load_folder(
+    dir: &Path,
+    dtype: DType,
+    device: &Device,
+) -> Result<HashMap<String, Tensor>, ModelError> {
+    let files = weight_files(dir)?;
+    let mut out = HashMap::new();
+    for file in files {
+        let tensors = candle_core::safetensors::load(&file, &Device::Cpu)
+            .map_err(|e| ModelError::weights(&file, format!("cannot read safetensors: {e}")))?;
+        for (name, t) in tensors {
+            let t = match t.dtype() {
+                DType::F32 | DType::F16 | DType::BF16 | DType::F64 => t
+                    .to_dtype(dtype)
+                    .and_then(|t| t.to_device(device))
+                    .map_err(|e| ModelError::weights(&file, format!("{name}: {e}")))?,
+                other => {
+                    return Err(ModelError::weights(
+                        &file,
+                        format!("tensor {name} has dtype {other:?}; expected a float type"),
+                    ))
+                }
+            };
+            out.insert(name, t);
+        }
+    }
+    Ok(out)
+}
+
+/// The safetensors files of a folder: the shards named by the index, or `model.safetensors`.
+pub fn weight_files(dir: &Path) -> Result<Vec<PathBuf>, ModelError> {
+    let index = dir.join("model.safetensors.index.json");
+    if index.is_file() {
+        let text = std::fs::read_to_string(&index).map_err(|e| ModelError::io(&index, e))?;
+        let value: Value = serde_json::from_str(&text)
+            .map_err(|e| ModelError::weights(&index, format!("not valid JSON: {e}")))?;
+        let Some(map) = value.get("weight_map").and_then(Value::as_object) else {
+            return Err(ModelError::weights(
+                &index,
+                "no \"weight_map\" object".into(),
+            ));
+        };
+        let mut files: Vec<PathBuf> = map
+            .values()
+            .filter_map(Value::as_str)
+            .map(|f| dir.join(f))
+            .collect();
+        files.sort();
+        files.dedup();
+        for f in &files {
+            if !f.is_file() {
+                return Err(ModelError::weights(
+                    f,
+                    "shard named in the index is missing".into(),
+                ));
+            }
+        }
+        return Ok(files);
+    }
+    let single = dir.join("model.safetensors");
+    if single.is_file() {
+        return Ok(vec![single]);
+    }
+    let hint = if dir.join("pytorch_model.bin").exists() {
+        "this folder has only pytorch_model.bin; convert it with transformers: \
+         AutoModelForCausalLM.from_pretrained(DIR).save_pretrained(DIR, safe_serialization=True)"
+    } else if std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .any(|e| e.path().extension().is_some_and(|x| x == "gguf"))
+        })
+        .unwrap_or(false)
+    {
+        "this folder has a GGUF file; turn it into safetensors with \
+         data-samples/models/smollm2_from_gguf.py (see the README)"
+    } else {
+        "a Hugging Face model folder has model.safetensors or model.safetensors.index.json"
+    };
+    Err(ModelError::Weights {
+        path: dir.to_path_buf(),
+        message: "no model.safetensors or model.safetensors.index.json".into(),
+        hint: hint.into(),
+    })
+}
+
+/// Writes tensors (any float dtype, stored as f32) as one safetensors file with the
+/// `format: pt` metadata transformers expects, atomically (temporary file, then rename).
+pub fn save_safetensors(tensors: &BTreeMap<String, Tensor>, path: &Path) -> Result<(), ModelError> {
+    let mut header = serde_json::Map::new();
+    header.insert("__metadata__".into(), serde_json::json!({"format": "pt"}));
+    let mut datas = Vec::with_capacity(tensors.len());
+    let mut offset = 0usize;
+    for (name, t) in tensors {
+        let data: Vec<f32> = t
+            .to_dtype(DType::F32)
+            .and_then(|t| t.flatten_all())
+            .and_then(|t| t.to_vec1())
+            .map_err(|e| ModelError::weights(path, format!("{name}: {e}")))?;
+        let len = data.len() * 4;
+        header.insert(
+            name.clone(),
+            serde_json::json!({"dtype": "F32", "shape": t.dims(), "data_offsets": [offset, offset + len]}),
+        );
+        offset += len;
+        datas.push(data);
+    }
+    let mut header = serde_json::to_vec(&Value::Object(header)).expect("header serialises");
+    while !header.len().is_multiple_of(8) {
+        header.push(b' ');
+    }
+    write_atomic(path, |w| {
+        w.write_all(&(header.len() as u64).to_le_bytes())?;
+        w.write_all(&header)?;
+        for data in &datas {
+            let mut buf = Vec::with_capacity(data.len() * 4);
+            for v in data {
+                buf.extend_from_slice(&v.to_le_bytes());
+            }
+            w.write_all(&buf)?;
+        }
+        Ok(())
+    })
+}
+
+/// Writes a file through a temporary sibling and a rename, so readers never see half of it.
+pub fn write_atomic(
+    path: &Path,
+    body: impl FnOnce(&mut std::io::BufWriter<std::fs::File>) -> std::io::Result<()>,
+) -> Result<(), ModelError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("out");
+    let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
+    let result = (|| {
+        let file = std::fs::File::create(&tmp)?;
+        let mut w = std::io::BufWriter::new(file);
+        body(&mut w)?;
+        let file = w.into_inner().map_err(|e| e.into_error())?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    result.map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        ModelError::io(path, e)
+    })
+}
