@@ -1,0 +1,67 @@
+//! Training rows from a prepared token table (`sft-data prepare` output).
+
+use std::path::Path;
+
+use sft_model::BatchRow;
+
+/// Reads `input_ids`, `labels` (or `completion_mask`) and `seq_lengths` of a prepared
+/// Parquet file into rows. Errors name the file and the row.
+pub fn load_prepared(path: &Path) -> Result<Vec<BatchRow>, String> {
+    let columns = sft_io::tokens::read_token_table(path)?;
+    let col = |name: &str| {
+        columns
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, rows)| rows)
+    };
+    let ids = col("input_ids").ok_or_else(|| {
+        format!(
+            "{}: no input_ids column; is this a table written by `sft-data prepare`?",
+            path.display()
+        )
+    })?;
+    let labels = col("labels");
+    let mask = col("completion_mask");
+    let seq = col("seq_lengths");
+    let mut rows = Vec::with_capacity(ids.len());
+    for (r, input) in ids.iter().enumerate() {
+        let where_ = || format!("{}: row {r}", path.display());
+        if input.iter().any(|&x| x < 0) {
+            return Err(format!("{}: input_ids holds a negative id", where_()));
+        }
+        let input_ids: Vec<u32> = input.iter().map(|&x| x as u32).collect();
+        let labels: Vec<i64> = match (labels, mask) {
+            (Some(l), _) => l[r].iter().map(|&x| x as i64).collect(),
+            (None, Some(m)) => m[r]
+                .iter()
+                .zip(input)
+                .map(|(&m, &id)| if m == 1 { id as i64 } else { -100 })
+                .collect(),
+            (None, None) => input.iter().map(|&x| x as i64).collect(),
+        };
+        if labels.len() != input_ids.len() {
+            return Err(format!(
+                "{}: {} labels for {} input_ids",
+                where_(),
+                labels.len(),
+                input_ids.len()
+            ));
+        }
+        let seq_lengths = match seq {
+            Some(s) => s[r].iter().map(|&x| x.max(0) as usize).collect(),
+            None => vec![input_ids.len()],
+        };
+        if seq_lengths.iter().sum::<usize>() != input_ids.len() {
+            return Err(format!(
+                "{}: seq_lengths do not add up to the row length",
+                where_()
+            ));
+        }
+        rows.push(BatchRow {
+            input_ids,
+            labels,
+            seq_lengths,
+        });
+    }
+    Ok(rows)
+}

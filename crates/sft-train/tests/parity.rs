@@ -1,0 +1,235 @@
+//! The trainer's math against PyTorch + transformers (fixtures by
+//! tests/fixtures/train/make_train_fixtures.py): schedules, and three optimizer steps with
+//! gradient accumulation, token-weighted loss, clipping, AdamW decay groups and a cosine
+//! schedule, from the tiny model's weights.
+
+use std::path::PathBuf;
+
+use candle_core::{DType, Device};
+use serde_json::Value;
+use sft_model::{BatchRow, Llama};
+use sft_train::optim::{AdamW, AdamWConfig};
+use sft_train::schedule::{Schedule, ScheduleKind};
+use sft_train::trainer::optimizer_step;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn fixture(name: &str) -> Value {
+    let path = root().join("tests/fixtures/train").join(name);
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn rel(a: f64, b: f64) -> f64 {
+    (a - b).abs() / b.abs().max(1e-12)
+}
+
+#[test]
+fn schedules_equal_transformers() {
+    let f = fixture("schedules.json");
+    for case in f["schedules"].as_array().unwrap() {
+        let kind = ScheduleKind::parse(case["name"].as_str().unwrap()).unwrap();
+        let s = Schedule {
+            kind,
+            base_lr: f["base_lr"].as_f64().unwrap(),
+            warmup_steps: case["num_warmup_steps"].as_u64().unwrap() as usize,
+            total_steps: case["num_training_steps"].as_u64().unwrap() as usize,
+        };
+        for (k, lr) in case["lrs"].as_array().unwrap().iter().enumerate() {
+            let lr = lr.as_f64().unwrap();
+            assert!(
+                (s.lr(k) - lr).abs() <= 1e-12,
+                "{case}: step {k}: {} vs {lr}",
+                s.lr(k)
+            );
+        }
+    }
+    // transformers 5: warmup below 1 is a ratio, rounded up; from 1 on, truncated.
+    assert_eq!(sft_train::schedule::warmup_steps(0.1, 25), 3);
+    assert_eq!(sft_train::schedule::warmup_steps(2.7, 25), 2);
+}
+
+fn rows_of(mb: &Value) -> Vec<BatchRow> {
+    let ids = mb["input_ids"].as_array().unwrap();
+    ids.iter()
+        .enumerate()
+        .map(|(r, row)| {
+            let mask = mb["attention_mask"][r].as_array().unwrap();
+            let n = mask.iter().filter(|m| m.as_i64() == Some(1)).count();
+            let input: Vec<u32> = row.as_array().unwrap()[..n]
+                .iter()
+                .map(|v| v.as_u64().unwrap() as u32)
+                .collect();
+            let labels: Vec<i64> = mb["labels"][r].as_array().unwrap()[..n]
+                .iter()
+                .map(|v| v.as_i64().unwrap())
+                .collect();
+            BatchRow::single(input, labels)
+        })
+        .collect()
+}
+
+#[test]
+fn three_optimizer_steps_equal_pytorch() {
+    let f = fixture("step.json");
+    let hp = &f["hyperparameters"];
+    let model = Llama::load(
+        &root().join("data-samples/models/tiny-llama"),
+        DType::F32,
+        &Device::Cpu,
+    )
+    .unwrap();
+    // transformers' decay groups.
+    let decayed: Vec<&str> = f["decay"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    for p in model.params() {
+        assert_eq!(p.decay, decayed.contains(&p.name.as_str()), "{}", p.name);
+    }
+    let config = AdamWConfig {
+        beta1: 0.9,
+        beta2: 0.999,
+        eps: 1e-8,
+        weight_decay: hp["weight_decay"].as_f64().unwrap(),
+    };
+    let sizes: Vec<usize> = model.params().iter().map(|p| p.var.elem_count()).collect();
+    let mut opt = AdamW::new(config, &sizes);
+    let schedule = Schedule {
+        kind: ScheduleKind::Cosine,
+        base_lr: hp["learning_rate"].as_f64().unwrap(),
+        warmup_steps: hp["num_warmup_steps"].as_u64().unwrap() as usize,
+        total_steps: hp["num_training_steps"].as_u64().unwrap() as usize,
+    };
+    let micro: Vec<Vec<BatchRow>> = f["micro_batches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(rows_of)
+        .collect();
+    for (k, expected) in f["steps"].as_array().unwrap().iter().enumerate() {
+        let lr = schedule.lr(k);
+        assert!(rel(lr, expected["lr"].as_f64().unwrap()) <= 1e-12 || lr == 0.0);
+        let step = optimizer_step(&model, &mut opt, &micro[2 * k..2 * k + 2], lr, 1.0, 2)
+            .unwrap()
+            .unwrap();
+        let loss = expected["loss"].as_f64().unwrap();
+        let norm = expected["grad_norm"].as_f64().unwrap();
+        assert!(
+            rel(step.loss, loss) <= 1e-5,
+            "step {k}: loss {} vs {loss}",
+            step.loss
+        );
+        assert!(
+            rel(step.grad_norm, norm) <= 1e-4,
+            "step {k}: grad_norm {} vs {norm}",
+            step.grad_norm
+        );
+        let acc: Vec<f64> = step.ratios.iter().map(|r| r.0).collect();
+        let expected_acc: Vec<f64> = expected["micro_batch_mean_token_accuracy"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
+        for (a, e) in acc.iter().zip(&expected_acc) {
+            assert!(
+                (a - e).abs() < 1e-6,
+                "step {k}: accuracy {acc:?} vs {expected_acc:?}"
+            );
+        }
+        let ent: Vec<f64> = step.ratios.iter().map(|r| r.1).collect();
+        let expected_ent: Vec<f64> = expected["micro_batch_entropy"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
+        for (a, e) in ent.iter().zip(&expected_ent) {
+            assert!(
+                rel(*a, *e) < 1e-5,
+                "step {k}: entropy {ent:?} vs {expected_ent:?}"
+            );
+        }
+    }
+    let reference = candle_core::safetensors::load(
+        root().join("tests/fixtures/train/step.safetensors"),
+        &Device::Cpu,
+    )
+    .unwrap();
+    let initial = Llama::load(
+        &root().join("data-samples/models/tiny-llama"),
+        DType::F32,
+        &Device::Cpu,
+    )
+    .unwrap()
+    .state_dict();
+    let state = model.state_dict();
+    let row_ids: Vec<u32> = f["embed_row_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap() as u32)
+        .collect();
+    let idx = candle_core::Tensor::from_slice(&row_ids, row_ids.len(), &Device::Cpu).unwrap();
+    let mut worst = (0f64, String::new());
+    for (name, ours) in &state {
+        let (ours, start, theirs) = if name == "model.embed_tokens.weight" {
+            (
+                ours.index_select(&idx, 0).unwrap(),
+                initial[name].index_select(&idx, 0).unwrap(),
+                reference["final.embed_rows"].clone(),
+            )
+        } else {
+            (
+                ours.clone(),
+                initial[name].clone(),
+                reference[&format!("final.{name}")].clone(),
+            )
+        };
+        let v = |t: &candle_core::Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let (a, s0, b) = (v(&ours), v(&start), v(&theirs));
+        // Relative to the size of PyTorch's update of the tensor, so the check is on the
+        // optimizer's arithmetic, not on weights that barely moved.
+        let update = b
+            .iter()
+            .zip(&s0)
+            .map(|(y, x)| (*y as f64 - *x as f64).abs())
+            .fold(0.0, f64::max);
+        assert!(update > 0.0, "{name}: PyTorch did not move it");
+        let err = a
+            .iter()
+            .zip(&b)
+            .map(|(x, y)| (*x as f64 - *y as f64).abs())
+            .fold(0.0, f64::max)
+            / update;
+        if err > worst.0 {
+            worst = (err, name.clone());
+        }
+        // The bar: relative error of the updated weights at most 1e-4.
+        let scale = b.iter().map(|y| y.abs() as f64).fold(0.0, f64::max);
+        let weight_err = a
+            .iter()
+            .zip(&b)
+            .map(|(x, y)| (*x as f64 - *y as f64).abs())
+            .fold(0.0, f64::max)
+            / scale;
+        assert!(
+            weight_err <= 1e-4,
+            "{name}: weight error {weight_err} relative to its scale"
+        );
+    }
+    eprintln!(
+        "largest weight error relative to the update: {} ({})",
+        worst.0, worst.1
+    );
+    assert!(
+        worst.0 <= 1e-3,
+        "largest weight error relative to the update {} in {}",
+        worst.0,
+        worst.1
+    );
+}
