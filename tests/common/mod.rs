@@ -25,7 +25,15 @@ pub struct Run {
 }
 
 pub fn sft_data(args: &[&str]) -> Run {
-    let out: Output = Command::new(env!("CARGO_BIN_EXE_sft-data"))
+    run_binary(env!("CARGO_BIN_EXE_sft-data"), args)
+}
+
+pub fn sft_train(args: &[&str]) -> Run {
+    run_binary(env!("CARGO_BIN_EXE_sft-train"), args)
+}
+
+fn run_binary(exe: &str, args: &[&str]) -> Run {
+    let out: Output = Command::new(exe)
         .args(args)
         .current_dir(root())
         .env("NO_COLOR", "1")

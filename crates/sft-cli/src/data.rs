@@ -531,7 +531,7 @@ fn load_token_check(
 }
 
 /// The chat template of a tokenizer's model folder, with the tokenizer's special tokens.
-fn tokenizer_template(tokenizer: &SftTokenizer) -> Result<Option<ChatTemplate>, String> {
+pub(crate) fn tokenizer_template(tokenizer: &SftTokenizer) -> Result<Option<ChatTemplate>, String> {
     let Some(source) = &tokenizer.template else {
         return Ok(None);
     };

@@ -7,6 +7,7 @@
 
 pub mod data;
 mod progress;
+pub mod train;
 
 /// The data or the run has problems.
 pub const EXIT_PROBLEMS: i32 = 1;

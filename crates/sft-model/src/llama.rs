@@ -240,6 +240,19 @@ impl Llama {
         token_loss(&selected, self.lm_head_weight(), &batch.targets)
     }
 
+    /// The loss statistics of a batch without building anything for a backward.
+    pub fn loss_stats(&self, batch: &Batch) -> Result<crate::LossStats> {
+        let hidden = self.hidden_states(batch)?.detach();
+        let (b, t, h) = hidden.dims3()?;
+        let idx = Tensor::from_slice(
+            &batch.target_positions,
+            batch.target_positions.len(),
+            &self.device,
+        )?;
+        let selected = hidden.reshape((b * t, h))?.index_select(&idx, 0)?;
+        crate::loss::token_stats(&selected, self.lm_head_weight(), &batch.targets)
+    }
+
     fn attention(
         &self,
         layer: &Layer,

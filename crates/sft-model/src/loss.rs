@@ -96,6 +96,22 @@ pub fn token_loss_with(
     Ok(TokenLoss { sum, stats })
 }
 
+/// The statistics of [`token_loss`] without anything for a backward (evaluation).
+pub fn token_stats(hidden: &Tensor, weight: &Tensor, targets: &[u32]) -> Result<LossStats> {
+    let n = targets.len();
+    let vocab = weight.dim(0)?;
+    let h = hidden.detach();
+    let wt = weight.detach().t()?;
+    let mut stats = LossStats::default();
+    for start in (0..n).step_by(CHUNK) {
+        let len = CHUNK.min(n - start);
+        let logits = h.narrow(0, start, len)?.matmul(&wt)?;
+        let (_, chunk) = grads_of(&logits, &targets[start..start + len], vocab)?;
+        stats.add(&chunk);
+    }
+    Ok(stats)
+}
+
 /// The same loss from candle's own ops (on GPUs and in other dtypes, where the fused op has
 /// no kernel): the logits of the trained positions are materialised.
 fn plain_token_loss(hidden: &Tensor, weight: &Tensor, targets: &[u32]) -> Result<TokenLoss> {

@@ -498,8 +498,8 @@ pub fn evaluate_rows(
     for chunk in rows.chunks(batch_size.max(1)) {
         let batch = Batch::new(chunk, pad, model.config.vocab_size, &model.device)
             .map_err(|e| e.to_string())?;
-        let loss = model.loss(&batch).map_err(|e| e.to_string())?;
-        total.add(&loss.stats);
+        let stats = model.loss_stats(&batch).map_err(|e| e.to_string())?;
+        total.add(&stats);
     }
     Ok(total)
 }

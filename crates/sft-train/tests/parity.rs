@@ -233,3 +233,102 @@ fn three_optimizer_steps_equal_pytorch() {
         worst.1
     );
 }
+
+/// A checkpoint written after three optimizer steps loads back with the same weights, and
+/// transformers computed these logits from the same checkpoint
+/// (tests/fixtures/train/checkpoint_logits.json, by make_checkpoint_fixture.py). Set
+/// SFT_WRITE_CHECKPOINT=DIR to keep the folder for that script.
+#[test]
+fn saved_checkpoint_loads_back_and_in_transformers() {
+    let f = fixture("step.json");
+    let hp = &f["hyperparameters"];
+    let dir = root().join("data-samples/models/tiny-llama");
+    let model = Llama::load(&dir, DType::F32, &Device::Cpu).unwrap();
+    let config = AdamWConfig {
+        beta1: 0.9,
+        beta2: 0.999,
+        eps: 1e-8,
+        weight_decay: hp["weight_decay"].as_f64().unwrap(),
+    };
+    let sizes: Vec<usize> = model.params().iter().map(|p| p.var.elem_count()).collect();
+    let mut opt = AdamW::new(config, &sizes);
+    let micro: Vec<Vec<BatchRow>> = f["micro_batches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(rows_of)
+        .collect();
+    for k in 0..3 {
+        optimizer_step(&model, &mut opt, &micro[2 * k..2 * k + 2], 1e-3, 1.0, 2)
+            .unwrap()
+            .unwrap();
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let out = std::env::var_os("SFT_WRITE_CHECKPOINT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| tmp.path().join("ckpt"));
+    sft_train::checkpoint::save_model(&model, &dir, &out).unwrap();
+    for name in [
+        "model.safetensors",
+        "config.json",
+        "generation_config.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "chat_template.jinja",
+    ] {
+        assert!(out.join(name).is_file(), "{name} missing");
+    }
+    let back = Llama::load(&out, DType::F32, &Device::Cpu).unwrap();
+    for ((name, a), (_, b)) in model.state_dict().iter().zip(back.state_dict().iter()) {
+        let d = (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert_eq!(d, 0.0, "{name} changed on the way through the file");
+    }
+    let expected_path = root().join("tests/fixtures/train/checkpoint_logits.json");
+    if !expected_path.is_file() {
+        panic!(
+            "{} is missing: run make_checkpoint_fixture.py",
+            expected_path.display()
+        );
+    }
+    let expected: Value =
+        serde_json::from_str(&std::fs::read_to_string(expected_path).unwrap()).unwrap();
+    let input: Vec<u32> = expected["input_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap() as u32)
+        .collect();
+    let n = input.len();
+    let batch = sft_model::Batch::new(
+        &[BatchRow::single(input, vec![-100; n])],
+        2,
+        back.config.vocab_size,
+        &Device::Cpu,
+    )
+    .unwrap();
+    let logits = back.logits(&batch).unwrap().to_vec3::<f32>().unwrap();
+    let probe: Vec<usize> = expected["probe_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap() as usize)
+        .collect();
+    let mut worst = 0f32;
+    for (t, row) in logits[0].iter().enumerate() {
+        for (j, &id) in probe.iter().enumerate() {
+            let e = expected["probe"][t][j].as_f64().unwrap() as f32;
+            worst = worst.max((row[id] - e).abs());
+        }
+        let m = row.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+        let lse = m + row.iter().map(|z| ((z - m) as f64).exp()).sum::<f64>().ln() as f32;
+        worst = worst.max((lse - expected["lse"][t].as_f64().unwrap() as f32).abs());
+    }
+    assert!(worst <= 1e-4, "logits differ from transformers' by {worst}");
+}

@@ -1,0 +1,797 @@
+//! `sft-train`: fine-tune a llama-family model with TRL's flag names.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use candle_core::{DType, Device};
+use clap::Parser;
+use indicatif::{ProgressBar, ProgressStyle};
+use sft_dataset::prepare::{manifest_path, prepare, PrepareJob};
+use sft_io::{discover, ByteCounter, ReadOptions};
+use sft_model::{BatchRow, Llama};
+use sft_tokenize::{PackingStrategy, SftTokenizer, TokenizeOptions};
+use sft_train::config::Strategy;
+use sft_train::schedule::ScheduleKind;
+use sft_train::{Event, Outcome, TrainConfig, Trainer};
+
+use crate::{EXIT_PROBLEMS, EXIT_USAGE};
+
+/// Exit code of a run stopped by Ctrl-C (after saving a checkpoint), as shells report SIGINT.
+pub const EXIT_INTERRUPTED: i32 = 130;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "sft-train",
+    version,
+    about = "Supervised fine-tuning of llama-family models (SmolLM2, TinyLlama, Llama 3) on the CPU, with TRL's flag names",
+    long_about = "Supervised fine-tuning of llama-family models with TRL's flag names.\n\n\
+Data: any of the four SFT formats (prepared on the fly: chat template, tokenization, label \
+masks, packing, exactly as `sft-data prepare`), or a Parquet table written by `sft-data prepare`.\n\
+Output: OUTPUT_DIR/checkpoint-N folders and the final model (Hugging Face folders that \
+transformers loads), trainer_state.json, metrics.jsonl, loss.svg.\n\n\
+Flags may also come from --config FILE.yaml (same names); the command line wins. Both \
+--flag_name and --flag-name are accepted.\n\n\
+Exit codes: 0 done, 1 the run failed (bad data, a non-finite loss), 2 the command is wrong, \
+130 stopped by Ctrl-C after saving a checkpoint.",
+    args_override_self = true
+)]
+struct TrainArgs {
+    /// Model folder (config.json, model.safetensors, tokenizer files), or OWNER/NAME found in
+    /// the local Hugging Face cache.
+    #[arg(long = "model_name_or_path", value_name = "DIR|OWNER/NAME")]
+    model_name_or_path: Option<String>,
+    /// Training data: files or a folder in any of the four formats, or a prepared .parquet.
+    #[arg(long = "dataset_name", value_name = "PATH")]
+    dataset_name: Option<PathBuf>,
+    /// Evaluation data (same kinds as --dataset_name).
+    #[arg(long = "eval_dataset", value_name = "PATH")]
+    eval_dataset: Option<PathBuf>,
+    /// With a DatasetDict folder: the training split's subfolder.
+    #[arg(
+        long = "dataset_train_split",
+        default_value = "train",
+        value_name = "NAME"
+    )]
+    dataset_train_split: String,
+    /// With a DatasetDict folder: the split to evaluate on.
+    #[arg(long = "dataset_test_split", value_name = "NAME")]
+    dataset_test_split: Option<String>,
+    /// Where checkpoints, the final model and the logs go.
+    #[arg(long = "output_dir", value_name = "DIR")]
+    output_dir: Option<PathBuf>,
+    #[arg(
+        long = "per_device_train_batch_size",
+        default_value_t = 8,
+        value_name = "N"
+    )]
+    per_device_train_batch_size: usize,
+    #[arg(
+        long = "per_device_eval_batch_size",
+        default_value_t = 8,
+        value_name = "N"
+    )]
+    per_device_eval_batch_size: usize,
+    #[arg(
+        long = "gradient_accumulation_steps",
+        default_value_t = 1,
+        value_name = "N"
+    )]
+    gradient_accumulation_steps: usize,
+    #[arg(long = "learning_rate", default_value_t = 2e-5, value_name = "LR")]
+    learning_rate: f64,
+    #[arg(long = "num_train_epochs", default_value_t = 3.0, value_name = "N")]
+    num_train_epochs: f64,
+    /// Optimizer steps; overrides --num_train_epochs when positive.
+    #[arg(long = "max_steps", default_value_t = -1, allow_hyphen_values = true, value_name = "N")]
+    max_steps: i64,
+    /// linear, cosine, constant, constant_with_warmup.
+    #[arg(
+        long = "lr_scheduler_type",
+        default_value = "linear",
+        value_name = "NAME"
+    )]
+    lr_scheduler_type: String,
+    /// Warmup steps; a value below 1 is a ratio of the total (transformers 5).
+    #[arg(long = "warmup_steps", default_value_t = 0.0, value_name = "N")]
+    warmup_steps: f64,
+    /// Warmup as a ratio of the total steps (transformers 4's name).
+    #[arg(long = "warmup_ratio", value_name = "R")]
+    warmup_ratio: Option<f64>,
+    #[arg(long = "weight_decay", default_value_t = 0.0, value_name = "W")]
+    weight_decay: f64,
+    #[arg(long = "adam_beta1", default_value_t = 0.9)]
+    adam_beta1: f64,
+    #[arg(long = "adam_beta2", default_value_t = 0.999)]
+    adam_beta2: f64,
+    #[arg(long = "adam_epsilon", default_value_t = 1e-8)]
+    adam_epsilon: f64,
+    /// Global gradient-norm clipping (0 turns it off).
+    #[arg(long = "max_grad_norm", default_value_t = 1.0)]
+    max_grad_norm: f64,
+    #[arg(long = "logging_steps", default_value_t = 10, value_name = "N")]
+    logging_steps: usize,
+    /// steps, epoch or no.
+    #[arg(long = "save_strategy", default_value = "steps")]
+    save_strategy: String,
+    #[arg(long = "save_steps", default_value_t = 500, value_name = "N")]
+    save_steps: usize,
+    /// Keep at most N checkpoints (the best one is never deleted).
+    #[arg(long = "save_total_limit", value_name = "N")]
+    save_total_limit: Option<usize>,
+    /// no, steps or epoch.
+    #[arg(long = "eval_strategy", default_value = "no")]
+    eval_strategy: String,
+    /// Evaluate every N steps (default: --logging_steps).
+    #[arg(long = "eval_steps", value_name = "N")]
+    eval_steps: Option<usize>,
+    #[arg(long = "seed", default_value_t = 42)]
+    seed: u64,
+    /// none or trackio (metrics.jsonl is always written).
+    #[arg(long = "report_to", value_name = "NAME", num_args = 1.., value_delimiter = ',')]
+    report_to: Vec<String>,
+    #[arg(long = "run_name", value_name = "NAME")]
+    run_name: Option<String>,
+    /// Continue from a checkpoint folder, or from the latest in --output_dir without a path.
+    #[arg(long = "resume_from_checkpoint", num_args = 0..=1, default_missing_value = "latest", value_name = "PATH")]
+    resume_from_checkpoint: Option<String>,
+    /// Tokens per example (or per packed row).
+    #[arg(long = "max_length", default_value_t = 1024, value_name = "N")]
+    max_length: usize,
+    #[arg(long = "packing", num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    packing: Option<bool>,
+    /// bfd, bfd_split or wrapped.
+    #[arg(long = "packing_strategy", default_value = "bfd")]
+    packing_strategy: String,
+    #[arg(long = "completion_only_loss", num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    completion_only_loss: Option<bool>,
+    #[arg(long = "assistant_only_loss", num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    assistant_only_loss: Option<bool>,
+    #[arg(long = "dataset_text_field", default_value = "text")]
+    dataset_text_field: String,
+    /// Stop after N evaluations without a better eval_loss.
+    #[arg(long = "early_stopping_patience", value_name = "N")]
+    early_stopping_patience: Option<usize>,
+    #[arg(long = "load_best_model_at_end", num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    load_best_model_at_end: Option<bool>,
+    /// Chat template to render conversations with (default: the model's own).
+    #[arg(long = "chat_template_path", value_name = "NAME|PATH")]
+    chat_template_path: Option<String>,
+    /// Shuffle the training rows each epoch (seeded).
+    #[arg(long = "shuffle", default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    shuffle: bool,
+    /// Not supported: there is no network. Upload OUTPUT_DIR with `hf upload`.
+    #[arg(long = "push_to_hub", num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    push_to_hub: Option<bool>,
+    /// Accepted for compatibility; the CPU trains in float32.
+    #[arg(long = "bf16", num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    bf16: Option<bool>,
+    /// Accepted for compatibility and ignored: activations are kept.
+    #[arg(long = "gradient_checkpointing", num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    gradient_checkpointing: Option<bool>,
+    /// Flags from a YAML file of `name: value` lines (command-line flags win).
+    #[arg(long = "config", value_name = "FILE.yaml")]
+    config: Option<PathBuf>,
+    /// No progress bar or log lines.
+    #[arg(long = "quiet", short = 'q')]
+    quiet: bool,
+}
+
+fn usage_error(message: impl std::fmt::Display) -> i32 {
+    eprintln!("sft-train: error: {message}");
+    EXIT_USAGE
+}
+
+fn run_error(message: impl std::fmt::Display) -> i32 {
+    eprintln!("sft-train: error: {message}");
+    EXIT_PROBLEMS
+}
+
+/// `--flag-name` to `--flag_name` (HfArgumentParser takes both), keeping values as they are.
+fn normalise_flag(arg: &str) -> String {
+    match arg.strip_prefix("--") {
+        Some(rest) => {
+            let (name, value) = match rest.split_once('=') {
+                Some((n, v)) => (n, Some(v)),
+                None => (rest, None),
+            };
+            let name = name.replace('-', "_");
+            match value {
+                Some(v) => format!("--{name}={v}"),
+                None => format!("--{name}"),
+            }
+        }
+        None => arg.to_string(),
+    }
+}
+
+/// `name: value` lines of a YAML config as flags. Lists (`[a, b]` or `- a` lines) become
+/// comma-joined values; nested mappings are refused with the line that holds them.
+pub fn yaml_flags(path: &Path) -> Result<Vec<String>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut flags: Vec<(String, Vec<String>)> = Vec::new();
+    for (n, raw) in text.lines().enumerate() {
+        let line = strip_comment(raw);
+        if line.trim().is_empty() || line.trim() == "---" {
+            continue;
+        }
+        let at = || format!("{}:{}", path.display(), n + 1);
+        if let Some(item) = line.trim_start().strip_prefix("- ") {
+            let Some(last) = flags.last_mut() else {
+                return Err(format!("{}: a list item with no key above it", at()));
+            };
+            last.1.push(unquote(item.trim()));
+            continue;
+        }
+        if line.starts_with(' ') || line.starts_with('\t') {
+            return Err(format!(
+                "{}: nested settings are not supported; write `name: value` at the top level",
+                at()
+            ));
+        }
+        let Some((key, value)) = line.split_once(':') else {
+            return Err(format!("{}: expected `name: value`", at()));
+        };
+        let key = key.trim().replace('-', "_");
+        let value = value.trim();
+        let values = if let Some(list) = value.strip_prefix('[').and_then(|v| v.strip_suffix(']')) {
+            list.split(',')
+                .map(|v| unquote(v.trim()))
+                .filter(|v| !v.is_empty())
+                .collect()
+        } else if value.is_empty() {
+            Vec::new()
+        } else {
+            vec![unquote(value)]
+        };
+        flags.push((key, values));
+    }
+    let mut out = Vec::new();
+    for (key, values) in flags {
+        if values.is_empty() || values.iter().all(|v| v == "null" || v == "~") {
+            continue;
+        }
+        out.push(format!("--{key}={}", values.join(",")));
+    }
+    Ok(out)
+}
+
+fn strip_comment(line: &str) -> &str {
+    let mut quote = None;
+    for (i, c) in line.char_indices() {
+        match (quote, c) {
+            (None, '"' | '\'') => quote = Some(c),
+            (Some(q), c) if c == q => quote = None,
+            (None, '#') if i == 0 || line[..i].ends_with(' ') => return &line[..i],
+            _ => {}
+        }
+    }
+    line
+}
+
+fn unquote(v: &str) -> String {
+    let v = v.trim();
+    for q in ['"', '\''] {
+        if v.len() >= 2 && v.starts_with(q) && v.ends_with(q) {
+            return v[1..v.len() - 1].to_string();
+        }
+    }
+    match v {
+        "True" | "yes" | "on" => "true".into(),
+        "False" | "no" | "off" => "false".into(),
+        _ => v.to_string(),
+    }
+}
+
+/// The command line with a --config file's flags in front (so the command line wins).
+fn expand_args(args: Vec<String>) -> Result<Vec<String>, String> {
+    let mut args: Vec<String> = args
+        .iter()
+        .enumerate()
+        .map(|(i, a)| if i == 0 { a.clone() } else { normalise_flag(a) })
+        .collect();
+    let mut config = None;
+    for (i, a) in args.iter().enumerate() {
+        if let Some(v) = a.strip_prefix("--config=") {
+            config = Some(PathBuf::from(v));
+        } else if a == "--config" {
+            config = args.get(i + 1).map(PathBuf::from);
+        }
+    }
+    if let Some(path) = config {
+        let flags = yaml_flags(&path)?;
+        args.splice(1..1, flags);
+    }
+    Ok(args)
+}
+
+/// A model folder: a local path, or OWNER/NAME in the Hugging Face cache.
+pub fn resolve_model(name: &str) -> Result<PathBuf, String> {
+    let path = PathBuf::from(name);
+    if path.is_dir() {
+        return Ok(path);
+    }
+    if path.exists() {
+        return Err(format!(
+            "{name}: not a folder; --model_name_or_path takes a Hugging Face model folder"
+        ));
+    }
+    let hub = std::env::var_os("HF_HUB_CACHE")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HF_HOME").map(|h| PathBuf::from(h).join("hub")))
+        .or_else(|| {
+            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/huggingface/hub"))
+        });
+    if let (Some(hub), Some((owner, repo))) = (hub.as_ref(), name.split_once('/')) {
+        let snapshots = hub
+            .join(format!("models--{owner}--{repo}"))
+            .join("snapshots");
+        let mut found: Vec<PathBuf> = std::fs::read_dir(&snapshots)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.join("config.json").is_file())
+            .collect();
+        found.sort_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok());
+        if let Some(p) = found.pop() {
+            return Ok(p);
+        }
+    }
+    Err(format!(
+        "{name}: no such folder, and not in the local Hugging Face cache ({})\n  hint: there is no network at run time; download it first (`hf download {name}`) or pass a local folder. For SmolLM2-135M-Instruct offline see the README (data-samples/models/smollm2_from_gguf.py)",
+        hub.map(|h| h.display().to_string()).unwrap_or_else(|| "unknown".into())
+    ))
+}
+
+struct DataPlan {
+    packing: Option<PackingStrategy>,
+    options: TokenizeOptions,
+    chat_template: Option<String>,
+}
+
+/// Training rows from `path`: a prepared table as it is, anything else prepared into
+/// `work/NAME.parquet` (with its manifest and rejects beside it).
+fn load_rows(
+    path: &Path,
+    name: &str,
+    model_dir: &Path,
+    model: &Llama,
+    plan: &DataPlan,
+    work: &Path,
+    quiet: bool,
+) -> Result<Vec<BatchRow>, String> {
+    let tokenizer = SftTokenizer::from_path(model_dir).map_err(|e| format!("{e}\n  hint: the model folder needs tokenizer.json (and tokenizer_config.json with the chat template)"))?;
+    let is_prepared =
+        path.extension().is_some_and(|e| e == "parquet") && manifest_path(path).is_file();
+    if is_prepared {
+        let manifest_file = manifest_path(path);
+        let manifest: serde_json::Value = std::fs::read_to_string(&manifest_file)
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .ok_or_else(|| format!("{}: unreadable manifest", manifest_file.display()))?;
+        let fp = manifest["tokenizer"]["fingerprint"].as_str().unwrap_or("");
+        if fp != tokenizer.fingerprint {
+            return Err(format!(
+                "{}: prepared with another tokenizer ({}; fingerprint {fp}) than the model's ({}; {})\n  hint: prepare it again with --tokenizer {}",
+                path.display(),
+                manifest["tokenizer"]["path"].as_str().unwrap_or("?"),
+                model_dir.display(),
+                tokenizer.fingerprint,
+                model_dir.display()
+            ));
+        }
+        let rows = sft_train::data::load_prepared(path)?;
+        if !quiet {
+            eprintln!(
+                "{name}: {} prepared rows from {}",
+                rows.len(),
+                path.display()
+            );
+        }
+        return Ok(rows);
+    }
+    let _ = model;
+    let inputs = discover(&[path.to_path_buf()]).map_err(|e| format!("{e}\n  hint: pass data files (.jsonl, .json, .parquet, .arrow, .txt), a folder of them, or a prepared .parquet"))?;
+    let template = match &plan.chat_template {
+        Some(spec) => {
+            let source =
+                sft_template::TemplateSource::resolve(spec, None).map_err(|e| e.to_string())?;
+            let mut tokens = tokenizer.special.clone();
+            tokens.merge(&source.special_tokens);
+            Some(
+                sft_template::ChatTemplate::new(&source.name, &source.source, tokens)
+                    .map_err(|e| e.to_string())?,
+            )
+        }
+        None => crate::data::tokenizer_template(&tokenizer)?,
+    };
+    std::fs::create_dir_all(work).map_err(|e| format!("{}: {e}", work.display()))?;
+    let output = work.join(format!("{name}.parquet"));
+    let job = PrepareJob {
+        inputs,
+        read: ReadOptions::default(),
+        tokenizer,
+        template,
+        options: plan.options.clone(),
+        packing: if name == "train" { plan.packing } else { None },
+        output: output.clone(),
+        rejects: None,
+        progress: ByteCounter::default(),
+    };
+    let s = prepare(&job).map_err(|e| e.to_string())?;
+    if !quiet {
+        eprintln!(
+            "{name}: {} rows read, {} examples, {} rejected{}, {} rows of {} tokens ({} trained) -> {}",
+            s.rows_in,
+            s.examples,
+            s.rejected,
+            s.rejects_file.as_ref().map(|p| format!(" (see {})", p.display())).unwrap_or_default(),
+            s.rows_out,
+            s.tokens,
+            s.trained_tokens,
+            output.display()
+        );
+        for w in &s.warnings {
+            eprintln!("{name}: warning [{}]: {}", w.code, w.message);
+        }
+    }
+    if s.rows_out == 0 {
+        return Err(format!(
+            "{}: no usable rows ({} rejected; see the rejects file)",
+            path.display(),
+            s.rejected
+        ));
+    }
+    sft_train::data::load_prepared(&output)
+}
+
+pub fn main() -> i32 {
+    let args = match expand_args(std::env::args().collect()) {
+        Ok(a) => a,
+        Err(e) => return usage_error(e),
+    };
+    let args = match TrainArgs::try_parse_from(args) {
+        Ok(a) => a,
+        Err(e) => {
+            let code = if e.use_stderr() { EXIT_USAGE } else { 0 };
+            let _ = e.print();
+            return code;
+        }
+    };
+    run(args)
+}
+
+fn run(args: TrainArgs) -> i32 {
+    if args.push_to_hub == Some(true) {
+        return usage_error("--push_to_hub: there is no network here; after training upload the output folder with the Hugging Face CLI: `hf upload OWNER/NAME OUTPUT_DIR`");
+    }
+    let Some(model_name) = &args.model_name_or_path else {
+        return usage_error("--model_name_or_path is required (a model folder such as data-samples/models/tiny-llama)");
+    };
+    let Some(dataset) = &args.dataset_name else {
+        return usage_error(
+            "--dataset_name is required (a data file or folder, or a prepared .parquet)",
+        );
+    };
+    let Some(output_dir) = &args.output_dir else {
+        return usage_error("--output_dir is required");
+    };
+    let Some(schedule) = ScheduleKind::parse(&args.lr_scheduler_type) else {
+        return usage_error(format_args!(
+            "--lr_scheduler_type {}: expected one of {}",
+            args.lr_scheduler_type,
+            ScheduleKind::NAMES.join(", ")
+        ));
+    };
+    let (Some(save_strategy), Some(eval_strategy)) = (
+        Strategy::parse(&args.save_strategy),
+        Strategy::parse(&args.eval_strategy),
+    ) else {
+        return usage_error("--save_strategy and --eval_strategy take no, steps or epoch");
+    };
+    let packing = match (
+        args.packing.unwrap_or(false),
+        args.packing_strategy.as_str(),
+    ) {
+        (false, _) => None,
+        (true, "bfd") => Some(PackingStrategy::Bfd),
+        (true, "bfd_split") => Some(PackingStrategy::BfdSplit),
+        (true, "wrapped") => Some(PackingStrategy::Wrapped),
+        (true, other) => {
+            return usage_error(format_args!(
+                "--packing_strategy {other}: expected bfd, bfd_split or wrapped"
+            ))
+        }
+    };
+    let mut trackio = false;
+    for r in &args.report_to {
+        match r.as_str() {
+            "none" => {}
+            "trackio" => trackio = true,
+            "all" => trackio = true,
+            other => return usage_error(format_args!("--report_to {other}: supported are trackio and none (metrics.jsonl is always written)")),
+        }
+    }
+    if args.bf16 == Some(true) && !args.quiet {
+        eprintln!("sft-train: note: --bf16 is ignored on the CPU, which trains in float32");
+    }
+    if args.gradient_checkpointing == Some(true) && !args.quiet {
+        eprintln!(
+            "sft-train: note: --gradient_checkpointing is not implemented; activations are kept"
+        );
+    }
+    let model_dir = match resolve_model(model_name) {
+        Ok(d) => d,
+        Err(e) => return usage_error(e),
+    };
+    // Where to resume from, if anywhere.
+    let resume = match args.resume_from_checkpoint.as_deref() {
+        None | Some("false") => None,
+        Some("latest") | Some("true") => {
+            match sft_train::checkpoint::list_checkpoints(output_dir).pop() {
+                Some((_, p)) => Some(p),
+                None => {
+                    return usage_error(format_args!(
+                        "--resume_from_checkpoint: no checkpoint-N folder in {}",
+                        output_dir.display()
+                    ))
+                }
+            }
+        }
+        Some(p) => {
+            let p = PathBuf::from(p);
+            if !p.join("training_state.json").is_file() {
+                return usage_error(format_args!("--resume_from_checkpoint {}: not a checkpoint written by sft-train (no training_state.json)", p.display()));
+            }
+            Some(p)
+        }
+    };
+    let device = Device::Cpu;
+    let load_from = resume.as_deref().unwrap_or(&model_dir);
+    let started = Instant::now();
+    let model = match Llama::load(load_from, DType::F32, &device) {
+        Ok(m) => m,
+        Err(e) => return run_error(e),
+    };
+    if !args.quiet {
+        eprintln!(
+            "model: {} ({} layers, hidden {}, {:.1} M parameters) from {} in {:.1} s",
+            model.config.model_type,
+            model.config.num_hidden_layers,
+            model.config.hidden_size,
+            model.config.num_parameters() as f64 / 1e6,
+            load_from.display(),
+            started.elapsed().as_secs_f64()
+        );
+    }
+    let (train_path, eval_path) = match &args.dataset_test_split {
+        Some(split) if dataset.join(split).is_dir() => (dataset.join(&args.dataset_train_split), Some(dataset.join(split))),
+        Some(split) => return usage_error(format_args!("--dataset_test_split {split}: {} has no {split} folder (a DatasetDict saved with save_to_disk has one per split)", dataset.display())),
+        None => (
+            if dataset.join(&args.dataset_train_split).is_dir() && dataset.join("dataset_dict.json").is_file() { dataset.join(&args.dataset_train_split) } else { dataset.clone() },
+            args.eval_dataset.clone(),
+        ),
+    };
+    let plan = DataPlan {
+        packing,
+        options: TokenizeOptions {
+            max_length: Some(args.max_length),
+            completion_only_loss: args.completion_only_loss,
+            assistant_only_loss: args.assistant_only_loss.unwrap_or(false),
+            text_field: args.dataset_text_field.clone(),
+            render: Default::default(),
+        },
+        chat_template: args.chat_template_path.clone(),
+    };
+    let work = output_dir.join("data");
+    let train = match load_rows(
+        &train_path,
+        "train",
+        &model_dir,
+        &model,
+        &plan,
+        &work,
+        args.quiet,
+    ) {
+        Ok(r) => r,
+        Err(e) => return run_error(e),
+    };
+    let eval = match &eval_path {
+        Some(p) => match load_rows(p, "eval", &model_dir, &model, &plan, &work, args.quiet) {
+            Ok(r) => r,
+            Err(e) => return run_error(e),
+        },
+        None => Vec::new(),
+    };
+    let pad = model
+        .config
+        .pad_token_id
+        .or(model.config.eos_token_ids.first().copied())
+        .unwrap_or(0);
+    let mut cfg = TrainConfig::new(model_dir.clone(), output_dir.clone());
+    cfg.per_device_train_batch_size = args.per_device_train_batch_size;
+    cfg.per_device_eval_batch_size = args.per_device_eval_batch_size;
+    cfg.gradient_accumulation_steps = args.gradient_accumulation_steps;
+    cfg.learning_rate = args.learning_rate;
+    cfg.num_train_epochs = args.num_train_epochs;
+    cfg.max_steps = (args.max_steps > 0).then_some(args.max_steps as usize);
+    cfg.lr_scheduler_type = schedule;
+    cfg.warmup_steps = args.warmup_ratio.unwrap_or(args.warmup_steps);
+    cfg.adam = sft_train::optim::AdamWConfig {
+        beta1: args.adam_beta1,
+        beta2: args.adam_beta2,
+        eps: args.adam_epsilon,
+        weight_decay: args.weight_decay,
+    };
+    cfg.max_grad_norm = args.max_grad_norm;
+    cfg.logging_steps = args.logging_steps;
+    cfg.save_strategy = save_strategy;
+    cfg.save_steps = args.save_steps;
+    cfg.save_total_limit = args.save_total_limit;
+    cfg.eval_strategy = eval_strategy;
+    cfg.eval_steps = args.eval_steps.unwrap_or(args.logging_steps);
+    cfg.seed = args.seed;
+    cfg.shuffle = args.shuffle;
+    cfg.early_stopping_patience = args.early_stopping_patience;
+    cfg.load_best_model_at_end = args.load_best_model_at_end.unwrap_or(false);
+    cfg.pad_token_id = pad;
+    cfg.report_to_trackio = trackio;
+    if let Some(name) = &args.run_name {
+        cfg.run_name = name.clone();
+    }
+    if let Err(e) = cfg.validate(!eval.is_empty()) {
+        return usage_error(e);
+    }
+    static STOP: AtomicBool = AtomicBool::new(false);
+    let _ = ctrlc::set_handler(|| {
+        if STOP.swap(true, Ordering::SeqCst) {
+            eprintln!("\nsft-train: second Ctrl-C, exiting without a checkpoint");
+            std::process::exit(EXIT_INTERRUPTED);
+        }
+        eprintln!("\nsft-train: Ctrl-C: finishing this step and saving a checkpoint (Ctrl-C again to quit now)");
+    });
+    let (_, total) = sft_train::trainer::plan(&cfg, train.len());
+    if !args.quiet {
+        eprintln!(
+            "training: {} rows, {} eval rows, {total} steps of {} x {} rows, lr {} ({}), output {}",
+            train.len(),
+            eval.len(),
+            cfg.per_device_train_batch_size,
+            cfg.gradient_accumulation_steps,
+            cfg.learning_rate,
+            schedule.name(),
+            output_dir.display()
+        );
+    }
+    let bar = (!args.quiet && std::io::stderr().is_terminal()).then(|| {
+        let bar = ProgressBar::new(total as u64);
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} [{bar:30}] {pos}/{len} {msg} eta {eta}")
+                .expect("template")
+                .progress_chars("=> "),
+        );
+        bar
+    });
+    let quiet = args.quiet;
+    let mut on = |event: Event| match event {
+        Event::Step {
+            step,
+            loss,
+            lr,
+            tokens_per_s,
+            ..
+        } => {
+            if let Some(b) = &bar {
+                b.set_position(step as u64);
+                b.set_message(format!(
+                    "loss {loss:.4} lr {lr:.2e} {tokens_per_s:.0} tok/s"
+                ));
+            }
+        }
+        Event::Log(entry) => {
+            if !quiet {
+                let line = log_line(entry);
+                match &bar {
+                    Some(b) => b.println(line),
+                    None => eprintln!("{line}"),
+                }
+            }
+        }
+        Event::Saved(path) => {
+            if !quiet {
+                let line = format!("saved {}", path.display());
+                match &bar {
+                    Some(b) => b.println(line),
+                    None => eprintln!("{line}"),
+                }
+            }
+        }
+        Event::Message(m) => match &bar {
+            Some(b) => b.println(m),
+            None => eprintln!("{m}"),
+        },
+    };
+    let trainer = Trainer {
+        model,
+        cfg,
+        train,
+        eval,
+        stop: &STOP,
+    };
+    let summary = match trainer.run(resume.as_deref(), &mut on) {
+        Ok(s) => s,
+        Err(e) => {
+            if let Some(b) = &bar {
+                b.abandon();
+            }
+            return run_error(e);
+        }
+    };
+    if let Some(b) = &bar {
+        b.finish_and_clear();
+    }
+    match summary.outcome {
+        Outcome::Finished | Outcome::EarlyStopped { .. } => {
+            if !args.quiet {
+                eprintln!(
+                    "done: {} steps in {:.1} s, train loss {:.4}; model in {}, logs in {}, chart {}",
+                    summary.global_step,
+                    summary.seconds,
+                    summary.train_loss,
+                    output_dir.display(),
+                    output_dir.join("metrics.jsonl").display(),
+                    output_dir.join("loss.svg").display()
+                );
+            }
+            0
+        }
+        Outcome::Interrupted { checkpoint } => {
+            eprintln!(
+                "sft-train: stopped by Ctrl-C at step {}; resume with --resume_from_checkpoint {}",
+                summary.global_step,
+                checkpoint.display()
+            );
+            EXIT_INTERRUPTED
+        }
+        Outcome::NonFinite {
+            step,
+            what,
+            last_checkpoint,
+        } => {
+            eprintln!(
+                "sft-train: error: step {step}: {what}; training stopped. {}\n  hint: lower --learning_rate, keep --max_grad_norm on, or look for broken rows with `sft-data check`",
+                match last_checkpoint {
+                    Some(p) => format!("The last good checkpoint is {}", p.display()),
+                    None => "No checkpoint was saved before it".into(),
+                }
+            );
+            EXIT_PROBLEMS
+        }
+    }
+}
+
+/// A log entry as one line: `step 10/100 | loss 2.3456 | ...`.
+fn log_line(entry: &serde_json::Value) -> String {
+    let Some(map) = entry.as_object() else {
+        return entry.to_string();
+    };
+    let step = map.get("step").and_then(|s| s.as_u64()).unwrap_or(0);
+    let mut parts = vec![format!("step {step}")];
+    for (k, v) in map {
+        if k == "step" {
+            continue;
+        }
+        let text = match v.as_f64() {
+            Some(x) if x != 0.0 && (x.abs() < 1e-3 || x.abs() >= 1e6) => format!("{x:.3e}"),
+            Some(x) if v.is_u64() || v.is_i64() || (x.fract() == 0.0 && x.abs() >= 10.0) => {
+                format!("{x}")
+            }
+            Some(x) => format!("{x:.4}"),
+            None => v.to_string(),
+        };
+        parts.push(format!("{k} {text}"));
+    }
+    parts.join(" | ")
+}
