@@ -8,6 +8,7 @@
 
 pub mod batch;
 pub mod config;
+pub mod generate;
 pub mod llama;
 pub mod loss;
 pub mod weights;
@@ -16,7 +17,8 @@ use std::path::{Path, PathBuf};
 
 pub use batch::{Batch, BatchRow};
 pub use config::LlamaConfig;
-pub use llama::{Llama, Param};
+pub use generate::{GenerateOptions, Generation};
+pub use llama::{KvCache, Llama, Param};
 pub use loss::{LossStats, TokenLoss};
 
 /// Errors of loading, running and saving a model. Each names the file it concerns.

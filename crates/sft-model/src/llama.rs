@@ -13,6 +13,19 @@ use crate::loss::{token_loss, TokenLoss};
 use crate::weights::{load_folder, save_safetensors};
 use crate::{ModelError, Result};
 
+/// Keys and values of earlier positions, per layer (generation only).
+pub struct KvCache {
+    pub(crate) layers: Vec<Option<(Tensor, Tensor)>>,
+}
+
+impl KvCache {
+    pub fn new(layers: usize) -> Self {
+        Self {
+            layers: (0..layers).map(|_| None).collect(),
+        }
+    }
+}
+
 /// One trainable tensor with its Hugging Face name.
 #[derive(Debug, Clone)]
 pub struct Param {
@@ -174,6 +187,73 @@ impl Llama {
         })
     }
 
+    /// A model with transformers' initialisation (normal(0, initializer_range) for
+    /// matrices, ones for norms, zeros for biases), seeded: for benchmarks and tests.
+    pub fn init_random(config: LlamaConfig, seed: u64, device: &Device) -> Result<Self> {
+        let std = config
+            .raw
+            .get("initializer_range")
+            .and_then(|v| v.as_f64())
+            .unwrap_or(0.02);
+        let mut state = seed;
+        let mut next = move || {
+            // SplitMix64, two uniforms per Box-Muller pair.
+            state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
+        };
+        let c = &config;
+        let (h, i) = (c.hidden_size, c.intermediate_size);
+        let (qd, kvd) = (
+            c.num_attention_heads * c.head_dim,
+            c.num_key_value_heads * c.head_dim,
+        );
+        let mut shapes: Vec<(String, Vec<usize>)> =
+            vec![("model.embed_tokens.weight".into(), vec![c.vocab_size, h])];
+        for l in 0..c.num_hidden_layers {
+            let p = |s: &str| format!("model.layers.{l}.{s}");
+            shapes.push((p("input_layernorm.weight"), vec![h]));
+            shapes.push((p("self_attn.q_proj.weight"), vec![qd, h]));
+            shapes.push((p("self_attn.k_proj.weight"), vec![kvd, h]));
+            shapes.push((p("self_attn.v_proj.weight"), vec![kvd, h]));
+            if c.attention_bias {
+                shapes.push((p("self_attn.q_proj.bias"), vec![qd]));
+                shapes.push((p("self_attn.k_proj.bias"), vec![kvd]));
+                shapes.push((p("self_attn.v_proj.bias"), vec![kvd]));
+            }
+            shapes.push((p("self_attn.o_proj.weight"), vec![h, qd]));
+            shapes.push((p("post_attention_layernorm.weight"), vec![h]));
+            shapes.push((p("mlp.gate_proj.weight"), vec![i, h]));
+            shapes.push((p("mlp.up_proj.weight"), vec![i, h]));
+            shapes.push((p("mlp.down_proj.weight"), vec![h, i]));
+        }
+        shapes.push(("model.norm.weight".into(), vec![h]));
+        if !c.tie_word_embeddings {
+            shapes.push(("lm_head.weight".into(), vec![c.vocab_size, h]));
+        }
+        let mut tensors = HashMap::new();
+        for (name, shape) in shapes {
+            let n: usize = shape.iter().product();
+            let data: Vec<f32> = if name.ends_with("norm.weight") {
+                vec![1.0; n]
+            } else if name.ends_with(".bias") {
+                vec![0.0; n]
+            } else {
+                (0..n)
+                    .map(|_| {
+                        let (u1, u2) = (next().max(1e-300), next());
+                        ((-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos() * std)
+                            as f32
+                    })
+                    .collect()
+            };
+            tensors.insert(name, Tensor::from_vec(data, shape, device)?);
+        }
+        Self::from_tensors(config, &mut tensors, Path::new("(random)"), device)
+    }
+
     /// Trainable parameters in checkpoint order.
     pub fn params(&self) -> &[Param] {
         &self.params
@@ -186,26 +266,39 @@ impl Llama {
 
     /// Final hidden states `[rows, len, hidden]` for a batch.
     pub fn hidden_states(&self, batch: &Batch) -> Result<Tensor> {
-        let c = &self.config;
-        let (b, t) = (batch.rows, batch.len);
-        let ids = batch.input_ids.flatten_all()?;
-        let mut x = self
-            .embed
-            .index_select(&ids, 0)?
-            .reshape((b, t, c.hidden_size))?;
-        let (cos, sin) = self.rope_tables(&batch.position_ids, b, t)?;
-        let mask = if batch.needs_mask() || t > 1 {
-            Some(
-                batch
-                    .attention_mask(&self.device)?
-                    .to_dtype(self.embed.dtype())?,
-            )
+        let mask = if batch.needs_mask() || batch.len > 1 {
+            Some(batch.attention_mask(&self.device)?)
         } else {
             None
         };
-        for layer in &self.layers {
+        self.forward_hidden(&batch.input_ids, &batch.position_ids, mask, None)
+    }
+
+    /// The decoder stack over `ids [rows, len]` with per-token positions and an additive
+    /// mask `[rows, 1, len, keys]`; with a cache, keys and values of earlier calls are
+    /// prepended (generation).
+    pub(crate) fn forward_hidden(
+        &self,
+        ids: &Tensor,
+        positions: &[u32],
+        mask: Option<Tensor>,
+        mut cache: Option<&mut KvCache>,
+    ) -> Result<Tensor> {
+        let c = &self.config;
+        let (b, t) = ids.dims2()?;
+        let mut x =
+            self.embed
+                .index_select(&ids.flatten_all()?, 0)?
+                .reshape((b, t, c.hidden_size))?;
+        let (cos, sin) = self.rope_tables(positions, b, t)?;
+        let mask = match mask {
+            Some(m) => Some(m.to_dtype(self.embed.dtype())?),
+            None => None,
+        };
+        for (i, layer) in self.layers.iter().enumerate() {
             let h = rms_norm(&x, &layer.input_norm, c.rms_norm_eps)?;
-            let attn = self.attention(layer, &h, &cos, &sin, mask.as_ref())?;
+            let slot = cache.as_deref_mut().map(|c| &mut c.layers[i]);
+            let attn = self.attention(layer, &h, &cos, &sin, mask.as_ref(), slot)?;
             x = (x + attn)?;
             let h = rms_norm(&x, &layer.post_norm, c.rms_norm_eps)?;
             let gate = linear(&h, &layer.gate, None)?;
@@ -260,6 +353,7 @@ impl Llama {
         cos: &Tensor,
         sin: &Tensor,
         mask: Option<&Tensor>,
+        cache: Option<&mut Option<(Tensor, Tensor)>>,
     ) -> Result<Tensor> {
         let c = &self.config;
         let (b, t, _) = x.dims3()?;
@@ -277,16 +371,28 @@ impl Llama {
             .contiguous()?;
         let q = rope(&q, cos, sin)?;
         let k = rope(&k, cos, sin)?;
+        let (k, v) = match cache {
+            Some(slot) => {
+                let (k, v) = match slot.take() {
+                    Some((pk, pv)) => (Tensor::cat(&[&pk, &k], 2)?, Tensor::cat(&[&pv, &v], 2)?),
+                    None => (k.contiguous()?, v),
+                };
+                *slot = Some((k.clone(), v.clone()));
+                (k, v)
+            }
+            None => (k, v),
+        };
+        let keys = k.dim(2)?;
         // Grouped-query attention without copying keys: the `rep` query heads that share a
         // key head are stacked along the sequence axis.
         let q = q.reshape((b, nkv, rep * t, hd))?;
         let scale = 1.0 / (hd as f64).sqrt();
-        let scores = (q.matmul(&k.t()?)? * scale)?.reshape((b, nh, t, t))?;
+        let scores = (q.matmul(&k.t()?)? * scale)?.reshape((b, nh, t, keys))?;
         let scores = match mask {
             Some(m) => scores.broadcast_add(m)?,
             None => scores,
         };
-        let probs = softmax_last_dim(&scores)?.reshape((b, nkv, rep * t, t))?;
+        let probs = softmax_last_dim(&scores)?.reshape((b, nkv, rep * t, keys))?;
         let out = probs.matmul(&v)?.reshape((b, nh, t, hd))?;
         let out = out.transpose(1, 2)?.reshape((b, t, nh * hd))?;
         linear(&out, &layer.o, None)

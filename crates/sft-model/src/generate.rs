@@ -1,0 +1,213 @@
+//! Text generation with a KV cache: prompts left-padded into one batch, greedy decoding
+//! (the first maximum, as torch's argmax) or sampling with temperature, top-k and top-p (in
+//! transformers' order), stopping per row at any stop token.
+
+use candle_core::Tensor;
+
+use crate::llama::{KvCache, Llama};
+use crate::Result;
+
+#[derive(Debug, Clone)]
+pub struct GenerateOptions {
+    pub max_new_tokens: usize,
+    /// 0 means greedy.
+    pub temperature: f64,
+    pub top_k: usize,
+    pub top_p: f64,
+    pub seed: u64,
+    /// Generation ends at any of these (the stop token is kept in the output).
+    pub stop_ids: Vec<u32>,
+    pub pad_id: u32,
+}
+
+impl Default for GenerateOptions {
+    fn default() -> Self {
+        Self {
+            max_new_tokens: 128,
+            temperature: 0.0,
+            top_k: 0,
+            top_p: 1.0,
+            seed: 0,
+            stop_ids: Vec::new(),
+            pad_id: 0,
+        }
+    }
+}
+
+/// One prompt's continuation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Generation {
+    /// New tokens, the stop token included when one ended it.
+    pub ids: Vec<u32>,
+    /// The stop token that ended it, or None when max_new_tokens did.
+    pub stopped_by: Option<u32>,
+}
+
+impl Llama {
+    /// Continues every prompt (one batch; prompts must not be empty).
+    pub fn generate(
+        &self,
+        prompts: &[Vec<u32>],
+        opts: &GenerateOptions,
+    ) -> Result<Vec<Generation>> {
+        let b = prompts.len();
+        if b == 0 {
+            return Ok(Vec::new());
+        }
+        if let Some(i) = prompts.iter().position(|p| p.is_empty()) {
+            return Err(crate::ModelError::Input(format!("prompt {i} is empty")));
+        }
+        let longest = prompts.iter().map(Vec::len).max().unwrap_or(0);
+        let mut ids = Vec::with_capacity(b * longest);
+        let mut positions = Vec::with_capacity(b * longest);
+        // Which keys are real, per row, growing with every step.
+        let mut valid: Vec<Vec<bool>> = Vec::with_capacity(b);
+        for p in prompts {
+            let pad = longest - p.len();
+            ids.extend(std::iter::repeat_n(opts.pad_id, pad));
+            ids.extend_from_slice(p);
+            positions.extend(std::iter::repeat_n(0, pad));
+            positions.extend(0..p.len() as u32);
+            let mut v = vec![false; pad];
+            v.extend(std::iter::repeat_n(true, p.len()));
+            valid.push(v);
+        }
+        let mut next_pos: Vec<u32> = prompts.iter().map(|p| p.len() as u32).collect();
+        let mut cache = KvCache::new(self.config.num_hidden_layers);
+        let mut rng = Rng(opts.seed ^ 0x5DEE_CE66_D1CE_4E5B);
+        let mut out: Vec<Generation> = (0..b)
+            .map(|_| Generation {
+                ids: Vec::new(),
+                stopped_by: None,
+            })
+            .collect();
+        let mut done = vec![false; b];
+        let mut input = Tensor::from_vec(ids, (b, longest), &self.device)?;
+        let mut t = longest;
+        let mut past = 0;
+        for _ in 0..opts.max_new_tokens {
+            let mask = self.generation_mask(&valid, past, t)?;
+            let hidden = self.forward_hidden(&input, &positions, Some(mask), Some(&mut cache))?;
+            let last = hidden.narrow(1, t - 1, 1)?.squeeze(1)?;
+            let logits = last
+                .matmul(&self.lm_head_weight().t()?)?
+                .to_dtype(candle_core::DType::F32)?;
+            let logits = logits.to_vec2::<f32>()?;
+            let mut step_ids = Vec::with_capacity(b);
+            for (r, row) in logits.into_iter().enumerate() {
+                let id = if done[r] {
+                    opts.pad_id
+                } else if opts.temperature <= 0.0 {
+                    first_argmax(&row)
+                } else {
+                    sample(row, opts, &mut rng)
+                };
+                if !done[r] {
+                    out[r].ids.push(id);
+                    if opts.stop_ids.contains(&id) {
+                        out[r].stopped_by = Some(id);
+                        done[r] = true;
+                    }
+                }
+                step_ids.push(id);
+            }
+            if done.iter().all(|&d| d) {
+                break;
+            }
+            past += t;
+            t = 1;
+            positions = next_pos.clone();
+            for (r, p) in next_pos.iter_mut().enumerate() {
+                *p += 1;
+                valid[r].push(true);
+            }
+            input = Tensor::from_vec(step_ids, (b, 1), &self.device)?;
+        }
+        Ok(out)
+    }
+
+    /// Mask `[rows, 1, t, past + t]`: new query `i` sees valid keys up to its own position.
+    fn generation_mask(&self, valid: &[Vec<bool>], past: usize, t: usize) -> Result<Tensor> {
+        let keys = past + t;
+        let b = valid.len();
+        let mut mask = vec![f32::NEG_INFINITY; b * t * keys];
+        for (r, v) in valid.iter().enumerate() {
+            for i in 0..t {
+                let row = &mut mask[(r * t + i) * keys..(r * t + i + 1) * keys];
+                let q = past + i;
+                let mut any = false;
+                for j in 0..=q {
+                    if v[j] {
+                        row[j] = 0.0;
+                        any = true;
+                    }
+                }
+                if !any {
+                    row[q] = 0.0;
+                }
+            }
+        }
+        Ok(Tensor::from_vec(mask, (b, 1, t, keys), &self.device)?)
+    }
+}
+
+fn first_argmax(row: &[f32]) -> u32 {
+    let mut best = 0;
+    for (i, &z) in row.iter().enumerate() {
+        if z > row[best] {
+            best = i;
+        }
+    }
+    best as u32
+}
+
+struct Rng(u64);
+
+impl Rng {
+    fn uniform(&mut self) -> f64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// Temperature, then top-k, then top-p (nucleus), then a draw.
+fn sample(mut row: Vec<f32>, opts: &GenerateOptions, rng: &mut Rng) -> u32 {
+    for z in row.iter_mut() {
+        *z /= opts.temperature as f32;
+    }
+    let mut order: Vec<usize> = (0..row.len()).collect();
+    order.sort_by(|&a, &b| row[b].total_cmp(&row[a]).then(a.cmp(&b)));
+    if opts.top_k > 0 && opts.top_k < order.len() {
+        order.truncate(opts.top_k);
+    }
+    let max = row[order[0]] as f64;
+    let mut probs: Vec<f64> = order.iter().map(|&i| (row[i] as f64 - max).exp()).collect();
+    let total: f64 = probs.iter().sum();
+    probs.iter_mut().for_each(|p| *p /= total);
+    if opts.top_p < 1.0 {
+        let mut cum = 0.0;
+        let mut keep = probs.len();
+        for (k, p) in probs.iter().enumerate() {
+            cum += p;
+            if cum >= opts.top_p {
+                keep = k + 1;
+                break;
+            }
+        }
+        probs.truncate(keep.max(1));
+        order.truncate(keep.max(1));
+        let total: f64 = probs.iter().sum();
+        probs.iter_mut().for_each(|p| *p /= total);
+    }
+    let mut u = rng.uniform();
+    for (k, p) in probs.iter().enumerate() {
+        if u < *p {
+            return order[k] as u32;
+        }
+        u -= p;
+    }
+    order[probs.len() - 1] as u32
+}
