@@ -1,3 +1,8 @@
+// Training allocates large, short-lived tensors; mimalloc keeps them off the kernel's
+// page-fault path more than the system allocator does (benches/train_bench.rs).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     std::process::exit(sft_cli::train::main());
 }
