@@ -32,6 +32,10 @@ pub fn sft_train(args: &[&str]) -> Run {
     run_binary(env!("CARGO_BIN_EXE_sft-train"), args)
 }
 
+pub fn sft_eval(args: &[&str]) -> Run {
+    run_binary(env!("CARGO_BIN_EXE_sft-eval"), args)
+}
+
 fn run_binary(exe: &str, args: &[&str]) -> Run {
     let out: Output = Command::new(exe)
         .args(args)

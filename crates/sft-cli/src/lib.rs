@@ -6,6 +6,8 @@
 //! 2 the command itself is wrong (bad flag, missing path).
 
 pub mod data;
+pub mod eval;
+mod prepared;
 mod progress;
 pub mod train;
 

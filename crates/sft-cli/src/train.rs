@@ -8,10 +8,10 @@ use std::time::Instant;
 use candle_core::{DType, Device};
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
-use sft_dataset::prepare::{manifest_path, prepare, PrepareJob};
-use sft_io::{discover, ByteCounter, ReadOptions};
-use sft_model::{BatchRow, Llama};
-use sft_tokenize::{PackingStrategy, SftTokenizer, TokenizeOptions};
+use sft_model::Llama;
+use sft_tokenize::{PackingStrategy, TokenizeOptions};
+
+use crate::prepared::{load_rows, DataPlan};
 use sft_train::config::Strategy;
 use sft_train::schedule::ScheduleKind;
 use sft_train::{Event, Outcome, TrainConfig, Trainer};
@@ -345,108 +345,6 @@ pub fn resolve_model(name: &str) -> Result<PathBuf, String> {
     ))
 }
 
-struct DataPlan {
-    packing: Option<PackingStrategy>,
-    options: TokenizeOptions,
-    chat_template: Option<String>,
-}
-
-/// Training rows from `path`: a prepared table as it is, anything else prepared into
-/// `work/NAME.parquet` (with its manifest and rejects beside it).
-fn load_rows(
-    path: &Path,
-    name: &str,
-    model_dir: &Path,
-    model: &Llama,
-    plan: &DataPlan,
-    work: &Path,
-    quiet: bool,
-) -> Result<Vec<BatchRow>, String> {
-    let tokenizer = SftTokenizer::from_path(model_dir).map_err(|e| format!("{e}\n  hint: the model folder needs tokenizer.json (and tokenizer_config.json with the chat template)"))?;
-    let is_prepared =
-        path.extension().is_some_and(|e| e == "parquet") && manifest_path(path).is_file();
-    if is_prepared {
-        let manifest_file = manifest_path(path);
-        let manifest: serde_json::Value = std::fs::read_to_string(&manifest_file)
-            .ok()
-            .and_then(|t| serde_json::from_str(&t).ok())
-            .ok_or_else(|| format!("{}: unreadable manifest", manifest_file.display()))?;
-        let fp = manifest["tokenizer"]["fingerprint"].as_str().unwrap_or("");
-        if fp != tokenizer.fingerprint {
-            return Err(format!(
-                "{}: prepared with another tokenizer ({}; fingerprint {fp}) than the model's ({}; {})\n  hint: prepare it again with --tokenizer {}",
-                path.display(),
-                manifest["tokenizer"]["path"].as_str().unwrap_or("?"),
-                model_dir.display(),
-                tokenizer.fingerprint,
-                model_dir.display()
-            ));
-        }
-        let rows = sft_train::data::load_prepared(path)?;
-        if !quiet {
-            eprintln!(
-                "{name}: {} prepared rows from {}",
-                rows.len(),
-                path.display()
-            );
-        }
-        return Ok(rows);
-    }
-    let _ = model;
-    let inputs = discover(&[path.to_path_buf()]).map_err(|e| format!("{e}\n  hint: pass data files (.jsonl, .json, .parquet, .arrow, .txt), a folder of them, or a prepared .parquet"))?;
-    let template = match &plan.chat_template {
-        Some(spec) => {
-            let source =
-                sft_template::TemplateSource::resolve(spec, None).map_err(|e| e.to_string())?;
-            let mut tokens = tokenizer.special.clone();
-            tokens.merge(&source.special_tokens);
-            Some(
-                sft_template::ChatTemplate::new(&source.name, &source.source, tokens)
-                    .map_err(|e| e.to_string())?,
-            )
-        }
-        None => crate::data::tokenizer_template(&tokenizer)?,
-    };
-    std::fs::create_dir_all(work).map_err(|e| format!("{}: {e}", work.display()))?;
-    let output = work.join(format!("{name}.parquet"));
-    let job = PrepareJob {
-        inputs,
-        read: ReadOptions::default(),
-        tokenizer,
-        template,
-        options: plan.options.clone(),
-        packing: if name == "train" { plan.packing } else { None },
-        output: output.clone(),
-        rejects: None,
-        progress: ByteCounter::default(),
-    };
-    let s = prepare(&job).map_err(|e| e.to_string())?;
-    if !quiet {
-        eprintln!(
-            "{name}: {} rows read, {} examples, {} rejected{}, {} rows of {} tokens ({} trained) -> {}",
-            s.rows_in,
-            s.examples,
-            s.rejected,
-            s.rejects_file.as_ref().map(|p| format!(" (see {})", p.display())).unwrap_or_default(),
-            s.rows_out,
-            s.tokens,
-            s.trained_tokens,
-            output.display()
-        );
-        for w in &s.warnings {
-            eprintln!("{name}: warning [{}]: {}", w.code, w.message);
-        }
-    }
-    if s.rows_out == 0 {
-        return Err(format!(
-            "{}: no usable rows ({} rejected; see the rejects file)",
-            path.display(),
-            s.rejected
-        ));
-    }
-    sft_train::data::load_prepared(&output)
-}
-
 pub fn main() -> i32 {
     let args = match expand_args(std::env::args().collect()) {
         Ok(a) => a,
@@ -586,20 +484,12 @@ fn run(args: TrainArgs) -> i32 {
         chat_template: args.chat_template_path.clone(),
     };
     let work = output_dir.join("data");
-    let train = match load_rows(
-        &train_path,
-        "train",
-        &model_dir,
-        &model,
-        &plan,
-        &work,
-        args.quiet,
-    ) {
+    let train = match load_rows(&train_path, "train", &model_dir, &plan, &work, args.quiet) {
         Ok(r) => r,
         Err(e) => return run_error(e),
     };
     let eval = match &eval_path {
-        Some(p) => match load_rows(p, "eval", &model_dir, &model, &plan, &work, args.quiet) {
+        Some(p) => match load_rows(p, "eval", &model_dir, &plan, &work, args.quiet) {
             Ok(r) => r,
             Err(e) => return run_error(e),
         },

@@ -167,8 +167,14 @@ fn median(xs: &[f64]) -> f64 {
 /// single spikes, unlike an EMA, and without lag.
 fn smooth(xs: &[f64], window: usize) -> Vec<f64> {
     let half = window.max(1) / 2;
-    (0..xs.len())
-        .map(|i| median(&xs[i.saturating_sub(half)..(i + half + 1).min(xs.len())]))
+    let n = xs.len();
+    // The window shrinks symmetrically at the ends, so the first and last points keep
+    // their own value and a short history is not flattened.
+    (0..n)
+        .map(|i| {
+            let h = half.min(i).min(n - 1 - i);
+            median(&xs[i - h..=i + h])
+        })
         .collect()
 }
 
@@ -381,7 +387,10 @@ pub fn diagnose(history: &[Value], t: &DiagnosisThresholds) -> Diagnosis {
         (eval.first(), best)
     {
         let eval_gain = (first_eval - best_loss) / first_eval.abs().max(f64::MIN_POSITIVE);
-        if eval.len() >= 2 && eval_gain < t.underfit_eval_improvement {
+        // Eval loss that is lowest at the first evaluation and then rises is overfitting,
+        // not underfitting: only a flat eval curve counts here.
+        let overfit = findings.iter().any(|f| f.kind == FindingKind::Overfitting);
+        if eval.len() >= 2 && eval_gain < t.underfit_eval_improvement && !overfit {
             reasons.push(format!(
                 "eval loss improved only from {first_eval:.4} (step {first_eval_step}) to {best_loss:.4} (step {best_step})"
             ));

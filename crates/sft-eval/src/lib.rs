@@ -3,4 +3,6 @@
 
 pub mod compliance;
 pub mod diagnosis;
+pub mod prompts;
 pub mod repetition;
+pub mod report;

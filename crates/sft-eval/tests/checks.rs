@@ -554,7 +554,7 @@ fn overfitting() {
     let f = &d.findings[0];
     assert_eq!(f.steps, [300, 500]);
     assert_eq!(f.values, [1.0, 1.2]);
-    assert_eq!(f.message, "eval loss rose from 1.0000 (step 300) to 1.2000 (step 500) while training loss fell from 0.9800 to 0.3340");
+    assert_eq!(f.message, "eval loss rose from 1.0000 (step 300) to 1.2000 (step 500) while training loss fell from 0.9800 to 0.3000");
     assert_eq!((d.best_step, d.best_eval_loss), (Some(300), Some(1.0)));
     // One eval above the minimum is not enough.
     let h = history(400, |s| 0.3 + 1.7 * (1.0 - s as f64 / 500.0), evals);

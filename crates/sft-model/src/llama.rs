@@ -346,6 +346,22 @@ impl Llama {
         crate::loss::token_stats(&selected, self.lm_head_weight(), &batch.targets)
     }
 
+    /// Summed loss statistics over rows, `batch_size` rows at a time, with nothing kept
+    /// for a backward: held-out loss, perplexity and token accuracy come from it.
+    pub fn score(
+        &self,
+        rows: &[crate::BatchRow],
+        batch_size: usize,
+        pad: u32,
+    ) -> Result<crate::LossStats> {
+        let mut total = crate::LossStats::default();
+        for chunk in rows.chunks(batch_size.max(1)) {
+            let batch = Batch::new(chunk, pad, self.config.vocab_size, &self.device)?;
+            total.add(&self.loss_stats(&batch)?);
+        }
+        Ok(total)
+    }
+
     fn attention(
         &self,
         layer: &Layer,

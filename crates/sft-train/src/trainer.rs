@@ -494,14 +494,9 @@ pub fn evaluate_rows(
     batch_size: usize,
     pad: u32,
 ) -> Result<LossStats, String> {
-    let mut total = LossStats::default();
-    for chunk in rows.chunks(batch_size.max(1)) {
-        let batch = Batch::new(chunk, pad, model.config.vocab_size, &model.device)
-            .map_err(|e| e.to_string())?;
-        let stats = model.loss_stats(&batch).map_err(|e| e.to_string())?;
-        total.add(&stats);
-    }
-    Ok(total)
+    model
+        .score(rows, batch_size, pad)
+        .map_err(|e| e.to_string())
 }
 
 /// TRL's per-micro-batch ratios: accuracy and mean entropy over the trained tokens.
