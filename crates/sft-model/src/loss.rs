@@ -131,9 +131,19 @@ fn plain_token_loss(hidden: &Tensor, weight: &Tensor, targets: &[u32]) -> Result
 }
 
 /// Float types the fused loss runs in (f32 for training, f64 for gradient checks).
-pub trait LossFloat: candle_core::WithDType + Copy + Send + Sync {
+pub trait LossFloat:
+    candle_core::WithDType
+    + Copy
+    + Send
+    + Sync
+    + std::ops::Add<Output = Self>
+    + std::ops::Sub<Output = Self>
+    + std::ops::Mul<Output = Self>
+{
     fn f64(self) -> f64;
     fn of(v: f64) -> Self;
+    /// exp in the type's own precision (f32's is several times faster than f64's).
+    fn exp(self) -> Self;
 }
 impl LossFloat for f32 {
     fn f64(self) -> f64 {
@@ -141,6 +151,9 @@ impl LossFloat for f32 {
     }
     fn of(v: f64) -> Self {
         v as f32
+    }
+    fn exp(self) -> Self {
+        f32::exp(self)
     }
 }
 impl LossFloat for f64 {
@@ -150,36 +163,45 @@ impl LossFloat for f64 {
     fn of(v: f64) -> Self {
         v
     }
+    fn exp(self) -> Self {
+        f64::exp(self)
+    }
 }
 
 /// Turns a row of logits into `softmax - onehot(target)` in place and returns the token's
 /// loss, whether the target is the first argmax, and the entropy.
 fn softmax_row_grad<F: LossFloat>(row: &mut [F], target: usize) -> (f64, bool, f64) {
-    let mut max = f64::NEG_INFINITY;
+    let mut max = row[0];
     let mut first_argmax = 0;
     for (i, &z) in row.iter().enumerate() {
-        if z.f64() > max {
-            max = z.f64();
+        if z.f64() > max.f64() {
+            max = z;
             first_argmax = i;
         }
     }
     let target_logit = row[target].f64();
+    // Exponentials in the row's precision, sums in f64 (blocks of 64 in F first).
     let mut sum = 0f64;
     let mut weighted = 0f64;
-    for z in row.iter_mut() {
-        let shifted = z.f64() - max;
-        let e = shifted.exp();
-        weighted += e * shifted;
-        sum += e;
-        *z = F::of(e);
+    for block in row.chunks_mut(64) {
+        let (mut s, mut w) = (F::of(0.0), F::of(0.0));
+        for z in block.iter_mut() {
+            let shifted = *z - max;
+            let e = shifted.exp();
+            s = s + e;
+            w = w + e * shifted;
+            *z = e;
+        }
+        sum += s.f64();
+        weighted += w.f64();
     }
     let lse = sum.ln();
-    let loss = lse - (target_logit - max);
+    let loss = lse - (target_logit - max.f64());
     // H = log Z - E[z], both shifted by max.
     let entropy = lse - weighted / sum;
-    let inv = 1.0 / sum;
+    let inv = F::of(1.0 / sum);
     for z in row.iter_mut() {
-        *z = F::of(z.f64() * inv);
+        *z = *z * inv;
     }
     row[target] = F::of(row[target].f64() - 1.0);
     (loss, first_argmax == target, entropy)
