@@ -136,7 +136,8 @@ pub trait LossFloat:
     + Copy
     + Send
     + Sync
-    + std::ops::Add<Output = Self>
+    + std::ops::AddAssign
+    + std::ops::MulAssign
     + std::ops::Sub<Output = Self>
     + std::ops::Mul<Output = Self>
 {
@@ -188,8 +189,8 @@ fn softmax_row_grad<F: LossFloat>(row: &mut [F], target: usize) -> (f64, bool, f
         for z in block.iter_mut() {
             let shifted = *z - max;
             let e = shifted.exp();
-            s = s + e;
-            w = w + e * shifted;
+            s += e;
+            w += e * shifted;
             *z = e;
         }
         sum += s.f64();
@@ -201,7 +202,7 @@ fn softmax_row_grad<F: LossFloat>(row: &mut [F], target: usize) -> (f64, bool, f
     let entropy = lse - weighted / sum;
     let inv = F::of(1.0 / sum);
     for z in row.iter_mut() {
-        *z = *z * inv;
+        *z *= inv;
     }
     row[target] = F::of(row[target].f64() - 1.0);
     (loss, first_argmax == target, entropy)
