@@ -196,6 +196,7 @@ pub fn load_resume_state(dir: &Path, model: &Llama) -> Result<(TrainingState, Ad
             config,
             step,
             moments,
+            accumulated: Vec::new(),
         },
     ))
 }

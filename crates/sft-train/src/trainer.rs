@@ -429,55 +429,154 @@ pub fn optimizer_step(
         .flatten()
         .map(BatchRow::trained_tokens)
         .sum();
-    let mut grads: Vec<Vec<f32>> = model
-        .params()
-        .iter()
-        .map(|p| vec![0f32; p.var.elem_count()])
-        .collect();
+    let params = model.params();
+    let single = micro_rows.len() == 1;
+    // One micro-batch: its gradients are used where backward left them. Several: they are
+    // summed into buffers that live with the optimizer.
+    let mut last: Vec<Option<Tensor>> = vec![None; params.len()];
     let mut step_loss = 0.0;
     let mut tokens = 0u64;
     let mut ratios = Vec::new();
-    for rows in micro_rows {
+    for (k, rows) in micro_rows.iter().enumerate() {
         let batch = Batch::new(rows, pad, vocab, &device).map_err(|e| e.to_string())?;
         tokens += batch.real_tokens as u64;
         let loss = model.loss(&batch).map_err(|e| e.to_string())?;
         let scaled = (loss.sum / num_items.max(1) as f64).map_err(|e| e.to_string())?;
-        let store = scaled.backward().map_err(|e| e.to_string())?;
-        for (p, acc) in model.params().iter().zip(grads.iter_mut()) {
-            if let Some(g) = store.get(p.var.as_tensor()) {
-                let g: Vec<f32> = g
-                    .flatten_all()
-                    .and_then(|g| g.to_vec1())
-                    .map_err(|e| e.to_string())?;
-                acc.par_iter_mut()
-                    .zip(g.par_iter())
-                    .for_each(|(a, b)| *a += b);
+        let mut store = scaled.backward().map_err(|e| e.to_string())?;
+        for (i, p) in params.iter().enumerate() {
+            let g = store.remove(p.var.as_tensor());
+            if single {
+                last[i] = g;
+                continue;
+            }
+            if optimizer.accumulated.len() != params.len() {
+                optimizer.accumulated = params
+                    .iter()
+                    .map(|p| vec![0f32; p.var.elem_count()])
+                    .collect();
+            }
+            let acc = &mut optimizer.accumulated[i];
+            match g {
+                Some(g) => with_f32(&g, |g| {
+                    if k == 0 {
+                        acc.copy_from_slice(g);
+                    } else {
+                        acc.par_iter_mut()
+                            .zip(g.par_iter())
+                            .for_each(|(a, b)| *a += b);
+                    }
+                })?,
+                None if k == 0 => acc.fill(0.0),
+                None => {}
             }
         }
         step_loss += loss.stats.loss_sum / num_items.max(1) as f64;
         ratios.push(ratio_of(&loss.stats));
     }
-    let (grad_norm, factor) = clip_factor(&grads, max_grad_norm);
     if !step_loss.is_finite() {
         return Ok(Err(format!("loss {step_loss}")));
     }
+    // Read-only views of every gradient for the norm and the update.
+    let zeros: Vec<Vec<f32>> = if single {
+        params
+            .iter()
+            .zip(&last)
+            .map(|(p, g)| {
+                if g.is_none() {
+                    vec![0f32; p.var.elem_count()]
+                } else {
+                    Vec::new()
+                }
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let owned: Vec<Option<Vec<f32>>> = if single {
+        last.iter()
+            .map(|g| match g {
+                Some(g) if !is_cpu_f32(g) => g
+                    .to_dtype(candle_core::DType::F32)
+                    .and_then(|g| g.flatten_all()?.to_vec1())
+                    .ok(),
+                _ => None,
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let guards: Vec<Option<(candle_core::StorageRef<'_>, usize, usize)>> = if single {
+        last.iter()
+            .zip(&owned)
+            .map(|(g, o)| match (g, o) {
+                (Some(g), None) => {
+                    let (storage, layout) = g.storage_and_layout();
+                    let (a, b) = layout.contiguous_offsets().unwrap_or((0, 0));
+                    Some((storage, a, b))
+                }
+                _ => None,
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let slices: Vec<&[f32]> = (0..params.len())
+        .map(|i| {
+            if !single {
+                return optimizer.accumulated[i].as_slice();
+            }
+            if let Some(o) = &owned[i] {
+                return o.as_slice();
+            }
+            match &guards[i] {
+                Some((storage, a, b)) => match &**storage {
+                    candle_core::Storage::Cpu(candle_core::CpuStorage::F32(v)) => &v[*a..*b],
+                    _ => &zeros[i][..0],
+                },
+                None => zeros[i].as_slice(),
+            }
+        })
+        .collect();
+    let (grad_norm, factor) = clip_factor(&slices, max_grad_norm);
     if !grad_norm.is_finite() {
         return Ok(Err(format!("gradient norm {grad_norm}")));
     }
-    for (i, (p, g)) in model.params().iter().zip(grads.iter_mut()).enumerate() {
-        if factor != 1.0 {
-            let f = factor as f32;
-            g.par_iter_mut().for_each(|x| *x *= f);
+    let config = optimizer.config;
+    let step = optimizer.step + 1;
+    for (i, p) in params.iter().enumerate() {
+        let update = AdamWInPlace {
+            config,
+            step,
+            moments: std::sync::Mutex::new(&mut optimizer.moments[i]),
+            grad: slices[i],
+            scale: factor as f32,
+            lr,
+            decay: p.decay,
+        };
+        if p.var.as_tensor().inplace_op1(&update).is_err() {
+            // Not a contiguous f32 CPU tensor: update a copy and set it.
+            let mut data: Vec<f32> = p
+                .var
+                .flatten_all()
+                .and_then(|t| t.to_vec1())
+                .map_err(|e| e.to_string())?;
+            let m = update.moments.into_inner().expect("moments");
+            crate::optim::adamw_update(
+                config,
+                step,
+                m,
+                &mut data,
+                slices[i],
+                factor as f32,
+                lr,
+                p.decay,
+            );
+            let t = Tensor::from_vec(data, p.var.shape(), &device).map_err(|e| e.to_string())?;
+            p.var.set(&t).map_err(|e| e.to_string())?;
         }
-        let mut data: Vec<f32> = p
-            .var
-            .flatten_all()
-            .and_then(|t| t.to_vec1())
-            .map_err(|e| e.to_string())?;
-        optimizer.update(i, &mut data, g, lr, p.decay);
-        let t = Tensor::from_vec(data, p.var.shape(), &device).map_err(|e| e.to_string())?;
-        p.var.set(&t).map_err(|e| e.to_string())?;
     }
+    drop(slices);
+    drop(guards);
     optimizer.finish_step();
     Ok(Ok(StepResult {
         loss: step_loss,
@@ -485,6 +584,75 @@ pub fn optimizer_step(
         tokens,
         ratios,
     }))
+}
+
+fn is_cpu_f32(t: &Tensor) -> bool {
+    t.device().is_cpu() && t.dtype() == candle_core::DType::F32 && t.is_contiguous()
+}
+
+/// Runs `f` on a tensor's f32 values without copying them when they are on the CPU.
+fn with_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Result<R, String> {
+    if is_cpu_f32(t) {
+        let (storage, layout) = t.storage_and_layout();
+        if let (candle_core::Storage::Cpu(candle_core::CpuStorage::F32(v)), Some((a, b))) =
+            (&*storage, layout.contiguous_offsets())
+        {
+            return Ok(f(&v[a..b]));
+        }
+    }
+    let v: Vec<f32> = t
+        .to_dtype(candle_core::DType::F32)
+        .and_then(|t| t.flatten_all()?.to_vec1())
+        .map_err(|e| e.to_string())?;
+    Ok(f(&v))
+}
+
+/// AdamW applied to a parameter's own storage (no copy in or out).
+struct AdamWInPlace<'a> {
+    config: crate::optim::AdamWConfig,
+    step: u64,
+    moments: std::sync::Mutex<&'a mut crate::optim::Moments>,
+    grad: &'a [f32],
+    scale: f32,
+    lr: f64,
+    decay: bool,
+}
+
+impl candle_core::InplaceOp1 for AdamWInPlace<'_> {
+    fn name(&self) -> &'static str {
+        "adamw"
+    }
+
+    fn cpu_fwd(
+        &self,
+        storage: &mut candle_core::CpuStorage,
+        layout: &candle_core::Layout,
+    ) -> candle_core::Result<()> {
+        let (candle_core::CpuStorage::F32(v), Some((a, b))) =
+            (storage, layout.contiguous_offsets())
+        else {
+            candle_core::bail!("adamw: not a contiguous f32 tensor")
+        };
+        if b - a != self.grad.len() {
+            candle_core::bail!(
+                "adamw: gradient has {} values for {}",
+                self.grad.len(),
+                b - a
+            );
+        }
+        let mut m = self.moments.lock().expect("moments");
+        crate::optim::adamw_update(
+            self.config,
+            self.step,
+            &mut m,
+            &mut v[a..b],
+            self.grad,
+            self.scale,
+            self.lr,
+            self.decay,
+        );
+        Ok(())
+    }
 }
 
 /// Summed loss statistics of a model over rows, in batches (no gradients kept).
