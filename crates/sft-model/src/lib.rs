@@ -11,6 +11,7 @@ pub mod config;
 pub mod generate;
 pub mod llama;
 pub mod loss;
+pub mod ops;
 pub mod weights;
 
 use std::path::{Path, PathBuf};

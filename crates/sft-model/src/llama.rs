@@ -403,12 +403,9 @@ impl Llama {
         // key head are stacked along the sequence axis.
         let q = q.reshape((b, nkv, rep * t, hd))?;
         let scale = 1.0 / (hd as f64).sqrt();
-        let scores = (q.matmul(&k.t()?)? * scale)?.reshape((b, nh, t, keys))?;
-        let scores = match mask {
-            Some(m) => scores.broadcast_add(m)?,
-            None => scores,
-        };
-        let probs = softmax_last_dim(&scores)?.reshape((b, nkv, rep * t, keys))?;
+        let scores = q.matmul(&k.t()?)?.reshape((b, nh, t, keys))?;
+        let probs =
+            crate::ops::masked_softmax(&scores, scale, mask)?.reshape((b, nkv, rep * t, keys))?;
         let out = probs.matmul(&v)?.reshape((b, nh, t, hd))?;
         let out = out.transpose(1, 2)?.reshape((b, t, nh * hd))?;
         linear(&out, &layer.o, None)
@@ -469,11 +466,9 @@ fn linear(x: &Tensor, w: &Var, bias: Option<&Var>) -> Result<Tensor> {
     Ok(y.reshape(out)?)
 }
 
-/// transformers' LlamaRMSNorm: `w * x / sqrt(mean(x^2) + eps)`.
+/// transformers' LlamaRMSNorm: `w * x / sqrt(mean(x^2) + eps)` (fused on the CPU).
 fn rms_norm(x: &Tensor, w: &Var, eps: f64) -> Result<Tensor> {
-    let var = x.sqr()?.mean_keepdim(D::Minus1)?;
-    let inv = (var + eps)?.sqrt()?.recip()?;
-    Ok(x.broadcast_mul(&inv)?.broadcast_mul(w.as_tensor())?)
+    crate::ops::rms_norm(x, w.as_tensor(), eps)
 }
 
 /// Rotate-half RoPE: `x * cos + rotate_half(x) * sin`, with cos and sin per token.
@@ -485,12 +480,4 @@ fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
     let r1 = (x1.broadcast_mul(cos)? - x2.broadcast_mul(sin)?)?;
     let r2 = (x2.broadcast_mul(cos)? + x1.broadcast_mul(sin)?)?;
     Ok(Tensor::cat(&[r1, r2], D::Minus1)?)
-}
-
-/// Softmax over the last axis, from ops that all have a backward.
-fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
-    let max = x.max_keepdim(D::Minus1)?.detach();
-    let e = x.broadcast_sub(&max)?.exp()?;
-    let sum = e.sum_keepdim(D::Minus1)?;
-    Ok(e.broadcast_div(&sum)?)
 }
