@@ -73,7 +73,7 @@ impl Llama {
             valid.push(v);
         }
         let mut next_pos: Vec<u32> = prompts.iter().map(|p| p.len() as u32).collect();
-        let mut cache = KvCache::new(self.config.num_hidden_layers);
+        let mut cache = KvCache::new(self.config.num_hidden_layers, longest + opts.max_new_tokens);
         let mut rng = Rng(opts.seed ^ 0x5DEE_CE66_D1CE_4E5B);
         let mut out: Vec<Generation> = (0..b)
             .map(|_| Generation {

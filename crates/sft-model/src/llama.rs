@@ -13,15 +13,20 @@ use crate::loss::{token_loss, TokenLoss};
 use crate::weights::{load_folder, save_safetensors};
 use crate::{ModelError, Result};
 
-/// Keys and values of earlier positions, per layer (generation only).
+/// Keys and values of earlier positions, per layer (generation only): buffers of
+/// `capacity` positions written in place, so a decoding step copies only its own keys.
 pub struct KvCache {
     pub(crate) layers: Vec<Option<(Tensor, Tensor)>>,
+    pub(crate) len: usize,
+    pub(crate) capacity: usize,
 }
 
 impl KvCache {
-    pub fn new(layers: usize) -> Self {
+    pub fn new(layers: usize, capacity: usize) -> Self {
         Self {
             layers: (0..layers).map(|_| None).collect(),
+            len: 0,
+            capacity,
         }
     }
 }
@@ -297,7 +302,9 @@ impl Llama {
         };
         for (i, layer) in self.layers.iter().enumerate() {
             let h = rms_norm(&x, &layer.input_norm, c.rms_norm_eps)?;
-            let slot = cache.as_deref_mut().map(|c| &mut c.layers[i]);
+            let slot = cache
+                .as_deref_mut()
+                .map(|c| (&mut c.layers[i], c.len, c.capacity));
             let attn = self.attention(layer, &h, &cos, &sin, mask.as_ref(), slot)?;
             x = (x + attn)?;
             let h = rms_norm(&x, &layer.post_norm, c.rms_norm_eps)?;
@@ -305,6 +312,9 @@ impl Llama {
             let up = linear(&h, &layer.up, None)?;
             let mlp = linear(&(gate.silu()? * up)?, &layer.down, None)?;
             x = (x + mlp)?;
+        }
+        if let Some(c) = cache {
+            c.len += t;
         }
         rms_norm(&x, &self.norm, c.rms_norm_eps)
     }
@@ -369,7 +379,7 @@ impl Llama {
         cos: &Tensor,
         sin: &Tensor,
         mask: Option<&Tensor>,
-        cache: Option<&mut Option<(Tensor, Tensor)>>,
+        cache: Option<(&mut Option<(Tensor, Tensor)>, usize, usize)>,
     ) -> Result<Tensor> {
         let c = &self.config;
         let (b, t, _) = x.dims3()?;
@@ -388,13 +398,24 @@ impl Llama {
         let q = rope(&q, cos, sin)?;
         let k = rope(&k, cos, sin)?;
         let (k, v) = match cache {
-            Some(slot) => {
-                let (k, v) = match slot.take() {
-                    Some((pk, pv)) => (Tensor::cat(&[&pk, &k], 2)?, Tensor::cat(&[&pv, &v], 2)?),
-                    None => (k.contiguous()?, v),
-                };
-                *slot = Some((k.clone(), v.clone()));
-                (k, v)
+            Some((slot, past, capacity)) => {
+                if slot.is_none() {
+                    let shape = (b, nkv, capacity.max(past + t), hd);
+                    *slot = Some((
+                        Tensor::zeros(shape, k.dtype(), k.device())?,
+                        Tensor::zeros(shape, v.dtype(), v.device())?,
+                    ));
+                }
+                let (ck, cv) = slot.as_ref().expect("allocated above");
+                if past + t > ck.dim(2)? {
+                    return Err(crate::ModelError::Input(format!(
+                        "KV cache of {} positions is full",
+                        ck.dim(2)?
+                    )));
+                }
+                ck.slice_set(&k.contiguous()?, 2, past)?;
+                cv.slice_set(&v, 2, past)?;
+                (ck.narrow(2, 0, past + t)?, cv.narrow(2, 0, past + t)?)
             }
             None => (k, v),
         };
