@@ -21,6 +21,9 @@ pub struct KvCache {
     pub(crate) capacity: usize,
 }
 
+/// One layer's cache buffers, the positions already in them, and their capacity.
+type CacheSlot<'a> = (&'a mut Option<(Tensor, Tensor)>, usize, usize);
+
 impl KvCache {
     pub fn new(layers: usize, capacity: usize) -> Self {
         Self {
@@ -379,7 +382,7 @@ impl Llama {
         cos: &Tensor,
         sin: &Tensor,
         mask: Option<&Tensor>,
-        cache: Option<(&mut Option<(Tensor, Tensor)>, usize, usize)>,
+        cache: Option<CacheSlot<'_>>,
     ) -> Result<Tensor> {
         let c = &self.config;
         let (b, t, _) = x.dims3()?;
