@@ -273,3 +273,85 @@ fn command_line_mistakes_are_explained() {
     assert!(r.stderr.contains("Hugging Face cache"), "{}", r.stderr);
     let _ = root();
 }
+
+/// Ctrl-C (SIGINT) finishes the step, saves a checkpoint, exits with 130, and the run
+/// resumes from it.
+#[cfg(unix)]
+#[test]
+fn ctrl_c_saves_a_checkpoint_and_exits_cleanly() {
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("run");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sft-train"))
+        .args([
+            "--model_name_or_path",
+            MODEL,
+            "--dataset_name",
+            DATA,
+            "--output_dir",
+            out.to_str().unwrap(),
+            "--per_device_train_batch_size",
+            "2",
+            "--max_length",
+            "128",
+            "--logging_steps",
+            "1",
+            "--max_steps",
+            "100000",
+            "--quiet",
+        ])
+        .current_dir(root())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let metrics = out.join("metrics.jsonl");
+    let started = Instant::now();
+    while std::fs::read_to_string(&metrics)
+        .map(|t| t.lines().count())
+        .unwrap_or(0)
+        < 2
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "no training step logged"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("--resume_from_checkpoint"), "{stderr}");
+    let checkpoints: Vec<_> = std::fs::read_dir(&out)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("checkpoint-"))
+        .collect();
+    assert_eq!(checkpoints.len(), 1);
+    let ckpt = checkpoints[0].path();
+    assert!(
+        ckpt.join("model.safetensors").is_file() && ckpt.join("optimizer.safetensors").is_file()
+    );
+    // And the run continues from there.
+    let step: usize = ckpt.file_name().unwrap().to_string_lossy()["checkpoint-".len()..]
+        .parse()
+        .unwrap();
+    let target = (step + 2).to_string();
+    let r = train(
+        &out,
+        &[
+            "--max_steps",
+            &target,
+            "--resume_from_checkpoint",
+            "--save_steps",
+            "100000",
+        ],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(losses(&history(&out)).last().unwrap().0 as usize, step + 2);
+}
