@@ -335,28 +335,25 @@ impl Llama {
     /// The summed cross-entropy over the batch's trained tokens (a scalar tensor with a
     /// backward) and the token statistics of the same pass.
     pub fn loss(&self, batch: &Batch) -> Result<TokenLoss> {
-        let hidden = self.hidden_states(batch)?;
-        let (b, t, h) = hidden.dims3()?;
-        let idx = Tensor::from_slice(
-            &batch.target_positions,
-            batch.target_positions.len(),
-            &self.device,
-        )?;
-        let selected = hidden.reshape((b * t, h))?.index_select(&idx, 0)?;
+        let selected = self.trained_positions(self.hidden_states(batch)?, batch)?;
         token_loss(&selected, self.lm_head_weight(), &batch.targets)
     }
 
     /// The loss statistics of a batch without building anything for a backward.
     pub fn loss_stats(&self, batch: &Batch) -> Result<crate::LossStats> {
-        let hidden = self.hidden_states(batch)?.detach();
+        let selected = self.trained_positions(self.hidden_states(batch)?.detach(), batch)?;
+        crate::loss::token_stats(&selected, self.lm_head_weight(), &batch.targets)
+    }
+
+    /// The hidden states `[targets, hidden]` of the positions whose next token is trained.
+    fn trained_positions(&self, hidden: Tensor, batch: &Batch) -> Result<Tensor> {
         let (b, t, h) = hidden.dims3()?;
         let idx = Tensor::from_slice(
             &batch.target_positions,
             batch.target_positions.len(),
             &self.device,
         )?;
-        let selected = hidden.reshape((b * t, h))?.index_select(&idx, 0)?;
-        crate::loss::token_stats(&selected, self.lm_head_weight(), &batch.targets)
+        Ok(hidden.reshape((b * t, h))?.index_select(&idx, 0)?)
     }
 
     /// Summed loss statistics over rows, `batch_size` rows at a time, with nothing kept
