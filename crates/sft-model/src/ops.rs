@@ -183,31 +183,36 @@ impl RmsNorm {
     fn backward<F: LossFloat>(&self, x: &[F], w: &[F], dy: &[F]) -> (Vec<F>, Vec<F>) {
         let h = w.len();
         let mut dx = vec![F::of(0.0); x.len()];
+        // Partial weight gradients over fixed blocks of rows, added in block order: the
+        // result does not depend on how rayon splits the work.
+        const BLOCK: usize = 64;
         let dw_rows: Vec<Vec<f64>> = dx
-            .par_chunks_mut(h)
-            .zip(x.par_chunks(h).zip(dy.par_chunks(h)))
-            .fold(
-                || vec![0f64; h],
-                |mut dw, (dx, (x, dy))| {
-                    let ms = x.iter().map(|v| (*v * *v).f64()).sum::<f64>() / h as f64;
-                    let r = 1.0 / (ms + self.eps).sqrt();
-                    // g = dy * w, n = x * r; dx = r * (g - n * mean(g * n)).
-                    let mut gn = 0f64;
-                    for j in 0..h {
-                        let n = x[j].f64() * r;
-                        let g = (dy[j] * w[j]).f64();
-                        gn += g * n;
-                        dw[j] += dy[j].f64() * n;
-                    }
-                    let mean_gn = gn / h as f64;
-                    for j in 0..h {
-                        let n = x[j].f64() * r;
-                        let g = (dy[j] * w[j]).f64();
-                        dx[j] = F::of(r * (g - n * mean_gn));
-                    }
-                    dw
-                },
-            )
+            .par_chunks_mut(h * BLOCK)
+            .zip(x.par_chunks(h * BLOCK).zip(dy.par_chunks(h * BLOCK)))
+            .map(|(dx, (x, dy))| {
+                dx.chunks_mut(h).zip(x.chunks(h).zip(dy.chunks(h))).fold(
+                    vec![0f64; h],
+                    |mut dw, (dx, (x, dy))| {
+                        let ms = x.iter().map(|v| (*v * *v).f64()).sum::<f64>() / h as f64;
+                        let r = 1.0 / (ms + self.eps).sqrt();
+                        // g = dy * w, n = x * r; dx = r * (g - n * mean(g * n)).
+                        let mut gn = 0f64;
+                        for j in 0..h {
+                            let n = x[j].f64() * r;
+                            let g = (dy[j] * w[j]).f64();
+                            gn += g * n;
+                            dw[j] += dy[j].f64() * n;
+                        }
+                        let mean_gn = gn / h as f64;
+                        for j in 0..h {
+                            let n = x[j].f64() * r;
+                            let g = (dy[j] * w[j]).f64();
+                            dx[j] = F::of(r * (g - n * mean_gn));
+                        }
+                        dw
+                    },
+                )
+            })
             .collect();
         let mut dw = vec![0f64; h];
         for part in dw_rows {

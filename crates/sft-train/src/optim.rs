@@ -133,10 +133,12 @@ pub fn adamw_update(
 /// The global L2 norm of all gradients, and the factor torch's `clip_grad_norm_` scales
 /// them by (1 when within `max_norm`).
 pub fn clip_factor(grads: &[&[f32]], max_norm: f64) -> (f64, f64) {
-    let sq: f64 = grads
+    // Per-tensor sums in parallel, added in a fixed order: the same bits on every run.
+    let per_tensor: Vec<f64> = grads
         .par_iter()
         .map(|g| g.iter().map(|&x| (x as f64) * (x as f64)).sum::<f64>())
-        .sum();
+        .collect();
+    let sq: f64 = per_tensor.iter().sum();
     let norm = sq.sqrt();
     if max_norm <= 0.0 {
         return (norm, 1.0);
