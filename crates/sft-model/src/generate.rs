@@ -5,6 +5,7 @@
 use candle_core::Tensor;
 
 use crate::llama::{KvCache, Llama};
+use crate::rng::SplitMix64;
 use crate::Result;
 
 #[derive(Debug, Clone)]
@@ -74,7 +75,7 @@ impl Llama {
         }
         let mut next_pos: Vec<u32> = prompts.iter().map(|p| p.len() as u32).collect();
         let mut cache = KvCache::new(self.config.num_hidden_layers, longest + opts.max_new_tokens);
-        let mut rng = Rng(opts.seed ^ 0x5DEE_CE66_D1CE_4E5B);
+        let mut rng = SplitMix64::new(opts.seed ^ 0x5DEE_CE66_D1CE_4E5B);
         let mut out: Vec<Generation> = (0..b)
             .map(|_| Generation {
                 ids: Vec::new(),
@@ -161,20 +162,8 @@ fn first_argmax(row: &[f32]) -> u32 {
     best as u32
 }
 
-struct Rng(u64);
-
-impl Rng {
-    fn uniform(&mut self) -> f64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
-
 /// Temperature, then top-k, then top-p (nucleus), then a draw.
-fn sample(mut row: Vec<f32>, opts: &GenerateOptions, rng: &mut Rng) -> u32 {
+fn sample(mut row: Vec<f32>, opts: &GenerateOptions, rng: &mut SplitMix64) -> u32 {
     for z in row.iter_mut() {
         *z /= opts.temperature as f32;
     }

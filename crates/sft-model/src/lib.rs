@@ -12,6 +12,7 @@ pub mod generate;
 pub mod llama;
 pub mod loss;
 pub mod ops;
+pub mod rng;
 pub mod weights;
 
 use std::path::{Path, PathBuf};

@@ -203,15 +203,9 @@ impl Llama {
             .get("initializer_range")
             .and_then(|v| v.as_f64())
             .unwrap_or(0.02);
-        let mut state = seed;
-        let mut next = move || {
-            // SplitMix64, two uniforms per Box-Muller pair.
-            state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = state;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
-        };
+        // Two uniforms per Box-Muller pair.
+        let mut rng = crate::rng::SplitMix64::new(seed);
+        let mut next = move || rng.uniform();
         let c = &config;
         let (h, i) = (c.hidden_size, c.intermediate_size);
         let (qd, kvd) = (
