@@ -283,7 +283,7 @@ fn ctrl_c_saves_a_checkpoint_and_exits_cleanly() {
     use std::time::{Duration, Instant};
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("run");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sft-train"))
+    let child = Command::new(env!("CARGO_BIN_EXE_sft-train"))
         .args([
             "--model_name_or_path",
             MODEL,
