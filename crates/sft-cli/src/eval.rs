@@ -23,7 +23,7 @@ use sft_model::{GenerateOptions, Llama};
 use sft_template::RenderOptions;
 use sft_tokenize::{SftTokenizer, TokenizeOptions};
 
-use crate::prepared::{load_rows, DataPlan};
+use crate::prepared::{chat_template, load_rows, DataPlan};
 use crate::{EXIT_PROBLEMS, EXIT_USAGE};
 
 #[derive(Parser, Debug)]
@@ -290,18 +290,14 @@ fn run(args: EvalArgs) -> Result<i32, i32> {
             "{e}\n  hint: a checkpoint folder carries tokenizer.json and tokenizer_config.json"
         ))
     })?;
-    let template = match &args.chat_template {
-        Some(spec) => {
-            let source = sft_template::TemplateSource::resolve(spec, None).map_err(usage_error)?;
-            let mut tokens = tokenizer.special.clone();
-            tokens.merge(&source.special_tokens);
-            Some(
-                sft_template::ChatTemplate::new(&source.name, &source.source, tokens)
-                    .map_err(usage_error)?,
-            )
+    // A bad --chat-template is a usage error; a broken template in the checkpoint is not.
+    let template = chat_template(args.chat_template.as_deref(), &tokenizer).map_err(|e| {
+        if args.chat_template.is_some() {
+            usage_error(e)
+        } else {
+            run_error(e)
         }
-        None => crate::data::tokenizer_template(&tokenizer).map_err(run_error)?,
-    };
+    })?;
     // Held-out rows, prepared as training prepares them.
     let work = tempfile::tempdir().map_err(|e| run_error(format_args!("temporary folder: {e}")))?;
     let plan = DataPlan {
@@ -339,17 +335,19 @@ fn run(args: EvalArgs) -> Result<i32, i32> {
             ids
         })
         .collect();
-    let reference_stats: Vec<RepetitionStats> = prompts
+    // Repetition of each prompt's reference, once for all checkpoints.
+    let reference_stats: Vec<Option<RepetitionStats>> = prompts
         .iter()
-        .filter_map(|p| p.reference.as_ref())
-        .map(|r| repetition(&tokenizer.encode(r, false).unwrap_or_default()))
+        .map(|p| {
+            p.reference
+                .as_ref()
+                .map(|r| repetition(&tokenizer.encode(r, false).unwrap_or_default()))
+        })
         .collect();
-    let reference_summary = (!reference_stats.is_empty()).then(|| {
-        let flags: Vec<bool> = reference_stats
-            .iter()
-            .map(|s| is_repetitive(s, None))
-            .collect();
-        RepetitionSummary::of(&reference_stats, &flags)
+    let present: Vec<RepetitionStats> = reference_stats.iter().flatten().cloned().collect();
+    let reference_summary = (!present.is_empty()).then(|| {
+        let flags: Vec<bool> = present.iter().map(|s| is_repetitive(s, None)).collect();
+        RepetitionSummary::of(&present, &flags)
     });
     let compliance = ComplianceOptions {
         special_tokens: special_texts(&tokenizer),
@@ -440,11 +438,7 @@ fn run(args: EvalArgs) -> Result<i32, i32> {
                 };
                 let checks = check_sample(&sample, &compliance);
                 let st = repetition(body);
-                let reference = p
-                    .reference
-                    .as_ref()
-                    .map(|r| repetition(&tokenizer.encode(r, false).unwrap_or_default()));
-                let rep = is_repetitive(&st, reference.as_ref());
+                let rep = is_repetitive(&st, reference_stats[i].as_ref());
                 flags.push(rep);
                 samples.push(SampleReport {
                     index: i,

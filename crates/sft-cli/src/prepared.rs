@@ -14,6 +14,23 @@ pub(crate) struct DataPlan {
     pub chat_template: Option<String>,
 }
 
+/// The template to render with: `spec` (a bundled name, a model folder, a file) with the
+/// tokenizer's special tokens under its own, or else the tokenizer folder's template.
+pub(crate) fn chat_template(
+    spec: Option<&str>,
+    tokenizer: &SftTokenizer,
+) -> Result<Option<sft_template::ChatTemplate>, String> {
+    let Some(spec) = spec else {
+        return crate::data::tokenizer_template(tokenizer);
+    };
+    let source = sft_template::TemplateSource::resolve(spec, None).map_err(|e| e.to_string())?;
+    let mut tokens = tokenizer.special.clone();
+    tokens.merge(&source.special_tokens);
+    sft_template::ChatTemplate::new(&source.name, &source.source, tokens)
+        .map(Some)
+        .map_err(|e| e.to_string())
+}
+
 /// Training rows from `path`: a prepared table as it is, anything else prepared into
 /// `work/NAME.parquet` (with its manifest and rejects beside it).
 pub(crate) fn load_rows(
@@ -55,19 +72,7 @@ pub(crate) fn load_rows(
         return Ok(rows);
     }
     let inputs = discover(&[path.to_path_buf()]).map_err(|e| format!("{e}\n  hint: pass data files (.jsonl, .json, .parquet, .arrow, .txt), a folder of them, or a prepared .parquet"))?;
-    let template = match &plan.chat_template {
-        Some(spec) => {
-            let source =
-                sft_template::TemplateSource::resolve(spec, None).map_err(|e| e.to_string())?;
-            let mut tokens = tokenizer.special.clone();
-            tokens.merge(&source.special_tokens);
-            Some(
-                sft_template::ChatTemplate::new(&source.name, &source.source, tokens)
-                    .map_err(|e| e.to_string())?,
-            )
-        }
-        None => crate::data::tokenizer_template(&tokenizer)?,
-    };
+    let template = chat_template(plan.chat_template.as_deref(), &tokenizer)?;
     std::fs::create_dir_all(work).map_err(|e| format!("{}: {e}", work.display()))?;
     let output = work.join(format!("{name}.parquet"));
     let job = PrepareJob {
