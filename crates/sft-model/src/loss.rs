@@ -67,26 +67,15 @@ pub fn token_loss_with(
     if !hidden.device().is_cpu() || !fused_dtype {
         return plain_token_loss(hidden, weight, targets);
     }
-    let n = targets.len();
-    let mut stats = LossStats {
-        tokens: n,
-        ..Default::default()
-    };
-    let vocab = weight.dim(0)?;
+    let mut stats = LossStats::default();
     let mut cached = Vec::new();
-    let h = hidden.detach();
-    let wt = weight.detach().t()?;
-    for start in (0..n).step_by(CHUNK) {
-        let len = CHUNK.min(n - start);
-        let logits = h.narrow(0, start, len)?.matmul(&wt)?;
-        let (grads, chunk) = grads_of(&logits, &targets[start..start + len], vocab)?;
-        stats.loss_sum += chunk.loss_sum;
-        stats.correct += chunk.correct;
-        stats.entropy_sum += chunk.entropy_sum;
+    for_each_chunk(hidden, weight, targets, |_, grads, chunk| {
+        stats.add(&chunk);
         if cache {
             cached.push(grads);
         }
-    }
+        Ok(())
+    })?;
     let op = FusedCrossEntropy {
         targets: targets.to_vec(),
         loss_sum: stats.loss_sum,
@@ -98,18 +87,34 @@ pub fn token_loss_with(
 
 /// The statistics of [`token_loss`] without anything for a backward (evaluation).
 pub fn token_stats(hidden: &Tensor, weight: &Tensor, targets: &[u32]) -> Result<LossStats> {
+    let mut stats = LossStats::default();
+    for_each_chunk(hidden, weight, targets, |_, _, chunk| {
+        stats.add(&chunk);
+        Ok(())
+    })?;
+    Ok(stats)
+}
+
+/// The vocabulary projection of `hidden` in chunks of [`CHUNK`] positions: for each, its
+/// first position, `softmax - onehot(target)` and its statistics. Nothing is kept for a
+/// backward.
+fn for_each_chunk(
+    hidden: &Tensor,
+    weight: &Tensor,
+    targets: &[u32],
+    mut f: impl FnMut(usize, Tensor, LossStats) -> Result<()>,
+) -> Result<()> {
     let n = targets.len();
     let vocab = weight.dim(0)?;
     let h = hidden.detach();
     let wt = weight.detach().t()?;
-    let mut stats = LossStats::default();
     for start in (0..n).step_by(CHUNK) {
         let len = CHUNK.min(n - start);
         let logits = h.narrow(0, start, len)?.matmul(&wt)?;
-        let (_, chunk) = grads_of(&logits, &targets[start..start + len], vocab)?;
-        stats.add(&chunk);
+        let (grads, stats) = grads_of(&logits, &targets[start..start + len], vocab)?;
+        f(start, grads, stats)?;
     }
-    Ok(stats)
+    Ok(())
 }
 
 /// The same loss from candle's own ops (on GPUs and in other dtypes, where the fused op has
@@ -279,10 +284,8 @@ impl CustomOp2 for FusedCrossEntropy {
         let g = grad_res
             .to_dtype(candle_core::DType::F64)?
             .to_scalar::<f64>()?;
-        let n = self.targets.len();
         let h = hidden.detach();
         let w = weight.detach();
-        let vocab = w.dim(0)?;
         let cached = self.cached.lock().expect("loss cache").take();
         if let Some(chunks) = cached {
             // Everything is in memory: one product each for both gradients.
@@ -296,20 +299,18 @@ impl CustomOp2 for FusedCrossEntropy {
         }
         let mut grad_h = Vec::new();
         let mut grad_w: Option<Tensor> = None;
-        for start in (0..n).step_by(CHUNK) {
-            let len = CHUNK.min(n - start);
-            let hc = h.narrow(0, start, len)?;
-            let logits = hc.matmul(&w.t()?)?;
-            let (gc, _) = grads_of(&logits, &self.targets[start..start + len], vocab)
-                .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+        for_each_chunk(&h, &w, &self.targets, |start, gc, _| {
+            let hc = h.narrow(0, start, gc.dim(0)?)?;
             let gc = (gc * g)?;
             grad_h.push(gc.matmul(&w)?);
             let gw = gc.t()?.matmul(&hc)?;
-            grad_w = Some(match grad_w {
+            grad_w = Some(match grad_w.take() {
                 Some(acc) => (acc + gw)?,
                 None => gw,
             });
-        }
+            Ok(())
+        })
+        .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
         let grad_h = if grad_h.is_empty() {
             hidden.zeros_like()?
         } else {
