@@ -375,12 +375,14 @@ impl Trainer<'_> {
     /// Loss and token statistics over the evaluation set (token-weighted means).
     fn evaluate(&self, step: usize, epoch: f64) -> Result<Value, String> {
         let started = Instant::now();
-        let stats = evaluate_rows(
-            &self.model,
-            &self.eval,
-            self.cfg.per_device_eval_batch_size,
-            self.cfg.pad_token_id,
-        )?;
+        let stats = self
+            .model
+            .score(
+                &self.eval,
+                self.cfg.per_device_eval_batch_size,
+                self.cfg.pad_token_id,
+            )
+            .map_err(|e| e.to_string())?;
         let seconds = started.elapsed().as_secs_f64();
         let n = stats.tokens.max(1) as f64;
         Ok(json!({
@@ -476,67 +478,34 @@ pub fn optimizer_step(
     if !step_loss.is_finite() {
         return Ok(Err(format!("loss {step_loss}")));
     }
-    // Read-only views of every gradient for the norm and the update.
-    let zeros: Vec<Vec<f32>> = if single {
+    // Read-only views of every gradient for the norm and the update: the summed buffers,
+    // or (one micro-batch) the backward's own tensors, on the CPU in f32.
+    let grads: Vec<Tensor> = if single {
         params
             .iter()
             .zip(&last)
-            .map(|(p, g)| {
-                if g.is_none() {
-                    vec![0f32; p.var.elem_count()]
-                } else {
-                    Vec::new()
-                }
+            .map(|(p, g)| match g {
+                Some(g) => cpu_f32(g),
+                None => Tensor::zeros(
+                    p.var.shape(),
+                    candle_core::DType::F32,
+                    &candle_core::Device::Cpu,
+                )
+                .map_err(|e| e.to_string()),
             })
-            .collect()
+            .collect::<Result<_, _>>()?
     } else {
         Vec::new()
     };
-    let owned: Vec<Option<Vec<f32>>> = if single {
-        last.iter()
-            .map(|g| match g {
-                Some(g) if !is_cpu_f32(g) => g
-                    .to_dtype(candle_core::DType::F32)
-                    .and_then(|g| g.flatten_all()?.to_vec1())
-                    .ok(),
-                _ => None,
-            })
+    let guards: Vec<_> = grads.iter().map(|g| g.storage_and_layout()).collect();
+    let slices: Vec<&[f32]> = if single {
+        guards
+            .iter()
+            .map(|(storage, layout)| f32_view(storage, layout))
             .collect()
     } else {
-        Vec::new()
+        optimizer.accumulated.iter().map(Vec::as_slice).collect()
     };
-    let guards: Vec<Option<(candle_core::StorageRef<'_>, usize, usize)>> = if single {
-        last.iter()
-            .zip(&owned)
-            .map(|(g, o)| match (g, o) {
-                (Some(g), None) => {
-                    let (storage, layout) = g.storage_and_layout();
-                    let (a, b) = layout.contiguous_offsets().unwrap_or((0, 0));
-                    Some((storage, a, b))
-                }
-                _ => None,
-            })
-            .collect()
-    } else {
-        Vec::new()
-    };
-    let slices: Vec<&[f32]> = (0..params.len())
-        .map(|i| {
-            if !single {
-                return optimizer.accumulated[i].as_slice();
-            }
-            if let Some(o) = &owned[i] {
-                return o.as_slice();
-            }
-            match &guards[i] {
-                Some((storage, a, b)) => match &**storage {
-                    candle_core::Storage::Cpu(candle_core::CpuStorage::F32(v)) => &v[*a..*b],
-                    _ => &zeros[i][..0],
-                },
-                None => zeros[i].as_slice(),
-            }
-        })
-        .collect();
     let (grad_norm, factor) = clip_factor(&slices, max_grad_norm);
     if !grad_norm.is_finite() {
         return Ok(Err(format!("gradient norm {grad_norm}")));
@@ -590,21 +559,30 @@ fn is_cpu_f32(t: &Tensor) -> bool {
     t.device().is_cpu() && t.dtype() == candle_core::DType::F32 && t.is_contiguous()
 }
 
-/// Runs `f` on a tensor's f32 values without copying them when they are on the CPU.
-fn with_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Result<R, String> {
+/// `t` as a contiguous f32 tensor on the CPU (itself when it already is one).
+fn cpu_f32(t: &Tensor) -> Result<Tensor, String> {
     if is_cpu_f32(t) {
-        let (storage, layout) = t.storage_and_layout();
-        if let (candle_core::Storage::Cpu(candle_core::CpuStorage::F32(v)), Some((a, b))) =
-            (&*storage, layout.contiguous_offsets())
-        {
-            return Ok(f(&v[a..b]));
-        }
+        return Ok(t.clone());
     }
-    let v: Vec<f32> = t
-        .to_dtype(candle_core::DType::F32)
-        .and_then(|t| t.flatten_all()?.to_vec1())
-        .map_err(|e| e.to_string())?;
-    Ok(f(&v))
+    t.to_device(&candle_core::Device::Cpu)
+        .and_then(|t| t.to_dtype(candle_core::DType::F32))
+        .and_then(|t| t.contiguous())
+        .map_err(|e| e.to_string())
+}
+
+/// The values of a tensor made by [`cpu_f32`].
+fn f32_view<'a>(storage: &'a candle_core::Storage, layout: &candle_core::Layout) -> &'a [f32] {
+    match (storage, layout.contiguous_offsets()) {
+        (candle_core::Storage::Cpu(candle_core::CpuStorage::F32(v)), Some((a, b))) => &v[a..b],
+        _ => unreachable!("cpu_f32 makes contiguous f32 CPU tensors"),
+    }
+}
+
+/// Runs `f` on a tensor's f32 values, without copying them when they are on the CPU.
+fn with_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Result<R, String> {
+    let t = cpu_f32(t)?;
+    let (storage, layout) = t.storage_and_layout();
+    Ok(f(f32_view(&storage, layout)))
 }
 
 /// AdamW applied to a parameter's own storage (no copy in or out).
@@ -653,18 +631,6 @@ impl candle_core::InplaceOp1 for AdamWInPlace<'_> {
         );
         Ok(())
     }
-}
-
-/// Summed loss statistics of a model over rows, in batches (no gradients kept).
-pub fn evaluate_rows(
-    model: &Llama,
-    rows: &[BatchRow],
-    batch_size: usize,
-    pad: u32,
-) -> Result<LossStats, String> {
-    model
-        .score(rows, batch_size, pad)
-        .map_err(|e| e.to_string())
 }
 
 /// TRL's per-micro-batch ratios: accuracy and mean entropy over the trained tokens.
