@@ -70,16 +70,39 @@ fn rows_of(mb: &Value) -> Vec<BatchRow> {
         .collect()
 }
 
-#[test]
-fn three_optimizer_steps_equal_pytorch() {
-    let f = fixture("step.json");
-    let hp = &f["hyperparameters"];
-    let model = Llama::load(
+fn tiny() -> Llama {
+    Llama::load(
         &root().join("data-samples/models/tiny-llama"),
         DType::F32,
         &Device::Cpu,
     )
-    .unwrap();
+    .unwrap()
+}
+
+fn micro_batches(f: &Value) -> Vec<Vec<BatchRow>> {
+    f["micro_batches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(rows_of)
+        .collect()
+}
+
+/// AdamW with transformers' defaults (betas 0.9/0.999, eps 1e-8) and `weight_decay`.
+fn adamw_for(model: &Llama, weight_decay: f64) -> AdamW {
+    let config = AdamWConfig {
+        weight_decay,
+        ..Default::default()
+    };
+    let sizes: Vec<usize> = model.params().iter().map(|p| p.var.elem_count()).collect();
+    AdamW::new(config, &sizes)
+}
+
+#[test]
+fn three_optimizer_steps_equal_pytorch() {
+    let f = fixture("step.json");
+    let hp = &f["hyperparameters"];
+    let model = tiny();
     // transformers' decay groups.
     let decayed: Vec<&str> = f["decay"]
         .as_array()
@@ -90,26 +113,14 @@ fn three_optimizer_steps_equal_pytorch() {
     for p in model.params() {
         assert_eq!(p.decay, decayed.contains(&p.name.as_str()), "{}", p.name);
     }
-    let config = AdamWConfig {
-        beta1: 0.9,
-        beta2: 0.999,
-        eps: 1e-8,
-        weight_decay: hp["weight_decay"].as_f64().unwrap(),
-    };
-    let sizes: Vec<usize> = model.params().iter().map(|p| p.var.elem_count()).collect();
-    let mut opt = AdamW::new(config, &sizes);
+    let mut opt = adamw_for(&model, hp["weight_decay"].as_f64().unwrap());
     let schedule = Schedule {
         kind: ScheduleKind::Cosine,
         base_lr: hp["learning_rate"].as_f64().unwrap(),
         warmup_steps: hp["num_warmup_steps"].as_u64().unwrap() as usize,
         total_steps: hp["num_training_steps"].as_u64().unwrap() as usize,
     };
-    let micro: Vec<Vec<BatchRow>> = f["micro_batches"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(rows_of)
-        .collect();
+    let micro = micro_batches(&f);
     for (k, expected) in f["steps"].as_array().unwrap().iter().enumerate() {
         let lr = schedule.lr(k);
         assert!(rel(lr, expected["lr"].as_f64().unwrap()) <= 1e-12 || lr == 0.0);
@@ -160,13 +171,7 @@ fn three_optimizer_steps_equal_pytorch() {
         &Device::Cpu,
     )
     .unwrap();
-    let initial = Llama::load(
-        &root().join("data-samples/models/tiny-llama"),
-        DType::F32,
-        &Device::Cpu,
-    )
-    .unwrap()
-    .state_dict();
+    let initial = tiny().state_dict();
     let state = model.state_dict();
     let row_ids: Vec<u32> = f["embed_row_ids"]
         .as_array()
@@ -243,21 +248,9 @@ fn saved_checkpoint_loads_back_and_in_transformers() {
     let f = fixture("step.json");
     let hp = &f["hyperparameters"];
     let dir = root().join("data-samples/models/tiny-llama");
-    let model = Llama::load(&dir, DType::F32, &Device::Cpu).unwrap();
-    let config = AdamWConfig {
-        beta1: 0.9,
-        beta2: 0.999,
-        eps: 1e-8,
-        weight_decay: hp["weight_decay"].as_f64().unwrap(),
-    };
-    let sizes: Vec<usize> = model.params().iter().map(|p| p.var.elem_count()).collect();
-    let mut opt = AdamW::new(config, &sizes);
-    let micro: Vec<Vec<BatchRow>> = f["micro_batches"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(rows_of)
-        .collect();
+    let model = tiny();
+    let mut opt = adamw_for(&model, hp["weight_decay"].as_f64().unwrap());
+    let micro = micro_batches(&f);
     for k in 0..3 {
         optimizer_step(&model, &mut opt, &micro[2 * k..2 * k + 2], 1e-3, 1.0, 2)
             .unwrap()
@@ -338,21 +331,12 @@ fn saved_checkpoint_loads_back_and_in_transformers() {
 #[test]
 fn single_micro_batch_step_equals_the_update_by_hand() {
     let f = fixture("step.json");
-    let dir = root().join("data-samples/models/tiny-llama");
-    let model = Llama::load(&dir, DType::F32, &Device::Cpu).unwrap();
-    let reference = Llama::load(&dir, DType::F32, &Device::Cpu).unwrap();
-    let micro: Vec<Vec<BatchRow>> = f["micro_batches"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(rows_of)
-        .collect();
-    let config = AdamWConfig {
-        weight_decay: 0.1,
-        ..Default::default()
-    };
+    let model = tiny();
+    let reference = tiny();
+    let micro = micro_batches(&f);
+    let mut opt = adamw_for(&model, 0.1);
+    let config = opt.config;
     let sizes: Vec<usize> = model.params().iter().map(|p| p.var.elem_count()).collect();
-    let mut opt = AdamW::new(config, &sizes);
     let r = optimizer_step(&model, &mut opt, &micro[..1], 1e-3, 0.5, 2)
         .unwrap()
         .unwrap();
