@@ -42,6 +42,10 @@ pub(crate) fn load_rows(
     quiet: bool,
 ) -> Result<Vec<BatchRow>, String> {
     let tokenizer = SftTokenizer::from_path(model_dir).map_err(|e| format!("{e}\n  hint: the model folder needs tokenizer.json (and tokenizer_config.json with the chat template)"))?;
+    // The model's vocabulary bounds the token ids (its config is beside the tokenizer).
+    let vocab = sft_model::LlamaConfig::from_file(&model_dir.join("config.json"))
+        .ok()
+        .map(|c| c.vocab_size);
     let is_prepared =
         path.extension().is_some_and(|e| e == "parquet") && manifest_path(path).is_file();
     if is_prepared {
@@ -61,7 +65,7 @@ pub(crate) fn load_rows(
                 model_dir.display()
             ));
         }
-        let rows = sft_train::data::load_prepared(path)?;
+        let rows = sft_train::data::load_prepared(path, vocab)?;
         if !quiet {
             eprintln!(
                 "{name}: {} prepared rows from {}",
@@ -110,5 +114,5 @@ pub(crate) fn load_rows(
             s.rejected
         ));
     }
-    sft_train::data::load_prepared(&output)
+    sft_train::data::load_prepared(&output, vocab)
 }
