@@ -229,10 +229,19 @@ fn load_prompts(
             .map_err(|e| format!("{}: {e}", file.display))?
         {
             for raw in &batch.rows {
-                let Ok(row) = parse_row(&batch, raw) else {
-                    continue;
-                };
                 let where_ = || format!("{}:{}", file.display, raw.line.unwrap_or(raw.index + 1));
+                let row = match parse_row(&batch, raw) {
+                    Ok(row) => row,
+                    Err(p) => {
+                        // Scoring reports it among prepare's rejects; say why no prompt came.
+                        eprintln!(
+                            "sft-eval: note: {}: {}; no prompt taken from this row",
+                            where_(),
+                            p.message
+                        );
+                        continue;
+                    }
+                };
                 match prompt_of(&row, template, &options) {
                     Ok(Some(p)) => prompts.push(p),
                     Ok(None) => {}
@@ -299,7 +308,19 @@ fn run(args: EvalArgs) -> Result<i32, i32> {
         }
     })?;
     // Held-out rows, prepared as training prepares them.
-    let work = tempfile::tempdir().map_err(|e| run_error(format_args!("temporary folder: {e}")))?;
+    // The prepared held-out rows and their rejects: beside the report when there is one
+    // (so the rejects file named on stderr stays), else in a temporary folder.
+    let temp = tempfile::tempdir().map_err(|e| run_error(format_args!("temporary folder: {e}")))?;
+    let work = match &args.report {
+        Some(report) => {
+            let stem = report
+                .file_stem()
+                .map(|s| s.to_string_lossy().to_string())
+                .unwrap_or_default();
+            report.with_file_name(format!("{stem}.data"))
+        }
+        None => temp.path().to_path_buf(),
+    };
     let plan = DataPlan {
         packing: None,
         options: TokenizeOptions {
@@ -311,15 +332,8 @@ fn run(args: EvalArgs) -> Result<i32, i32> {
         },
         chat_template: args.chat_template.clone(),
     };
-    let rows = load_rows(
-        &args.dataset,
-        "heldout",
-        first,
-        &plan,
-        work.path(),
-        args.quiet,
-    )
-    .map_err(run_error)?;
+    let rows =
+        load_rows(&args.dataset, "heldout", first, &plan, &work, args.quiet).map_err(run_error)?;
     let prompts =
         load_prompts(&args.dataset, args.max_samples, template.as_ref()).map_err(run_error)?;
     let prompt_ids: Vec<Vec<u32>> = prompts

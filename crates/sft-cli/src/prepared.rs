@@ -103,6 +103,12 @@ pub(crate) fn load_rows(
             s.trained_tokens,
             output.display()
         );
+        for (location, code, reason) in &s.first_rejects {
+            eprintln!("{name}: rejected {location}: {code}: {reason}");
+        }
+        for (file, reason) in &s.unreadable_files {
+            eprintln!("{name}: unreadable {file}: {reason}");
+        }
         for w in &s.warnings {
             eprintln!("{name}: warning [{}]: {}", w.code, w.message);
         }
