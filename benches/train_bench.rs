@@ -28,6 +28,7 @@ const SMOLLM2_135M: &str = r#"{"model_type": "llama", "vocab_size": 49152, "hidd
   "bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 2, "initializer_range": 0.02}"#;
 
 fn main() {
+    sft_cli::keep_freed_memory();
     let args: Vec<String> = std::env::args().collect();
     let get = |flag: &str, default: &str| -> String {
         args.iter()

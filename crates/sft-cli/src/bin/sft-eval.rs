@@ -2,5 +2,6 @@
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
+    sft_cli::keep_freed_memory();
     std::process::exit(sft_cli::eval::main());
 }

@@ -4,5 +4,6 @@
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
+    sft_cli::keep_freed_memory();
     std::process::exit(sft_cli::train::main());
 }
