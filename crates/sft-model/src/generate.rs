@@ -90,8 +90,7 @@ impl Llama {
             let mask = self.generation_mask(&valid, past, t)?;
             let hidden = self.forward_hidden(&input, &positions, Some(mask), Some(&mut cache))?;
             let last = hidden.narrow(1, t - 1, 1)?.squeeze(1)?;
-            let logits = last
-                .matmul(&self.lm_head_weight().t()?)?
+            let logits = crate::linear::linear(&last, self.lm_head_weight(), None)?
                 .to_dtype(candle_core::DType::F32)?;
             let logits = logits.to_vec2::<f32>()?;
             let mut step_ids = Vec::with_capacity(b);

@@ -9,6 +9,7 @@
 pub mod batch;
 pub mod config;
 pub mod generate;
+pub mod linear;
 pub mod llama;
 pub mod loss;
 pub mod ops;
