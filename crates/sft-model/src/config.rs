@@ -41,6 +41,14 @@ pub struct LlamaConfig {
     pub tie_word_embeddings: bool,
     pub attention_bias: bool,
     pub mlp_bias: bool,
+    /// Per layer, whether RoPE applies (SmolLM3's NoPE layers do without; all others use it).
+    pub rope_layers: Vec<bool>,
+    /// Qwen3: RMSNorm over each head's queries and keys (`q_norm`, `k_norm`) before RoPE.
+    pub qk_norm: bool,
+    /// The attention window, where the config sets one (mistral's `sliding_window`, or
+    /// qwen2/qwen3/smollm3 with `use_sliding_window`): rows longer than it are refused, since
+    /// the model code attends to every earlier position.
+    pub sliding_window: Option<usize>,
     pub bos_token_id: Option<u32>,
     pub eos_token_ids: Vec<u32>,
     pub pad_token_id: Option<u32>,
@@ -48,8 +56,10 @@ pub struct LlamaConfig {
     pub raw: Map<String, Value>,
 }
 
-/// Model types whose checkpoints have llama's parameter names and forward.
-pub const SUPPORTED_MODEL_TYPES: &[&str] = &["llama", "mistral", "qwen2"];
+/// Model types whose checkpoints have llama's parameter names and forward, with the
+/// differences of each: q/k/v biases (qwen2), per-head query/key norms (qwen3), layers
+/// without RoPE (smollm3).
+pub const SUPPORTED_MODEL_TYPES: &[&str] = &["llama", "mistral", "qwen2", "qwen3", "smollm3"];
 
 impl LlamaConfig {
     pub fn from_file(path: &Path) -> Result<Self, ModelError> {
@@ -184,11 +194,79 @@ impl LlamaConfig {
             }
         };
         let default_bias = model_type == "qwen2";
+        let num_hidden_layers = usize_key("num_hidden_layers")?;
+        let rope_layers = if model_type == "smollm3" {
+            match raw.get("no_rope_layers") {
+                // transformers' name: 1 where the layer uses RoPE, 0 for a NoPE layer.
+                Some(Value::Array(flags)) => {
+                    let flags: Vec<bool> = flags
+                        .iter()
+                        .filter_map(Value::as_u64)
+                        .map(|v| v != 0)
+                        .collect();
+                    if flags.len() != num_hidden_layers {
+                        return Err((
+                            format!(
+                                "no_rope_layers has {} entries for {num_hidden_layers} layers",
+                                flags.len()
+                            ),
+                            "it needs one 0 or 1 per layer".into(),
+                        ));
+                    }
+                    flags
+                }
+                _ => {
+                    // transformers' default: every `no_rope_layer_interval`-th layer is NoPE.
+                    let every = raw
+                        .get("no_rope_layer_interval")
+                        .and_then(Value::as_u64)
+                        .unwrap_or(4)
+                        .max(1) as usize;
+                    (0..num_hidden_layers)
+                        .map(|i| (i + 1) % every != 0)
+                        .collect()
+                }
+            }
+        } else {
+            vec![true; num_hidden_layers]
+        };
+        let window = raw
+            .get("sliding_window")
+            .and_then(Value::as_u64)
+            .map(|v| v as usize);
+        let uses_window = match model_type.as_str() {
+            "mistral" => true,
+            "qwen2" | "qwen3" | "smollm3" => raw
+                .get("use_sliding_window")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
+            _ => false,
+        };
+        let attention_bias = raw
+            .get("attention_bias")
+            .and_then(Value::as_bool)
+            .unwrap_or(default_bias);
+        if attention_bias && matches!(model_type.as_str(), "qwen3" | "smollm3" | "llama") {
+            return Err((
+                format!("attention_bias with model_type \"{model_type}\" is not supported"),
+                "its attention output projection would need a bias too; only qwen2's q/k/v biases are implemented".into(),
+            ));
+        }
+        let mlp_bias = raw
+            .get("mlp_bias")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        if mlp_bias {
+            return Err((
+                "mlp_bias is not supported".into(),
+                "the MLP projections are implemented without biases".into(),
+            ));
+        }
         Ok(Self {
             vocab_size: usize_key("vocab_size")?,
             hidden_size,
             intermediate_size: usize_key("intermediate_size")?,
-            num_hidden_layers: usize_key("num_hidden_layers")?,
+            num_hidden_layers,
             num_attention_heads,
             num_key_value_heads,
             head_dim,
@@ -206,14 +284,11 @@ impl LlamaConfig {
                 .get("tie_word_embeddings")
                 .and_then(Value::as_bool)
                 .unwrap_or(false),
-            attention_bias: raw
-                .get("attention_bias")
-                .and_then(Value::as_bool)
-                .unwrap_or(default_bias),
-            mlp_bias: raw
-                .get("mlp_bias")
-                .and_then(Value::as_bool)
-                .unwrap_or(false),
+            attention_bias,
+            mlp_bias,
+            rope_layers,
+            qk_norm: model_type == "qwen3",
+            sliding_window: window.filter(|_| uses_window),
             bos_token_id: ids("bos_token_id").first().copied(),
             eos_token_ids: ids("eos_token_id"),
             pad_token_id: ids("pad_token_id").first().copied(),
@@ -278,7 +353,8 @@ impl LlamaConfig {
         let kv = self.num_key_value_heads * self.head_dim;
         let attn = h * q + 2 * h * kv + q * h + if self.attention_bias { q + 2 * kv } else { 0 };
         let mlp = 3 * h * self.intermediate_size;
-        let layer = attn + mlp + 2 * h;
+        let qk_norm = if self.qk_norm { 2 * self.head_dim } else { 0 };
+        let layer = attn + mlp + 2 * h + qk_norm;
         let embed = self.vocab_size * h;
         embed
             + self.num_hidden_layers * layer

@@ -52,6 +52,11 @@ struct Layer {
     q_bias: Option<Var>,
     k_bias: Option<Var>,
     v_bias: Option<Var>,
+    /// Qwen3's per-head RMSNorm weights `[head_dim]` for queries and keys.
+    q_norm: Option<Var>,
+    k_norm: Option<Var>,
+    /// Whether RoPE rotates this layer's queries and keys (not in SmolLM3's NoPE layers).
+    rope: bool,
     post_norm: Var,
     gate: Var,
     up: Var,
@@ -143,6 +148,14 @@ impl Llama {
             } else {
                 (None, None, None)
             };
+            let (q_norm, k_norm) = if c.qk_norm {
+                (
+                    Some(take(p("self_attn.q_norm.weight"), &[c.head_dim])?),
+                    Some(take(p("self_attn.k_norm.weight"), &[c.head_dim])?),
+                )
+            } else {
+                (None, None)
+            };
             let o = take(p("self_attn.o_proj.weight"), &[h, qd])?;
             let post_norm = take(p("post_attention_layernorm.weight"), &[h])?;
             let gate = take(p("mlp.gate_proj.weight"), &[c.intermediate_size, h])?;
@@ -157,6 +170,9 @@ impl Llama {
                 q_bias,
                 k_bias,
                 v_bias,
+                q_norm,
+                k_norm,
+                rope: c.rope_layers[i],
                 post_norm,
                 gate,
                 up,
@@ -225,6 +241,10 @@ impl Llama {
                 shapes.push((p("self_attn.k_proj.bias"), vec![kvd]));
                 shapes.push((p("self_attn.v_proj.bias"), vec![kvd]));
             }
+            if c.qk_norm {
+                shapes.push((p("self_attn.q_norm.weight"), vec![c.head_dim]));
+                shapes.push((p("self_attn.k_norm.weight"), vec![c.head_dim]));
+            }
             shapes.push((p("self_attn.o_proj.weight"), vec![h, qd]));
             shapes.push((p("post_attention_layernorm.weight"), vec![h]));
             shapes.push((p("mlp.gate_proj.weight"), vec![i, h]));
@@ -288,6 +308,14 @@ impl Llama {
     ) -> Result<Tensor> {
         let c = &self.config;
         let (b, t) = ids.dims2()?;
+        // Positions restart at every packed document, so the largest is the longest span
+        // any token attends over.
+        let span = positions.iter().max().map_or(0, |&p| p as usize + 1);
+        if let Some(window) = c.sliding_window.filter(|&w| span > w) {
+            return Err(ModelError::Input(format!(
+                "a sequence of {span} positions is longer than the model's sliding_window of {window}; this model code attends to every earlier position (use a max_length of at most {window})"
+            )));
+        }
         let mut x =
             self.embed
                 .index_select(&ids.flatten_all()?, 0)?
@@ -387,18 +415,28 @@ impl Llama {
         let (b, t, _) = x.dims3()?;
         let (nh, nkv, hd) = (c.num_attention_heads, c.num_key_value_heads, c.head_dim);
         let rep = nh / nkv;
-        let q = linear(x, &layer.q, layer.q_bias.as_ref())?
-            .reshape((b, t, nh, hd))?
-            .transpose(1, 2)?;
-        let k = linear(x, &layer.k, layer.k_bias.as_ref())?
-            .reshape((b, t, nkv, hd))?
-            .transpose(1, 2)?;
+        let q = linear(x, &layer.q, layer.q_bias.as_ref())?.reshape((b, t, nh, hd))?;
+        let k = linear(x, &layer.k, layer.k_bias.as_ref())?.reshape((b, t, nkv, hd))?;
+        // Qwen3 normalises each head's queries and keys before RoPE.
+        let q = match &layer.q_norm {
+            Some(w) => rms_norm(&q, w, c.rms_norm_eps)?,
+            None => q,
+        };
+        let k = match &layer.k_norm {
+            Some(w) => rms_norm(&k, w, c.rms_norm_eps)?,
+            None => k,
+        };
+        let q = q.transpose(1, 2)?;
+        let k = k.transpose(1, 2)?;
         let v = linear(x, &layer.v, layer.v_bias.as_ref())?
             .reshape((b, t, nkv, hd))?
             .transpose(1, 2)?
             .contiguous()?;
-        let q = rope(&q, cos, sin)?;
-        let k = rope(&k, cos, sin)?;
+        let (q, k) = if layer.rope {
+            (rope(&q, cos, sin)?, rope(&k, cos, sin)?)
+        } else {
+            (q.contiguous()?, k.contiguous()?)
+        };
         let (k, v) = match cache {
             Some((slot, past, capacity)) => {
                 if slot.is_none() {
