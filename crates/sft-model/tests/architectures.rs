@@ -39,6 +39,17 @@ fn fixture_rows(f: &Value) -> Vec<Vec<u32>> {
         .collect()
 }
 
+/// The fixture's rows with a loss on every next token (as transformers' `labels = ids`).
+fn trained_rows(f: &Value) -> Vec<BatchRow> {
+    fixture_rows(f)
+        .into_iter()
+        .map(|ids| {
+            let labels = ids.iter().map(|&i| i as i64).collect();
+            BatchRow::single(ids, labels)
+        })
+        .collect()
+}
+
 /// Max abs difference between our logits of a row and the fixture's `[T, V]`.
 fn max_diff(ours: &[Vec<f32>], expected: &Value) -> f32 {
     let expected = expected.as_array().unwrap();
@@ -91,13 +102,7 @@ fn parameters_are_the_ones_transformers_names() {
 fn padded_batch_logits_and_loss_equal_transformers() {
     for name in MODELS {
         let (model, f) = load(name);
-        let rows: Vec<BatchRow> = fixture_rows(&f)
-            .into_iter()
-            .map(|ids| {
-                let labels = ids.iter().map(|&i| i as i64).collect();
-                BatchRow::single(ids, labels)
-            })
-            .collect();
+        let rows = trained_rows(&f);
         let batch = Batch::new(&rows, 0, model.config.vocab_size, &Device::Cpu).unwrap();
         let logits = model.logits(&batch).unwrap().to_vec3::<f32>().unwrap();
         for (r, row) in rows.iter().enumerate() {
@@ -142,13 +147,7 @@ fn packed_row_equals_the_documents_alone() {
 fn every_parameter_receives_a_gradient() {
     for name in MODELS {
         let (model, f) = load(name);
-        let rows: Vec<BatchRow> = fixture_rows(&f)
-            .into_iter()
-            .map(|ids| {
-                let labels = ids.iter().map(|&i| i as i64).collect();
-                BatchRow::single(ids, labels)
-            })
-            .collect();
+        let rows = trained_rows(&f);
         let batch = Batch::new(&rows, 0, model.config.vocab_size, &Device::Cpu).unwrap();
         let grads = model.loss(&batch).unwrap().sum.backward().unwrap();
         for p in model.params() {
