@@ -355,3 +355,64 @@ fn ctrl_c_saves_a_checkpoint_and_exits_cleanly() {
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(losses(&history(&out)).last().unwrap().0 as usize, step + 2);
 }
+
+/// `--packing` packs the eval set too (TRL's `eval_packing` default) and `--eval_packing
+/// false` keeps it unpacked; documents packed with bfd do not attend to each other, so the
+/// eval loss of the same model is the same either way.
+#[test]
+fn eval_packing_follows_packing_and_keeps_the_eval_loss() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = |name: &str, eval_packing: &str| {
+        let out = tmp.path().join(name);
+        let r = train(
+            &out,
+            &[
+                "--packing",
+                "--eval_packing",
+                eval_packing,
+                "--eval_dataset",
+                "data-samples/formats/messages.jsonl",
+                "--eval_strategy",
+                "steps",
+                "--eval_steps",
+                "2",
+                "--max_steps",
+                "2",
+                "--save_strategy",
+                "no",
+            ],
+        );
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        let manifest: Value = serde_json::from_str(
+            &std::fs::read_to_string(out.join("data/eval.manifest.json")).unwrap(),
+        )
+        .unwrap();
+        let h = history(&out);
+        let eval = h
+            .iter()
+            .find(|e| e.get("eval_loss").is_some())
+            .unwrap()
+            .clone();
+        (manifest["summary"].clone(), eval)
+    };
+    let (packed, packed_eval) = run("packed", "true");
+    let (plain, plain_eval) = run("plain", "false");
+    assert_eq!(packed["examples"], plain["examples"]);
+    assert_eq!(plain["rows_out"], plain["examples"]);
+    assert!(
+        packed["rows_out"].as_u64().unwrap() < plain["rows_out"].as_u64().unwrap(),
+        "{packed} against {plain}"
+    );
+    assert_eq!(
+        packed_eval["eval_num_tokens"],
+        plain_eval["eval_num_tokens"]
+    );
+    let (a, b) = (
+        packed_eval["eval_loss"].as_f64().unwrap(),
+        plain_eval["eval_loss"].as_f64().unwrap(),
+    );
+    assert!(
+        ((a - b) / b).abs() < 1e-5,
+        "packed {a} against unpacked {b}"
+    );
+}

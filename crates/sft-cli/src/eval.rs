@@ -323,6 +323,7 @@ fn run(args: EvalArgs) -> Result<i32, i32> {
     };
     let plan = DataPlan {
         packing: None,
+        eval_packing: None,
         options: TokenizeOptions {
             max_length: Some(args.max_length),
             completion_only_loss: args.completion_only_loss,

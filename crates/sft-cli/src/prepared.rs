@@ -9,7 +9,10 @@ use sft_model::BatchRow;
 use sft_tokenize::{PackingStrategy, SftTokenizer, TokenizeOptions};
 
 pub(crate) struct DataPlan {
+    /// Packing of the training set.
     pub packing: Option<PackingStrategy>,
+    /// Packing of every other set (TRL's `eval_packing`, which defaults to `packing`).
+    pub eval_packing: Option<PackingStrategy>,
     pub options: TokenizeOptions,
     pub chat_template: Option<String>,
 }
@@ -85,7 +88,11 @@ pub(crate) fn load_rows(
         tokenizer,
         template,
         options: plan.options.clone(),
-        packing: if name == "train" { plan.packing } else { None },
+        packing: if name == "train" {
+            plan.packing
+        } else {
+            plan.eval_packing
+        },
         output: output.clone(),
         rejects: None,
         progress: ByteCounter::default(),
