@@ -82,7 +82,9 @@ impl Llama {
                 stopped_by: None,
             })
             .collect();
-        let mut done = vec![false; b];
+        // The prompts still decoding, by batch row: a finished one leaves the batch (and the
+        // KV cache), so later steps compute only for the others.
+        let mut live: Vec<usize> = (0..b).collect();
         let mut input = Tensor::from_vec(ids, (b, longest), &self.device)?;
         let mut t = longest;
         let mut past = 0;
@@ -93,35 +95,43 @@ impl Llama {
             let logits = crate::linear::linear(&last, self.lm_head_weight(), None)?
                 .to_dtype(candle_core::DType::F32)?;
             let logits = logits.to_vec2::<f32>()?;
-            let mut step_ids = Vec::with_capacity(b);
+            let mut step_ids = Vec::with_capacity(live.len());
+            let mut finished = Vec::new();
             for (r, row) in logits.into_iter().enumerate() {
-                let id = if done[r] {
-                    opts.pad_id
-                } else if opts.temperature <= 0.0 {
+                let id = if opts.temperature <= 0.0 {
                     first_argmax(&row)
                 } else {
                     sample(row, opts, &mut rng)
                 };
-                if !done[r] {
-                    out[r].ids.push(id);
-                    if opts.stop_ids.contains(&id) {
-                        out[r].stopped_by = Some(id);
-                        done[r] = true;
-                    }
+                let g = &mut out[live[r]];
+                g.ids.push(id);
+                if opts.stop_ids.contains(&id) {
+                    g.stopped_by = Some(id);
+                    finished.push(r);
                 }
                 step_ids.push(id);
             }
-            if done.iter().all(|&d| d) {
+            if finished.len() == live.len() {
                 break;
             }
             past += t;
             t = 1;
-            positions = next_pos.clone();
-            for (r, p) in next_pos.iter_mut().enumerate() {
+            for (p, v) in next_pos.iter_mut().zip(valid.iter_mut()) {
                 *p += 1;
-                valid[r].push(true);
+                v.push(true);
             }
-            input = Tensor::from_vec(step_ids, (b, 1), &self.device)?;
+            if !finished.is_empty() {
+                let keep: Vec<usize> = (0..live.len()).filter(|r| !finished.contains(r)).collect();
+                let rows: Vec<u32> = keep.iter().map(|&r| r as u32).collect();
+                cache.keep_rows(&rows)?;
+                live = keep.iter().map(|&r| live[r]).collect();
+                next_pos = keep.iter().map(|&r| next_pos[r]).collect();
+                valid = keep.iter().map(|&r| valid[r].clone()).collect();
+                step_ids = keep.iter().map(|&r| step_ids[r]).collect();
+            }
+            // The new token sits one position before the next free one.
+            positions = next_pos.iter().map(|p| p - 1).collect();
+            input = Tensor::from_vec(step_ids, (live.len(), 1), &self.device)?;
         }
         Ok(out)
     }

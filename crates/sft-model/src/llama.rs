@@ -32,6 +32,26 @@ impl KvCache {
             capacity,
         }
     }
+
+    /// Keeps only the given batch rows (in that order), for example when the other
+    /// sequences have finished.
+    pub fn keep_rows(&mut self, rows: &[u32]) -> Result<()> {
+        let Some(device) = self
+            .layers
+            .iter()
+            .flatten()
+            .next()
+            .map(|(k, _)| k.device().clone())
+        else {
+            return Ok(());
+        };
+        let idx = Tensor::from_slice(rows, rows.len(), &device)?;
+        for (k, v) in self.layers.iter_mut().flatten() {
+            *k = k.index_select(&idx, 0)?;
+            *v = v.index_select(&idx, 0)?;
+        }
+        Ok(())
+    }
 }
 
 /// One trainable tensor with its Hugging Face name.

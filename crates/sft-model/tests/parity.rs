@@ -323,3 +323,59 @@ fn cached_batched_generation_equals_naive_greedy() {
         assert_eq!(&seq[p.len()..], &got.ids[..]);
     }
 }
+
+/// Rows that stop early leave the decoding batch (and the KV cache): every prompt's
+/// continuation is still the one it gets alone.
+#[test]
+fn rows_stopping_at_different_steps_keep_their_own_continuations() {
+    use sft_model::{GenerateOptions, LlamaConfig};
+    // Large random weights over a small vocabulary: continuations that vary from token to
+    // token and change with any error in positions, masks or cache rows (the tiny model's
+    // greedy output hardly depends on them).
+    let config = LlamaConfig::from_value(serde_json::json!({
+        "model_type": "llama", "vocab_size": 64, "hidden_size": 32, "intermediate_size": 64,
+        "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
+        "initializer_range": 0.5, "max_position_embeddings": 64
+    }))
+    .unwrap();
+    let model = Llama::init_random(config, 11, &Device::Cpu).unwrap();
+    let prompts = vec![
+        vec![5u32, 9, 17, 40, 12],
+        vec![9u32, 8],
+        vec![30u32, 31, 32],
+    ];
+    let free = GenerateOptions {
+        max_new_tokens: 8,
+        pad_id: 2,
+        ..Default::default()
+    };
+    let alone: Vec<Vec<u32>> = prompts
+        .iter()
+        .map(|p| {
+            model.generate(std::slice::from_ref(p), &free).unwrap()[0]
+                .ids
+                .clone()
+        })
+        .collect();
+    // Stop at a token one continuation makes early: rows then finish at different steps.
+    let stop = alone
+        .iter()
+        .flat_map(|ids| ids.iter().skip(1))
+        .copied()
+        .find(|id| alone.iter().filter(|ids| ids.contains(id)).count() < alone.len())
+        .expect("some token is not in every continuation");
+    let opts = GenerateOptions {
+        stop_ids: vec![stop],
+        ..free
+    };
+    let batched = model.generate(&prompts, &opts).unwrap();
+    let lengths: Vec<usize> = batched.iter().map(|g| g.ids.len()).collect();
+    assert!(
+        lengths.iter().any(|&l| l < 8) && lengths.iter().any(|&l| l != lengths[0]),
+        "rows should stop at different steps: {lengths:?}"
+    );
+    for (p, got) in prompts.iter().zip(&batched) {
+        let want = model.generate(std::slice::from_ref(p), &opts).unwrap();
+        assert_eq!(&want[0], got);
+    }
+}
