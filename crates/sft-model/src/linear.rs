@@ -62,14 +62,9 @@ impl CustomOp2 for SkinnyMatmul {
         if k != k2 {
             candle_core::bail!("skinny-matmul: x has {k} columns, w has {k2}")
         }
-        let (Some((a1, b1)), Some((a2, b2))) = (l1.contiguous_offsets(), l2.contiguous_offsets())
-        else {
-            candle_core::bail!("skinny-matmul: inputs must be contiguous")
-        };
-        let (CpuStorage::F32(x), CpuStorage::F32(w)) = (s1, s2) else {
-            candle_core::bail!("skinny-matmul: f32 only")
-        };
-        let y = skinny_matmul(&x[a1..b1], &w[a2..b2], m, k, n);
+        let x = crate::ops::cpu_slice::<f32>(s1, l1)?;
+        let w = crate::ops::cpu_slice::<f32>(s2, l2)?;
+        let y = skinny_matmul(x, w, m, k, n);
         Ok((CpuStorage::F32(y), Shape::from((m, n))))
     }
 

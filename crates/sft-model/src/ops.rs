@@ -10,7 +10,8 @@ use rayon::prelude::*;
 use crate::loss::LossFloat;
 use crate::Result;
 
-fn cpu_slice<'a, F: LossFloat>(
+/// The values of a contiguous CPU input of a custom op (an error names the op's need).
+pub(crate) fn cpu_slice<'a, F: LossFloat>(
     storage: &'a CpuStorage,
     layout: &Layout,
 ) -> candle_core::Result<&'a [F]> {
