@@ -10,6 +10,8 @@ use candle_core::{DType, Device};
 use serde_json::Value;
 use sft_model::{Batch, BatchRow, GenerateOptions, Llama, LlamaConfig};
 
+mod common;
+
 const MODELS: [&str; 3] = ["smollm3", "qwen3", "qwen2"];
 
 fn dir(name: &str) -> PathBuf {
@@ -202,22 +204,11 @@ fn cached_generation_equals_full_forward_greedy() {
         };
         let got = model.generate(&prompts, &opts).unwrap();
         for (p, g) in prompts.iter().zip(&got) {
-            let mut seq = p.clone();
-            for _ in 0..5 {
-                let n = seq.len();
-                let batch = Batch::new(
-                    &[BatchRow::single(seq.clone(), vec![-100; n])],
-                    0,
-                    model.config.vocab_size,
-                    &Device::Cpu,
-                )
-                .unwrap();
-                let logits = model.logits(&batch).unwrap().to_vec3::<f32>().unwrap();
-                let last = &logits[0][n - 1];
-                let best = (0..last.len()).fold(0, |b, i| if last[i] > last[b] { i } else { b });
-                seq.push(best as u32);
-            }
-            assert_eq!(&seq[p.len()..], &g.ids[..], "{name}");
+            assert_eq!(
+                common::greedy_by_full_forward(&model, p, 5),
+                g.ids,
+                "{name}"
+            );
         }
     }
 }

@@ -8,6 +8,8 @@ use candle_core::{DType, Device, Tensor};
 use serde_json::Value;
 use sft_model::{Batch, BatchRow, Llama};
 
+mod common;
+
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
@@ -305,22 +307,7 @@ fn cached_batched_generation_equals_naive_greedy() {
     for (p, got) in prompts.iter().zip(&batched) {
         let alone = model.generate(std::slice::from_ref(p), &opts).unwrap();
         assert_eq!(&alone[0], got);
-        let mut seq = p.clone();
-        for _ in 0..6 {
-            let n = seq.len();
-            let batch = Batch::new(
-                &[BatchRow::single(seq.clone(), vec![-100; n])],
-                2,
-                model.config.vocab_size,
-                &Device::Cpu,
-            )
-            .unwrap();
-            let logits = model.logits(&batch).unwrap().to_vec3::<f32>().unwrap();
-            let last = &logits[0][n - 1];
-            let best = (0..last.len()).fold(0, |b, i| if last[i] > last[b] { i } else { b });
-            seq.push(best as u32);
-        }
-        assert_eq!(&seq[p.len()..], &got.ids[..]);
+        assert_eq!(common::greedy_by_full_forward(&model, p, 6), got.ids);
     }
 }
 
