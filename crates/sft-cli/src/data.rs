@@ -422,13 +422,9 @@ fn find_inputs_for(paths: &[PathBuf], output: &std::path::Path) -> Result<Vec<Da
 }
 
 pub fn main() -> i32 {
-    let cli = match Cli::try_parse() {
+    let cli: Cli = match crate::parse_flags(std::env::args_os()) {
         Ok(cli) => cli,
-        Err(e) => {
-            let code = if e.use_stderr() { EXIT_USAGE } else { 0 };
-            let _ = e.print();
-            return code;
-        }
+        Err(code) => return code,
     };
     match cli.command {
         Command::Check(args) => run_check(args),

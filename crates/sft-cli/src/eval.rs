@@ -123,13 +123,9 @@ fn run_error(message: impl std::fmt::Display) -> i32 {
 }
 
 pub fn main() -> i32 {
-    let args = match EvalArgs::try_parse() {
+    let args: EvalArgs = match crate::parse_flags(std::env::args_os()) {
         Ok(a) => a,
-        Err(e) => {
-            let code = if e.use_stderr() { EXIT_USAGE } else { 0 };
-            let _ = e.print();
-            return code;
-        }
+        Err(code) => return code,
     };
     match run(args) {
         Ok(code) => code,

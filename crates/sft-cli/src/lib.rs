@@ -41,3 +41,15 @@ pub fn keep_freed_memory() {
 pub const EXIT_PROBLEMS: i32 = 1;
 /// The command line is wrong.
 pub const EXIT_USAGE: i32 = 2;
+
+/// Flags into `T`, or the exit code after clap has printed why not: 2 for a wrong command
+/// line, 0 for `--help` and `--version`.
+fn parse_flags<T: clap::Parser, I: Into<std::ffi::OsString> + Clone>(
+    args: impl IntoIterator<Item = I>,
+) -> Result<T, i32> {
+    T::try_parse_from(args).map_err(|e| {
+        let code = if e.use_stderr() { EXIT_USAGE } else { 0 };
+        let _ = e.print();
+        code
+    })
+}

@@ -354,13 +354,9 @@ pub fn main() -> i32 {
         Ok(a) => a,
         Err(e) => return usage_error(e),
     };
-    let args = match TrainArgs::try_parse_from(args) {
+    let args: TrainArgs = match crate::parse_flags(args) {
         Ok(a) => a,
-        Err(e) => {
-            let code = if e.use_stderr() { EXIT_USAGE } else { 0 };
-            let _ = e.print();
-            return code;
-        }
+        Err(code) => return code,
     };
     run(args)
 }
