@@ -6,17 +6,16 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use sft_dataset::check::{check, CheckOptions, TemplateCheck, TokenCheck};
 use sft_dataset::convert::{convert, ConvertJob, ConvertSummary};
-use sft_dataset::prepare::{manifest_path, prepare, PrepareJob};
+use sft_dataset::prepare::{prepare, PrepareJob};
+use sft_dataset::prepared::manifest_path;
 use sft_dataset::render::{render, RenderJob};
 use sft_dataset::show::{parse_rows, show_rows, to_html, to_terminal};
 use sft_dataset::thousands;
 use sft_formats::convert::{ConvertOptions, Source};
 use sft_formats::Format;
 use sft_io::{discover, ByteCounter, DataFile, ReadOptions, TextSplit};
-use sft_template::{
-    ChatTemplate, Clock, NaiveDateTime, RenderOptions, SpecialTokens, TemplateSource,
-};
-use sft_tokenize::{PackingStrategy, SftTokenizer, TokenizeOptions};
+use sft_template::{ChatTemplate, Clock, NaiveDateTime, RenderOptions, SpecialTokens};
+use sft_tokenize::{chat_template, PackingStrategy, SftTokenizer, TemplateChoice, TokenizeOptions};
 
 use crate::progress::Progress;
 use crate::{EXIT_PROBLEMS, EXIT_USAGE};
@@ -53,7 +52,11 @@ struct ShowArgs {
     #[arg(value_name = "INPUT")]
     input: PathBuf,
     /// Tokenizer: a model folder or a tokenizer.json file.
-    #[arg(long, value_name = "MODEL_DIR|tokenizer.json")]
+    #[arg(
+        long,
+        value_name = "MODEL_DIR|tokenizer.json",
+        alias = "model-name-or-path"
+    )]
     tokenizer: PathBuf,
     /// Rows to show, 0-based, ends exclusive: 0..5, 7, 0..3,10 (default 0..5, or 0..200 with --html).
     #[arg(long, value_name = "RANGES")]
@@ -82,15 +85,6 @@ struct ShowArgs {
     input_args: InputArgs,
 }
 
-#[derive(Clone, Copy, ValueEnum)]
-enum PackingArg {
-    None,
-    Bfd,
-    #[value(name = "bfd_split", alias = "bfd-split")]
-    BfdSplit,
-    Wrapped,
-}
-
 #[derive(Args)]
 struct PrepareArgs {
     /// Input files or folders, in any of the four formats.
@@ -98,7 +92,11 @@ struct PrepareArgs {
     inputs: Vec<PathBuf>,
     /// Tokenizer: a model folder (tokenizer.json, tokenizer_config.json, chat template) or
     /// a tokenizer.json file.
-    #[arg(long, value_name = "MODEL_DIR|tokenizer.json")]
+    #[arg(
+        long,
+        value_name = "MODEL_DIR|tokenizer.json",
+        alias = "model-name-or-path"
+    )]
     tokenizer: PathBuf,
     /// Output Parquet: input_ids, labels (-100 where not trained), completion_mask, and
     /// seq_lengths when packed.
@@ -109,9 +107,13 @@ struct PrepareArgs {
     #[arg(long, default_value_t = 1024, value_name = "N")]
     max_length: usize,
     /// Pack examples into rows of --max-length: bfd (best fit over the whole dataset, longer
-    /// examples cut), bfd_split (split instead of cut), wrapped (concatenate and cut).
-    #[arg(long, value_enum, default_value = "none")]
-    packing: PackingArg,
+    /// examples cut), bfd_split (split instead of cut), wrapped (concatenate and cut); or
+    /// TRL's way, `--packing` (true) with --packing-strategy. Default: none.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "STRATEGY|BOOL")]
+    packing: Option<String>,
+    /// With `--packing true`: bfd (default), bfd_split or wrapped.
+    #[arg(long, value_name = "NAME")]
+    packing_strategy: Option<String>,
     /// Train only on completions (default: true for prompt-completion data).
     #[arg(long, value_name = "true|false")]
     completion_only_loss: Option<bool>,
@@ -158,18 +160,13 @@ struct TemplateArgs {
 }
 
 impl TemplateArgs {
-    /// The template and the options every row starts from; `Ok(None)` without --chat-template.
-    fn load(&self) -> Result<Option<(ChatTemplate, RenderOptions)>, String> {
-        self.load_with(&SpecialTokens::default())
-    }
-
-    /// As [`load`](Self::load), with special tokens (a tokenizer's) that the template
-    /// source's own and --special-tokens override.
-    fn load_with(
+    /// The template (--chat-template, else the tokenizer folder's own when a tokenizer is
+    /// given) and the options every row starts from; `Ok(None)` when there is none.
+    fn load(
         &self,
-        base_tokens: &SpecialTokens,
+        tokenizer: Option<&SftTokenizer>,
     ) -> Result<Option<(ChatTemplate, RenderOptions)>, String> {
-        let Some(spec) = &self.chat_template else {
+        if self.chat_template.is_none() {
             for (set, flag) in [
                 (self.chat_template_name.is_some(), "--chat-template-name"),
                 (self.special_tokens.is_some(), "--special-tokens"),
@@ -180,35 +177,38 @@ impl TemplateArgs {
                     return Err(format!("{flag} needs --chat-template"));
                 }
             }
-            return Ok(None);
-        };
-        let mut source = TemplateSource::resolve(spec, self.chat_template_name.as_deref())
-            .map_err(|e| format!("{e}\n  hint: --chat-template takes a bundled name, a model folder, a .gguf file or a template file"))?;
-        let mut tokens = base_tokens.clone();
-        tokens.merge(&source.special_tokens);
-        source.special_tokens = tokens;
-        if let Some(path) = &self.special_tokens {
-            let text =
-                std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-            let value: serde_json::Value = serde_json::from_str(&text)
-                .map_err(|e| format!("{}: invalid JSON: {e}", path.display()))?;
-            if !value.is_object() {
-                return Err(format!(
-                    "{}: expected a JSON object such as {{\"eos_token\": \"</s>\"}}",
-                    path.display()
-                ));
-            }
-            source
-                .special_tokens
-                .merge(&SpecialTokens::from_json(&value));
         }
+        let special_tokens = match &self.special_tokens {
+            None => None,
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| format!("{}: {e}", path.display()))?;
+                let value: serde_json::Value = serde_json::from_str(&text)
+                    .map_err(|e| format!("{}: invalid JSON: {e}", path.display()))?;
+                if !value.is_object() {
+                    return Err(format!(
+                        "{}: expected a JSON object such as {{\"eos_token\": \"</s>\"}}",
+                        path.display()
+                    ));
+                }
+                Some(SpecialTokens::from_json(&value))
+            }
+        };
         let clock = match &self.now {
             None => Clock::System,
-            Some(text) => Clock::Fixed(parse_datetime(text)?),
+            Some(text) => {
+                Clock::Fixed(NaiveDateTime::parse(text).map_err(|e| format!("--now {e}"))?)
+            }
         };
-        let template =
-            ChatTemplate::with_clock(&source.name, &source.source, source.special_tokens, clock)
-                .map_err(|e| e.to_string())?;
+        let choice = TemplateChoice {
+            spec: self.chat_template.clone(),
+            variant: self.chat_template_name.clone(),
+            special_tokens,
+            clock,
+        };
+        let Some(template) = chat_template(tokenizer, &choice)? else {
+            return Ok(None);
+        };
         let mut options = RenderOptions::default();
         if let Some(text) = &self.template_kwargs {
             match serde_json::from_str::<serde_json::Value>(text) {
@@ -218,34 +218,6 @@ impl TemplateArgs {
         }
         Ok(Some((template, options)))
     }
-}
-
-fn parse_datetime(text: &str) -> Result<NaiveDateTime, String> {
-    let bad = || format!("--now {text}: expected YYYY-MM-DDTHH:MM:SS, such as 2025-03-07T09:05:00");
-    let (date, time) = text.split_once(['T', ' ']).unwrap_or((text, "00:00:00"));
-    let d: Vec<&str> = date.split('-').collect();
-    let t: Vec<&str> = time.split(':').collect();
-    if d.len() != 3 || t.len() < 2 || t.len() > 3 {
-        return Err(bad());
-    }
-    let num = |s: &str| s.parse::<u32>().map_err(|_| bad());
-    let dt = NaiveDateTime {
-        year: d[0].parse::<i64>().map_err(|_| bad())?,
-        month: num(d[1])?,
-        day: num(d[2])?,
-        hour: num(t[0])?,
-        minute: num(t[1])?,
-        second: if t.len() == 3 { num(t[2])? } else { 0 },
-    };
-    if !(1..=12).contains(&dt.month)
-        || !(1..=31).contains(&dt.day)
-        || dt.hour > 23
-        || dt.minute > 59
-        || dt.second > 60
-    {
-        return Err(bad());
-    }
-    Ok(dt)
 }
 
 #[derive(Args)]
@@ -422,7 +394,11 @@ fn find_inputs_for(paths: &[PathBuf], output: &std::path::Path) -> Result<Vec<Da
 }
 
 pub fn main() -> i32 {
-    let cli: Cli = match crate::parse_flags(std::env::args_os()) {
+    let args = match crate::flags::normalise(std::env::args().collect(), '-') {
+        Ok(a) => a,
+        Err(e) => return usage_error(e),
+    };
+    let cli: Cli = match crate::parse_flags(args) {
         Ok(cli) => cli,
         Err(code) => return code,
     };
@@ -448,7 +424,7 @@ fn run_check(args: CheckArgs) -> i32 {
             Err(code) => return code,
         }
     };
-    let template = match args.template.load() {
+    let template = match args.template.load(None) {
         Ok(t) => t.map(|(template, options)| TemplateCheck { template, options }),
         Err(e) => return usage_error(e),
     };
@@ -510,9 +486,9 @@ fn load_token_check(
         return Err("--max-length must be at least 1".into());
     }
     let tokenizer = SftTokenizer::from_path(path).map_err(|e| e.to_string())?;
-    let (template, render) = match template.load_with(&tokenizer.special)? {
+    let (template, render) = match template.load(Some(&tokenizer))? {
         Some((t, o)) => (Some(t), o),
-        None => (tokenizer_template(&tokenizer)?, RenderOptions::default()),
+        None => (None, RenderOptions::default()),
     };
     Ok(TokenCheck {
         tokenizer,
@@ -524,18 +500,6 @@ fn load_token_check(
             ..TokenizeOptions::default()
         },
     })
-}
-
-/// The chat template of a tokenizer's model folder, with the tokenizer's special tokens.
-pub(crate) fn tokenizer_template(tokenizer: &SftTokenizer) -> Result<Option<ChatTemplate>, String> {
-    let Some(source) = &tokenizer.template else {
-        return Ok(None);
-    };
-    let mut tokens = source.special_tokens.clone();
-    tokens.merge(&tokenizer.special);
-    ChatTemplate::new(&source.name, &source.source, tokens)
-        .map(Some)
-        .map_err(|e| e.to_string())
 }
 
 fn parse_map(entries: &[String]) -> Result<Vec<(String, String)>, String> {
@@ -678,7 +642,7 @@ fn print_convert_summary(s: &ConvertSummary, to: Format) {
 }
 
 fn run_render(args: RenderArgs) -> i32 {
-    let (template, mut options) = match args.template.load() {
+    let (template, mut options) = match args.template.load(None) {
         Ok(Some(t)) => t,
         Ok(None) => return usage_error("render needs --chat-template NAME|PATH|MODEL_DIR"),
         Err(e) => return usage_error(e),
@@ -739,16 +703,21 @@ fn run_prepare(args: PrepareArgs) -> i32 {
     if args.max_length == 0 {
         return usage_error("--max-length must be at least 1");
     }
+    let packing = match PackingStrategy::from_flags(
+        args.packing.as_deref(),
+        args.packing_strategy.as_deref(),
+    ) {
+        Ok((true, strategy)) => Some(strategy),
+        Ok((false, _)) => None,
+        Err(e) => return usage_error(e.replace("--packing_strategy", "--packing-strategy")),
+    };
     let tokenizer = match SftTokenizer::from_path(&args.tokenizer) {
         Ok(t) => t,
         Err(e) => return usage_error(e),
     };
-    let (template, render) = match args.template.load_with(&tokenizer.special) {
+    let (template, render) = match args.template.load(Some(&tokenizer)) {
         Ok(Some((t, o))) => (Some(t), o),
-        Ok(None) => match tokenizer_template(&tokenizer) {
-            Ok(t) => (t, RenderOptions::default()),
-            Err(e) => return usage_error(e),
-        },
+        Ok(None) => (None, RenderOptions::default()),
         Err(e) => return usage_error(e),
     };
     let inputs = match find_inputs_for(&args.inputs, &args.output) {
@@ -769,12 +738,7 @@ fn run_prepare(args: PrepareArgs) -> i32 {
             text_field: args.dataset_text_field.clone(),
             render,
         },
-        packing: match args.packing {
-            PackingArg::None => None,
-            PackingArg::Bfd => Some(PackingStrategy::Bfd),
-            PackingArg::BfdSplit => Some(PackingStrategy::BfdSplit),
-            PackingArg::Wrapped => Some(PackingStrategy::Wrapped),
-        },
+        packing,
         output: args.output.clone(),
         rejects: args.rejects.clone(),
         progress: ByteCounter::default(),
@@ -899,7 +863,10 @@ fn run_show(args: ShowArgs) -> i32 {
     match &args.html {
         Some(path) => {
             let title = format!("{} as {} sees it", file.display, args.tokenizer.display());
-            if let Err(e) = sft_io::write::write_atomic(path, to_html(&shown, &title).as_bytes()) {
+            if let Err(e) = sft_io::write::write_atomic(
+                path,
+                to_html(&shown, &title, args.boundaries).as_bytes(),
+            ) {
                 eprintln!("sft-data: error: {e}");
                 return EXIT_PROBLEMS;
             }

@@ -11,8 +11,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use sft_model::Llama;
 use sft_tokenize::{PackingStrategy, TokenizeOptions};
 
-use crate::prepared::{load_rows, DataPlan};
 use sft_train::config::Strategy;
+use sft_train::data::{load_rows, DataPlan, Dataset};
 use sft_train::schedule::ScheduleKind;
 use sft_train::{Event, Outcome, TrainConfig, Trainer};
 
@@ -133,17 +133,22 @@ struct TrainArgs {
     report_to: Vec<String>,
     #[arg(long = "run_name", value_name = "NAME")]
     run_name: Option<String>,
+    /// The Trackio project the run is logged to (transformers' `project`).
+    #[arg(long = "project", default_value = "huggingface", value_name = "NAME")]
+    project: String,
     /// Continue from a checkpoint folder, or from the latest in --output_dir without a path.
     #[arg(long = "resume_from_checkpoint", num_args = 0..=1, default_missing_value = "latest", value_name = "PATH")]
     resume_from_checkpoint: Option<String>,
     /// Tokens per example (or per packed row).
     #[arg(long = "max_length", default_value_t = 1024, value_name = "N")]
     max_length: usize,
-    #[arg(long = "packing", num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
-    packing: Option<bool>,
-    /// bfd, bfd_split or wrapped.
-    #[arg(long = "packing_strategy", default_value = "bfd")]
-    packing_strategy: String,
+    /// Pack examples into rows of --max_length: `--packing` (or true) with
+    /// --packing_strategy, or the strategy itself (`--packing bfd`).
+    #[arg(long = "packing", num_args = 0..=1, default_missing_value = "true", value_name = "BOOL|STRATEGY")]
+    packing: Option<String>,
+    /// bfd (default), bfd_split or wrapped.
+    #[arg(long = "packing_strategy", value_name = "NAME")]
+    packing_strategy: Option<String>,
     /// Pack the eval set too (default: as --packing, as TRL). Packed documents do not attend
     /// to each other, so with bfd the eval loss is the same, with less padding computed.
     #[arg(long = "eval_packing", num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
@@ -192,109 +197,9 @@ fn run_error(message: impl std::fmt::Display) -> i32 {
     EXIT_PROBLEMS
 }
 
-/// `--flag-name` to `--flag_name` (HfArgumentParser takes both), keeping values as they are.
-fn normalise_flag(arg: &str) -> String {
-    match arg.strip_prefix("--") {
-        Some(rest) => {
-            let (name, value) = match rest.split_once('=') {
-                Some((n, v)) => (n, Some(v)),
-                None => (rest, None),
-            };
-            let name = name.replace('-', "_");
-            match value {
-                Some(v) => format!("--{name}={v}"),
-                None => format!("--{name}"),
-            }
-        }
-        None => arg.to_string(),
-    }
-}
-
-/// `name: value` lines of a YAML config as flags. Lists (`[a, b]` or `- a` lines) become
-/// comma-joined values; nested mappings are refused with the line that holds them.
-pub fn yaml_flags(path: &Path) -> Result<Vec<String>, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let mut flags: Vec<(String, Vec<String>)> = Vec::new();
-    for (n, raw) in text.lines().enumerate() {
-        let line = strip_comment(raw);
-        if line.trim().is_empty() || line.trim() == "---" {
-            continue;
-        }
-        let at = || format!("{}:{}", path.display(), n + 1);
-        if let Some(item) = line.trim_start().strip_prefix("- ") {
-            let Some(last) = flags.last_mut() else {
-                return Err(format!("{}: a list item with no key above it", at()));
-            };
-            last.1.push(unquote(item.trim()));
-            continue;
-        }
-        if line.starts_with(' ') || line.starts_with('\t') {
-            return Err(format!(
-                "{}: nested settings are not supported; write `name: value` at the top level",
-                at()
-            ));
-        }
-        let Some((key, value)) = line.split_once(':') else {
-            return Err(format!("{}: expected `name: value`", at()));
-        };
-        let key = key.trim().replace('-', "_");
-        let value = value.trim();
-        let values = if let Some(list) = value.strip_prefix('[').and_then(|v| v.strip_suffix(']')) {
-            list.split(',')
-                .map(|v| unquote(v.trim()))
-                .filter(|v| !v.is_empty())
-                .collect()
-        } else if value.is_empty() {
-            Vec::new()
-        } else {
-            vec![unquote(value)]
-        };
-        flags.push((key, values));
-    }
-    let mut out = Vec::new();
-    for (key, values) in flags {
-        if values.is_empty() || values.iter().all(|v| v == "null" || v == "~") {
-            continue;
-        }
-        out.push(format!("--{key}={}", values.join(",")));
-    }
-    Ok(out)
-}
-
-fn strip_comment(line: &str) -> &str {
-    let mut quote = None;
-    for (i, c) in line.char_indices() {
-        match (quote, c) {
-            (None, '"' | '\'') => quote = Some(c),
-            (Some(q), c) if c == q => quote = None,
-            (None, '#') if i == 0 || line[..i].ends_with(' ') => return &line[..i],
-            _ => {}
-        }
-    }
-    line
-}
-
-fn unquote(v: &str) -> String {
-    let v = v.trim();
-    for q in ['"', '\''] {
-        if v.len() >= 2 && v.starts_with(q) && v.ends_with(q) {
-            return v[1..v.len() - 1].to_string();
-        }
-    }
-    match v {
-        "True" | "yes" | "on" => "true".into(),
-        "False" | "no" | "off" => "false".into(),
-        _ => v.to_string(),
-    }
-}
-
-/// The command line with a --config file's flags in front (so the command line wins).
-fn expand_args(args: Vec<String>) -> Result<Vec<String>, String> {
-    let mut args: Vec<String> = args
-        .iter()
-        .enumerate()
-        .map(|(i, a)| if i == 0 { a.clone() } else { normalise_flag(a) })
-        .collect();
+/// The command line with a --config file's flags in front (so the command line wins), in
+/// the one flag language.
+fn expand_args(mut args: Vec<String>) -> Result<Vec<String>, String> {
     let mut config = None;
     for (i, a) in args.iter().enumerate() {
         if let Some(v) = a.strip_prefix("--config=") {
@@ -304,49 +209,10 @@ fn expand_args(args: Vec<String>) -> Result<Vec<String>, String> {
         }
     }
     if let Some(path) = config {
-        let flags = yaml_flags(&path)?;
+        let flags = sft_train::config_file::yaml_flags(&path).map_err(|e| e.to_string())?;
         args.splice(1..1, flags);
     }
-    Ok(args)
-}
-
-/// A model folder: a local path, or OWNER/NAME in the Hugging Face cache.
-pub fn resolve_model(name: &str) -> Result<PathBuf, String> {
-    let path = PathBuf::from(name);
-    if path.is_dir() {
-        return Ok(path);
-    }
-    if path.exists() {
-        return Err(format!(
-            "{name}: not a folder; --model_name_or_path takes a Hugging Face model folder"
-        ));
-    }
-    let hub = std::env::var_os("HF_HUB_CACHE")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HF_HOME").map(|h| PathBuf::from(h).join("hub")))
-        .or_else(|| {
-            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/huggingface/hub"))
-        });
-    if let (Some(hub), Some((owner, repo))) = (hub.as_ref(), name.split_once('/')) {
-        let snapshots = hub
-            .join(format!("models--{owner}--{repo}"))
-            .join("snapshots");
-        let mut found: Vec<PathBuf> = std::fs::read_dir(&snapshots)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| p.join("config.json").is_file())
-            .collect();
-        found.sort_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok());
-        if let Some(p) = found.pop() {
-            return Ok(p);
-        }
-    }
-    Err(format!(
-        "{name}: no such folder, and not in the local Hugging Face cache ({})\n  hint: there is no network at run time; download it first (`hf download {name}`) or pass a local folder. For SmolLM2-135M-Instruct offline see the README (data-samples/models/smollm2_from_gguf.py)",
-        hub.map(|h| h.display().to_string()).unwrap_or_else(|| "unknown".into())
-    ))
+    crate::flags::normalise(args, '_')
 }
 
 pub fn main() -> i32 {
@@ -389,17 +255,13 @@ fn run(args: TrainArgs) -> i32 {
     ) else {
         return usage_error("--save_strategy and --eval_strategy take no, steps or epoch");
     };
-    let strategy = match args.packing_strategy.as_str() {
-        "bfd" => PackingStrategy::Bfd,
-        "bfd_split" => PackingStrategy::BfdSplit,
-        "wrapped" => PackingStrategy::Wrapped,
-        other => {
-            return usage_error(format_args!(
-                "--packing_strategy {other}: expected bfd, bfd_split or wrapped"
-            ))
-        }
+    let (train_packs, strategy) = match PackingStrategy::from_flags(
+        args.packing.as_deref(),
+        args.packing_strategy.as_deref(),
+    ) {
+        Ok(p) => p,
+        Err(e) => return usage_error(e),
     };
-    let train_packs = args.packing.unwrap_or(false);
     let packing = train_packs.then_some(strategy);
     let eval_packing = args.eval_packing.unwrap_or(train_packs).then_some(strategy);
     let mut trackio = false;
@@ -419,7 +281,7 @@ fn run(args: TrainArgs) -> i32 {
             "sft-train: note: --gradient_checkpointing is not implemented; activations are kept"
         );
     }
-    let model_dir = match resolve_model(model_name) {
+    let model_dir = match sft_model::locate::model_dir(model_name) {
         Ok(d) => d,
         Err(e) => return usage_error(e),
     };
@@ -473,7 +335,6 @@ fn run(args: TrainArgs) -> i32 {
     };
     let plan = DataPlan {
         packing,
-        eval_packing,
         options: TokenizeOptions {
             max_length: Some(args.max_length),
             completion_only_loss: args.completion_only_loss,
@@ -483,23 +344,31 @@ fn run(args: TrainArgs) -> i32 {
         },
         chat_template: args.chat_template_path.clone(),
     };
+    let eval_plan = DataPlan {
+        packing: eval_packing,
+        ..plan.clone()
+    };
     let work = output_dir.join("data");
-    let train = match load_rows(&train_path, "train", &model_dir, &plan, &work, args.quiet) {
+    let load = |path: &Path, name: &str, plan: &DataPlan| {
+        let dataset = Dataset::open(path).map_err(run_error)?;
+        let loaded = load_rows(&dataset, name, &model_dir, plan, &work).map_err(run_error)?;
+        if !args.quiet {
+            crate::print_loaded_rows(name, &loaded);
+        }
+        Ok::<_, i32>(loaded.rows)
+    };
+    let train = match load(&train_path, "train", &plan) {
         Ok(r) => r,
-        Err(e) => return run_error(e),
+        Err(code) => return code,
     };
     let eval = match &eval_path {
-        Some(p) => match load_rows(p, "eval", &model_dir, &plan, &work, args.quiet) {
+        Some(p) => match load(p, "eval", &eval_plan) {
             Ok(r) => r,
-            Err(e) => return run_error(e),
+            Err(code) => return code,
         },
         None => Vec::new(),
     };
-    let pad = model
-        .config
-        .pad_token_id
-        .or(model.config.eos_token_ids.first().copied())
-        .unwrap_or(0);
+    let pad = model.config.pad_id(None);
     let mut cfg = TrainConfig::new(model_dir.clone(), output_dir.clone());
     cfg.per_device_train_batch_size = args.per_device_train_batch_size;
     cfg.per_device_eval_batch_size = args.per_device_eval_batch_size;
@@ -528,6 +397,7 @@ fn run(args: TrainArgs) -> i32 {
     cfg.load_best_model_at_end = args.load_best_model_at_end.unwrap_or(false);
     cfg.pad_token_id = pad;
     cfg.report_to_trackio = trackio;
+    cfg.trackio_project = args.project.clone();
     if let Some(name) = &args.run_name {
         cfg.run_name = name.clone();
     }

@@ -9,14 +9,15 @@ use serde::Serialize;
 use serde_json::Value;
 use sft_formats::{validate_row, Format, IssueCode, RowIssue, RowKind, Severity, Shape};
 use sft_io::{ByteCounter, DataFile, ReadOptions};
+use sft_tokenize::TokenizeErrorCode;
 use tempfile::NamedTempFile;
 
 use crate::hash::content_hash;
 use crate::location::Location;
 use crate::pipeline::{self, parse_row, row_location, FileEvent, ParseProblem};
 use crate::render::template_issues;
-use crate::report::{plural, thousands};
 use crate::stats::{LengthStats, Stats};
+use crate::text::{plural, thousands};
 
 /// Below this many examples SFT usually memorises rather than learns.
 pub const MIN_EXAMPLES: u64 = 1_000;
@@ -258,9 +259,9 @@ fn examine(
                     trained as u32,
                 ));
             }
-            Err(e) if e.code == "no_chat_template" => needs_template = true,
+            Err(e) if e.code == TokenizeErrorCode::NoChatTemplate => needs_template = true,
             // Without --chat-template the tokenizer's template rejects rows here.
-            Err(e) if e.code == "template_error" && template.is_none() => {
+            Err(e) if e.code == TokenizeErrorCode::TemplateError && template.is_none() => {
                 checked.issues.push(RowIssue::new(
                     IssueCode::TemplateError,
                     "",

@@ -1,4 +1,9 @@
-//! Whole-dataset jobs: `check`, `convert` and `render`.
+//! Whole-dataset jobs: `check`, `convert`, `render`, `prepare` and `show`.
+//!
+//! The stage of the flow that runs every other data stage over whole datasets (read ->
+//! detect -> validate -> convert -> render -> tokenize -> **prepare** -> train): it sits
+//! on `sft-io`, `sft-formats`, `sft-template` and `sft-tokenize`, and owns the prepared
+//! token table ([`prepared`]) that `sft-train` and `sft-eval` read.
 //!
 //! This crate runs the row-level logic of `sft-formats` over the files `sft-io` reads:
 //! a reader thread stays one batch ahead, the rows of a batch are parsed, validated or
@@ -21,10 +26,12 @@ mod hash;
 mod location;
 pub mod pipeline;
 pub mod prepare;
+pub mod prepared;
 pub mod render;
 pub mod report;
 pub mod show;
 pub mod stats;
+pub mod text;
 
 pub use location::Location;
-pub use report::thousands;
+pub use text::{plural, thousands};

@@ -1,21 +1,23 @@
 //! `prepare`: rows to a training-ready token table (TRL's pre-tokenized columns), with a
 //! manifest, the rows that could not be used, and the checks that protect training.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use serde::Serialize;
 use serde_json::{json, Value};
 use sft_io::tokens::TokenTableWriter;
-use sft_io::write::{write_atomic, DatasetWriter, WriteError};
+use sft_io::write::{DatasetWriter, WriteError};
 use sft_io::{ByteCounter, DataFile, ReadOptions};
 use sft_template::ChatTemplate;
 use sft_tokenize::{
-    pack, packing_stats, tokenize_row, Example, PackingStrategy, SftTokenizer, TokenizeOptions,
+    pack, packing_stats, stop_token_ids, tokenize_row, Example, PackingStrategy, SftTokenizer,
+    TokenizeOptions,
 };
 
 use crate::location::Location;
 use crate::pipeline::{self, parse_row, row_location, FileEvent};
+use crate::prepared::{Manifest, ManifestTemplate, ManifestTokenizer, COLUMNS, PACKED_COLUMNS};
 use crate::stats::LengthStats;
 
 pub struct PrepareJob {
@@ -69,23 +71,6 @@ pub struct PrepareSummary {
     #[serde(skip)]
     pub rejects_file: Option<PathBuf>,
     pub seconds: f64,
-}
-
-/// The manifest beside the output: what `sft-train` checks against the model it is given.
-pub fn manifest_path(output: &Path) -> PathBuf {
-    let stem = output
-        .file_stem()
-        .map(|s| s.to_string_lossy().to_string())
-        .unwrap_or_default();
-    output.with_file_name(format!("{stem}.manifest.json"))
-}
-
-fn strategy_name(s: PackingStrategy) -> &'static str {
-    match s {
-        PackingStrategy::Bfd => "bfd",
-        PackingStrategy::BfdSplit => "bfd_split",
-        PackingStrategy::Wrapped => "wrapped",
-    }
 }
 
 const FIRST_REJECTS_KEPT: usize = 5;
@@ -181,12 +166,12 @@ pub fn prepare(job: &PrepareJob) -> Result<PrepareSummary, WriteError> {
         Some(PackingStrategy::Bfd | PackingStrategy::BfdSplit)
     );
     let columns: &[&str] = if separate_documents {
-        &["input_ids", "labels", "completion_mask", "seq_lengths"]
+        &PACKED_COLUMNS
     } else {
-        &["input_ids", "labels", "completion_mask"]
+        &COLUMNS
     };
     let mut table = TokenTableWriter::create(&job.output, columns)?;
-    let stop_ids = stop_token_ids(job);
+    let stop_ids = stop_token_ids(&job.tokenizer, job.template.as_ref());
     let bos = job.tokenizer.bos.as_ref().map(|t| t.id);
     let mut tally = ExampleTally::default();
     // Without packing, examples stream to the table; packing needs them all.
@@ -223,7 +208,7 @@ pub fn prepare(job: &PrepareJob) -> Result<PrepareSummary, WriteError> {
                     };
                     Err(("no_trained_tokens", reason, row))
                 }
-                Err(e) => Err((e.code, e.reason, row)),
+                Err(e) => Err((e.code.as_str(), e.reason, row)),
             },
         },
         |file, event| {
@@ -304,7 +289,7 @@ pub fn prepare(job: &PrepareJob) -> Result<PrepareSummary, WriteError> {
         let bins = pack(&lengths, capacity, strategy);
         let stats = packing_stats(&bins, capacity);
         summary.packing = Some(PackingSummary {
-            strategy: strategy_name(strategy),
+            strategy: strategy.name(),
             rows: stats.rows,
             lower_bound_rows: stats.lower_bound_rows,
             efficiency: stats.efficiency,
@@ -341,38 +326,27 @@ pub fn prepare(job: &PrepareJob) -> Result<PrepareSummary, WriteError> {
         }
     }
     summary.seconds = started.elapsed().as_secs_f64();
-    let manifest = json!({
-        "version": 1,
-        "tokenizer": {"path": job.tokenizer.path.display().to_string(), "fingerprint": job.tokenizer.fingerprint,
-                      "eos_token": job.tokenizer.eos.as_ref().map(|t| &t.text), "vocab_size": job.tokenizer.tokenizer.get_vocab_size(true)},
-        "chat_template": job.template.as_ref().map(|t| json!({"name": t.name(), "fingerprint": t.fingerprint()})),
-        "max_length": job.options.max_length,
-        "completion_only_loss": job.options.completion_only_loss,
-        "assistant_only_loss": job.options.assistant_only_loss,
-        "packing": job.packing.map(strategy_name),
-        "columns": columns,
-        "summary": summary,
-    });
-    write_atomic(
-        &manifest_path(&job.output),
-        serde_json::to_string_pretty(&manifest)
-            .expect("JSON")
-            .as_bytes(),
-    )?;
+    let manifest = Manifest {
+        version: 1,
+        tokenizer: ManifestTokenizer {
+            path: job.tokenizer.path.display().to_string(),
+            fingerprint: job.tokenizer.fingerprint.clone(),
+            eos_token: job.tokenizer.eos.as_ref().map(|t| t.text.clone()),
+            vocab_size: job.tokenizer.tokenizer.get_vocab_size(true),
+        },
+        chat_template: job.template.as_ref().map(|t| ManifestTemplate {
+            name: t.name().to_string(),
+            fingerprint: t.fingerprint().to_string(),
+        }),
+        max_length: job.options.max_length,
+        completion_only_loss: job.options.completion_only_loss,
+        assistant_only_loss: job.options.assistant_only_loss,
+        packing: job.packing.map(|p| p.name().to_string()),
+        columns: columns.iter().map(|c| c.to_string()).collect(),
+        summary: serde_json::to_value(&summary).expect("the summary serialises"),
+    };
+    manifest.write(&job.output)?;
     Ok(summary)
-}
-
-/// The tokens that end a turn or a sequence: EOS, and the template's end-of-turn token
-/// (the last special token of a rendered assistant turn, such as <|im_end|> or <|eot_id|>).
-fn stop_token_ids(job: &PrepareJob) -> Vec<u32> {
-    let tok = &job.tokenizer;
-    let mut ids: Vec<u32> = tok.eos.iter().map(|t| t.id).collect();
-    if let Some(eot) = job.template.as_ref().and_then(|t| end_of_turn_id(tok, t)) {
-        if !ids.contains(&eot) {
-            ids.push(eot);
-        }
-    }
-    ids
 }
 
 /// The checks that protect training: a model that never learns to stop, a doubled BOS,
@@ -434,19 +408,4 @@ fn training_warnings(
         }
     }
     warnings
-}
-
-/// The special token that closes an assistant turn in this template, found by rendering a
-/// one-turn conversation and taking the last special token of the reply.
-fn end_of_turn_id(tok: &SftTokenizer, template: &ChatTemplate) -> Option<u32> {
-    let messages = [
-        json!({"role": "user", "content": "ping"}),
-        json!({"role": "assistant", "content": "pong"}),
-    ];
-    let spans = template
-        .assistant_spans(&messages, &sft_template::RenderOptions::training())
-        .ok()?;
-    let span = spans.spans.last()?;
-    let ids = tok.encode(&spans.text[span.range.clone()], false).ok()?;
-    ids.into_iter().rev().find(|&id| tok.is_special(id))
 }

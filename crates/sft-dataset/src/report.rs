@@ -9,6 +9,7 @@ use sft_formats::{IssueCode, Severity};
 use sft_io::write::{AtomicFile, WriteError};
 
 use crate::check::CheckReport;
+use crate::text::{plural, thousands};
 
 /// Version of the report's layout; bumped when a field changes meaning.
 pub const REPORT_VERSION: u64 = 1;
@@ -298,39 +299,5 @@ impl CheckReport {
         };
         let _ = writeln!(s, "\n{verdict}");
         s
-    }
-}
-
-pub(crate) fn plural(n: u64, one: &'static str, many: &'static str) -> &'static str {
-    if n == 1 {
-        one
-    } else {
-        many
-    }
-}
-
-/// 1234567 -> "1,234,567".
-pub fn thousands(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::thousands;
-
-    #[test]
-    fn thousands_separators() {
-        assert_eq!(thousands(0), "0");
-        assert_eq!(thousands(999), "999");
-        assert_eq!(thousands(1000), "1,000");
-        assert_eq!(thousands(1234567), "1,234,567");
     }
 }

@@ -229,7 +229,9 @@ fn escape(text: &str) -> String {
 }
 
 /// A self-contained HTML page of the rows.
-pub fn to_html(rows: &[ShownRow], title: &str) -> String {
+/// An HTML page of the rows; `boundaries` starts it with token boundaries shown (a checkbox
+/// on the page turns them on and off).
+pub fn to_html(rows: &[ShownRow], title: &str, boundaries: bool) -> String {
     let mut s = String::new();
     let _ = write!(
         s,
@@ -249,12 +251,14 @@ h1 {{ font-size: 1.3em; }}
 body.b .t {{ box-shadow: inset -1px 0 0 #bbb; }}
 .nl {{ color: #5a9e5a; font-size: .85em; }}
 .err {{ color: #b00020; }}
-</style></head><body>
+</style></head><body{body_class}>
 <h1>{title}</h1>
 <p class="legend"><span class="t y">trained</span><span class="t">not trained</span><span class="t s">special token</span>
-<label><input type="checkbox" onchange="document.body.classList.toggle('b', this.checked)"> token boundaries</label></p>
+<label><input type="checkbox"{checked} onchange="document.body.classList.toggle('b', this.checked)"> token boundaries</label></p>
 "#,
-        title = escape(title)
+        title = escape(title),
+        body_class = if boundaries { " class=\"b\"" } else { "" },
+        checked = if boundaries { " checked" } else { "" },
     );
     for row in rows {
         let _ = write!(s, "<div class=\"row\"><h2>{}</h2>", escape(&header(row)));

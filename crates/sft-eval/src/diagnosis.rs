@@ -470,16 +470,10 @@ pub fn read_history(path: &Path) -> Result<Vec<Value>, String> {
 }
 
 fn latest_checkpoint_state(dir: &Path) -> Option<std::path::PathBuf> {
-    std::fs::read_dir(dir)
-        .ok()?
-        .filter_map(|e| {
-            let name = e.ok()?.file_name().into_string().ok()?;
-            let n: usize = name.strip_prefix("checkpoint-")?.parse().ok()?;
-            Some((n, dir.join(name).join("trainer_state.json")))
-        })
-        .filter(|(_, p)| p.is_file())
-        .max_by_key(|(n, _)| *n)
-        .map(|(_, p)| p)
+    sft_train::checkpoint::list_checkpoints(dir)
+        .into_iter()
+        .map(|(_, p)| p.join("trainer_state.json"))
+        .rfind(|p| p.is_file())
 }
 
 /// Puts quotes around the bare `NaN`, `Infinity` and `-Infinity` outside strings.

@@ -1,4 +1,5 @@
-//! The report of an evaluation: JSON for machines, Markdown for people, SVG plots.
+//! The report of an evaluation: JSON for machines (serde) and Markdown for people. The
+//! SVG plots are drawn by [`crate::evaluate::write_plots`].
 
 use serde::Serialize;
 
@@ -154,6 +155,20 @@ fn opt(v: Option<f64>, digits: usize) -> String {
         .unwrap_or_else(|| "–".into())
 }
 
+/// How a failed check reads in the samples table: what is wrong with the sample.
+fn failure_label(check: &str) -> &str {
+    match check {
+        "stopped" => "not stopped",
+        "no_special_tokens" => "special tokens in reply",
+        "think_balanced" => "unbalanced think tags",
+        "json" => "not JSON",
+        "json_schema" => "schema mismatch",
+        "pattern" => "pattern not found",
+        "length" => "length out of range",
+        other => other,
+    }
+}
+
 /// The Markdown summary: checkpoints x metrics (best marked), gates, diagnosis, samples.
 pub fn markdown(report: &Report) -> String {
     let mut md = format!("# Evaluation on {}\n\n", report.dataset);
@@ -217,7 +232,7 @@ pub fn markdown(report: &Report) -> String {
                     .checks
                     .iter()
                     .filter(|c| !c.passed)
-                    .map(|c| c.name.to_string())
+                    .map(|c| failure_label(c.name).to_string())
                     .collect();
                 if s.repetitive {
                     flags.push("repetitive".into());

@@ -62,6 +62,16 @@ pub struct LlamaConfig {
 pub const SUPPORTED_MODEL_TYPES: &[&str] = &["llama", "mistral", "qwen2", "qwen3", "smollm3"];
 
 impl LlamaConfig {
+    /// The token that pads a batch's shorter rows (never attended to, never trained):
+    /// config.json's `pad_token_id`, else the tokenizer's pad token, else the first EOS,
+    /// else 0.
+    pub fn pad_id(&self, tokenizer_pad: Option<u32>) -> u32 {
+        self.pad_token_id
+            .or(tokenizer_pad)
+            .or(self.eos_token_ids.first().copied())
+            .unwrap_or(0)
+    }
+
     pub fn from_file(path: &Path) -> Result<Self, ModelError> {
         let text = std::fs::read_to_string(path).map_err(|e| ModelError::io(path, e))?;
         let value: Value = serde_json::from_str(&text).map_err(|e| {

@@ -1,4 +1,5 @@
-//! Trainable llama-family models on candle.
+//! Trainable llama-family models on candle: the model of the flow (... -> prepare ->
+//! **train / evaluate**), used by `sft-train` and `sft-eval`, knowing nothing of datasets.
 //!
 //! candle's stock LLMs cannot be trained as shipped (their fused ops record no backward,
 //! they take a scalar position offset and return only the last position), so this crate
@@ -11,6 +12,7 @@ pub mod config;
 pub mod generate;
 pub mod linear;
 pub mod llama;
+pub mod locate;
 pub mod loss;
 pub mod ops;
 pub mod rng;
@@ -43,6 +45,12 @@ pub enum ModelError {
     },
     Candle(candle_core::Error),
     Input(String),
+    /// No model folder by that name, here or in the local Hugging Face cache.
+    NotFound {
+        name: String,
+        message: String,
+        hint: String,
+    },
 }
 
 impl ModelError {
@@ -83,6 +91,17 @@ impl std::fmt::Display for ModelError {
                 hint,
             } => {
                 write!(f, "{}: {message}", path.display())?;
+                if !hint.is_empty() {
+                    write!(f, "\n  hint: {hint}")?;
+                }
+                Ok(())
+            }
+            Self::NotFound {
+                name,
+                message,
+                hint,
+            } => {
+                write!(f, "{name}: {message}")?;
                 if !hint.is_empty() {
                     write!(f, "\n  hint: {hint}")?;
                 }

@@ -15,6 +15,37 @@ pub struct NaiveDateTime {
     pub second: u32,
 }
 
+impl NaiveDateTime {
+    /// `YYYY-MM-DDTHH:MM:SS` (or a space for the `T`, seconds optional, or a date alone).
+    pub fn parse(text: &str) -> Result<NaiveDateTime, String> {
+        let bad = || format!("{text}: expected YYYY-MM-DDTHH:MM:SS, such as 2025-03-07T09:05:00");
+        let (date, time) = text.split_once(['T', ' ']).unwrap_or((text, "00:00:00"));
+        let d: Vec<&str> = date.split('-').collect();
+        let t: Vec<&str> = time.split(':').collect();
+        if d.len() != 3 || t.len() < 2 || t.len() > 3 {
+            return Err(bad());
+        }
+        let num = |s: &str| s.parse::<u32>().map_err(|_| bad());
+        let dt = NaiveDateTime {
+            year: d[0].parse::<i64>().map_err(|_| bad())?,
+            month: num(d[1])?,
+            day: num(d[2])?,
+            hour: num(t[0])?,
+            minute: num(t[1])?,
+            second: if t.len() == 3 { num(t[2])? } else { 0 },
+        };
+        if !(1..=12).contains(&dt.month)
+            || !(1..=31).contains(&dt.day)
+            || dt.hour > 23
+            || dt.minute > 59
+            || dt.second > 60
+        {
+            return Err(bad());
+        }
+        Ok(dt)
+    }
+}
+
 #[derive(Debug, Clone, Copy, Default)]
 pub enum Clock {
     /// The current time in UTC.
@@ -162,6 +193,22 @@ impl NaiveDateTime {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn datetimes_parse_with_or_without_seconds_and_bad_ones_say_the_shape() {
+        let t = NaiveDateTime::parse("2025-03-07T09:05:00").unwrap();
+        assert_eq!(
+            (t.year, t.month, t.day, t.hour, t.minute, t.second),
+            (2025, 3, 7, 9, 5, 0)
+        );
+        assert_eq!(NaiveDateTime::parse("2025-03-07 09:05").unwrap(), t);
+        assert_eq!(NaiveDateTime::parse("2025-03-07").unwrap().hour, 0);
+        for bad in ["2025-13-01", "2025-03-07T25:00", "yesterday", "2025-03"] {
+            let e = NaiveDateTime::parse(bad).unwrap_err();
+            assert!(e.contains("YYYY-MM-DDTHH:MM:SS") && e.contains(bad), "{e}");
+        }
+    }
+
     use super::*;
 
     #[test]

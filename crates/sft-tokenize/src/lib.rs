@@ -6,9 +6,11 @@
 //! any chat template, packing over the whole dataset, and checks that protect training.
 
 pub mod pack;
+pub mod template;
 pub mod tokenize;
 mod tokenizer;
 
 pub use pack::{pack, packing_stats, Bin, PackingStats, PackingStrategy, Piece};
-pub use tokenize::{tokenize_row, Example, TokenizeError, TokenizeOptions};
+pub use template::{chat_template, stop_token_ids, TemplateChoice};
+pub use tokenize::{tokenize_row, Example, TokenizeError, TokenizeErrorCode, TokenizeOptions};
 pub use tokenizer::{SftTokenizer, Token, TokenizerError};

@@ -34,6 +34,49 @@ impl std::str::FromStr for PackingStrategy {
     }
 }
 
+impl PackingStrategy {
+    /// The name TRL gives the strategy (`--packing_strategy`).
+    pub fn name(self) -> &'static str {
+        match self {
+            PackingStrategy::Bfd => "bfd",
+            PackingStrategy::BfdSplit => "bfd_split",
+            PackingStrategy::Wrapped => "wrapped",
+        }
+    }
+
+    /// Packing from the two ways of asking for it: TRL's `--packing [true|false]` with
+    /// `--packing_strategy NAME`, or `--packing NAME` (`none` for none). Returns whether to
+    /// pack and the strategy (`bfd` unless named), which is checked even when not packing.
+    pub fn from_flags(
+        packing: Option<&str>,
+        strategy: Option<&str>,
+    ) -> Result<(bool, PackingStrategy), String> {
+        let named: Option<PackingStrategy> = strategy
+            .map(|s| s.parse().map_err(|e| format!("--packing_strategy: {e}")))
+            .transpose()?;
+        let (pack, from_packing) = match packing.map(str::to_ascii_lowercase).as_deref() {
+            None | Some("false") | Some("none") | Some("no") => (false, None),
+            Some("true") | Some("yes") | Some("") => (true, None),
+            Some(other) => match other.parse::<PackingStrategy>() {
+                Ok(s) => (true, Some(s)),
+                Err(_) => {
+                    return Err(format!(
+                        "--packing {other}: expected true, false, none or a strategy (bfd, bfd_split, wrapped)"
+                    ))
+                }
+            },
+        };
+        match (from_packing, named) {
+            (Some(a), Some(b)) if a != b => Err(format!(
+                "--packing {} and --packing_strategy {} disagree; give one of them",
+                a.name(),
+                b.name()
+            )),
+            (a, b) => Ok((pack, a.or(b).unwrap_or(PackingStrategy::Bfd))),
+        }
+    }
+}
+
 /// A piece of an example placed in a packed row: tokens `start..end` of example `example`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Piece {
@@ -181,6 +224,46 @@ pub fn packing_stats(bins: &[Bin], capacity: usize) -> PackingStats {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn packing_flags_say_the_same_thing_both_ways() {
+        let p = |a: Option<&str>, b: Option<&str>| PackingStrategy::from_flags(a, b);
+        assert_eq!(p(None, None), Ok((false, PackingStrategy::Bfd)));
+        assert_eq!(p(Some("true"), None), Ok((true, PackingStrategy::Bfd)));
+        assert_eq!(
+            p(Some("true"), Some("wrapped")),
+            Ok((true, PackingStrategy::Wrapped))
+        );
+        assert_eq!(
+            p(Some("wrapped"), None),
+            Ok((true, PackingStrategy::Wrapped))
+        );
+        assert_eq!(
+            p(Some("bfd-split"), Some("bfd_split")),
+            Ok((true, PackingStrategy::BfdSplit))
+        );
+        assert_eq!(
+            p(Some("none"), Some("wrapped")),
+            Ok((false, PackingStrategy::Wrapped))
+        );
+        assert!(p(Some("bfd"), Some("wrapped"))
+            .unwrap_err()
+            .contains("disagree"));
+        assert!(p(Some("maybe"), None)
+            .unwrap_err()
+            .contains("--packing maybe"));
+        assert!(p(None, Some("first_fit"))
+            .unwrap_err()
+            .contains("--packing_strategy"));
+        for s in [
+            PackingStrategy::Bfd,
+            PackingStrategy::BfdSplit,
+            PackingStrategy::Wrapped,
+        ] {
+            assert_eq!(s.name().parse::<PackingStrategy>(), Ok(s));
+        }
+    }
+
     use super::*;
 
     fn sizes(bins: &[Bin]) -> Vec<usize> {

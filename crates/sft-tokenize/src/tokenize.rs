@@ -77,14 +77,53 @@ impl Example {
     }
 }
 
+/// The kind of a row that could not become an example (stable codes, as in rejects files).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenizeErrorCode {
+    /// A field the format needs is missing or not a string.
+    MissingField,
+    /// The row is in none of the four formats.
+    UnrecognizedRow,
+    /// The row is in a shape `convert` turns into one of the four formats.
+    NeedsConversion,
+    /// The tokenizer failed on the text.
+    TokenizerError,
+    /// A conversational row, and no chat template to render it with.
+    NoChatTemplate,
+    /// `tools` is not a list of schemas.
+    MalformedTools,
+    /// The chat template failed on the row.
+    TemplateError,
+}
+
+impl TokenizeErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::MissingField => "missing_field",
+            Self::UnrecognizedRow => "unrecognized_row",
+            Self::NeedsConversion => "needs_conversion",
+            Self::TokenizerError => "tokenizer_error",
+            Self::NoChatTemplate => "no_chat_template",
+            Self::MalformedTools => "malformed_tools",
+            Self::TemplateError => "template_error",
+        }
+    }
+}
+
+impl std::fmt::Display for TokenizeErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Why a row could not become an example.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TokenizeError {
-    pub code: &'static str,
+    pub code: TokenizeErrorCode,
     pub reason: String,
 }
 
-fn fail(code: &'static str, reason: impl Into<String>) -> TokenizeError {
+fn fail(code: TokenizeErrorCode, reason: impl Into<String>) -> TokenizeError {
     TokenizeError {
         code,
         reason: reason.into(),
@@ -92,9 +131,12 @@ fn fail(code: &'static str, reason: impl Into<String>) -> TokenizeError {
 }
 
 fn string_field<'a>(row: &'a Value, key: &str) -> Result<&'a str, TokenizeError> {
-    row.get(key)
-        .and_then(Value::as_str)
-        .ok_or_else(|| fail("missing_field", format!("the row has no string `{key}`")))
+    row.get(key).and_then(Value::as_str).ok_or_else(|| {
+        fail(
+            TokenizeErrorCode::MissingField,
+            format!("the row has no string `{key}`"),
+        )
+    })
 }
 
 fn with_eos(text: &str, tok: &SftTokenizer) -> String {
@@ -131,15 +173,16 @@ pub fn tokenize_row(
         RowKind::Format(f) => f,
         RowKind::Convertible(shape) => {
             return Err(fail(
-                "needs_conversion",
+                TokenizeErrorCode::NeedsConversion,
                 format!("the row is in the {shape} shape; convert it first with `sft-data convert --from {shape}`"),
             ))
         }
         RowKind::Unrecognized => {
-            return Err(fail("unrecognized_row", "the row is in none of the four formats"))
+            return Err(fail(TokenizeErrorCode::UnrecognizedRow, "the row is in none of the four formats"))
         }
     };
-    let tokenize_error = |e: crate::TokenizerError| fail("tokenizer_error", e.message);
+    let tokenize_error =
+        |e: crate::TokenizerError| fail(TokenizeErrorCode::TokenizerError, e.message);
     let (input_ids, mask) = match format {
         Format::Text => {
             let text = with_eos(string_field(row, &options.text_field)?, tok);
@@ -170,17 +213,19 @@ pub fn tokenize_row(
         Format::Messages | Format::ConversationalPromptCompletion => {
             let template = template.ok_or_else(|| {
                 fail(
-                    "no_chat_template",
+                    TokenizeErrorCode::NoChatTemplate,
                     "the row is a conversation but no chat template is given and the tokenizer folder has none",
                 )
             })?;
             let render = options
                 .render
                 .with_row(row)
-                .map_err(|e| fail("malformed_tools", e))?
+                .map_err(|e| fail(TokenizeErrorCode::MalformedTools, e))?
                 .for_training();
-            let (all, split) = conversation(row, format).map_err(|e| fail("missing_field", e))?;
-            let template_error = |e: sft_template::TemplateError| fail("template_error", e.message);
+            let (all, split) =
+                conversation(row, format).map_err(|e| fail(TokenizeErrorCode::MissingField, e))?;
+            let template_error =
+                |e: sft_template::TemplateError| fail(TokenizeErrorCode::TemplateError, e.message);
             let (text, spans) = if options.assistant_only_loss {
                 let found = template
                     .assistant_spans(&all, &render)

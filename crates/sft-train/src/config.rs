@@ -89,7 +89,7 @@ impl TrainConfig {
             load_best_model_at_end: false,
             pad_token_id: 0,
             report_to_trackio: false,
-            trackio_project: "sft-train".into(),
+            trackio_project: "huggingface".into(),
         }
     }
 

@@ -12,12 +12,14 @@ use rayon::prelude::*;
 use serde_json::{json, Value};
 use sft_model::{Batch, BatchRow, Llama, LossStats};
 
+use crate::charts::loss_chart;
 use crate::checkpoint::{self, TrainingState};
 use crate::config::{Strategy, TrainConfig};
-use crate::logs::{loss_chart, peak_rss_mb, MetricsFile, Trackio};
+use crate::metrics::{peak_rss_mb, MetricsFile};
 use crate::optim::{clip_factor, AdamW};
 use crate::rng::epoch_order;
 use crate::schedule::{warmup_steps, Schedule};
+use crate::trackio::Trackio;
 
 /// What the loop tells its caller as it goes (the CLI draws a progress bar from it).
 pub enum Event<'a> {

@@ -1,0 +1,113 @@
+//! One flag language for the three binaries: TRL's and Hugging Face's names are accepted
+//! with underscores and with dashes alike (`--max_length` and `--max-length`), as
+//! `HfArgumentParser` does, and TRL flags this project does not support are refused with
+//! the reason instead of clap's nearest unrelated suggestion.
+
+/// TRL / transformers flags that are not supported, with why and what to do instead.
+const UNSUPPORTED: &[(&str, &str)] = &[
+    ("use_peft", "LoRA/PEFT adapters are not supported yet: sft-train trains all weights (on the CPU, SmolLM2-135M and smaller models fit)"),
+    ("lora_r", "LoRA is not supported yet (no --use_peft): sft-train trains all weights"),
+    ("lora_alpha", "LoRA is not supported yet (no --use_peft): sft-train trains all weights"),
+    ("lora_dropout", "LoRA is not supported yet (no --use_peft): sft-train trains all weights"),
+    ("lora_target_modules", "LoRA is not supported yet (no --use_peft): sft-train trains all weights"),
+    ("load_in_4bit", "quantized (bitsandbytes) models are not supported: weights are loaded in float32"),
+    ("load_in_8bit", "quantized (bitsandbytes) models are not supported: weights are loaded in float32"),
+    ("torch_dtype", "the CPU computes in float32: bf16 and f16 weight files are converted when loaded, and checkpoints are written in float32"),
+    ("dtype", "the CPU computes in float32: bf16 and f16 weight files are converted when loaded, and checkpoints are written in float32"),
+    ("fp16", "the CPU trains in float32; there is no half-precision mode"),
+    ("attn_implementation", "there is one attention implementation (eager attention with a fused masked softmax); flash_attention_2 and sdpa are PyTorch kernels"),
+    ("deepspeed", "there is no distributed training: one process uses every core"),
+    ("fsdp", "there is no distributed training: one process uses every core"),
+    ("use_liger_kernel", "Liger kernels are Triton kernels for GPUs; the CPU path has its own fused loss"),
+    ("torch_compile", "there is no PyTorch here; the model code is compiled Rust"),
+];
+
+/// `--flag_name` and `--flag-name` to the spelling the binary declares (`'_'` for
+/// sft-train, `'-'` for sft-data and sft-eval), values kept as they are; an unsupported
+/// TRL flag is an error with its reason. Arguments after a bare `--` are left alone.
+pub fn normalise(args: Vec<String>, separator: char) -> Result<Vec<String>, String> {
+    let other = if separator == '_' { '-' } else { '_' };
+    let mut out = Vec::with_capacity(args.len());
+    let mut rest = false;
+    for (i, arg) in args.into_iter().enumerate() {
+        if i == 0 || rest {
+            out.push(arg);
+            continue;
+        }
+        if arg == "--" {
+            rest = true;
+            out.push(arg);
+            continue;
+        }
+        let Some(flag) = arg.strip_prefix("--") else {
+            out.push(arg);
+            continue;
+        };
+        let (name, value) = match flag.split_once('=') {
+            Some((n, v)) => (n, Some(v)),
+            None => (flag, None),
+        };
+        let canonical = name.replace('-', "_");
+        if let Some((_, why)) = UNSUPPORTED.iter().find(|(n, _)| *n == canonical) {
+            return Err(format!("--{canonical} is not supported: {why}"));
+        }
+        let name = name.replace(other, &separator.to_string());
+        out.push(match value {
+            Some(v) => format!("--{name}={v}"),
+            None => format!("--{name}"),
+        });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn both_spellings_become_the_declared_one_and_values_are_kept() {
+        let got = normalise(
+            args(&[
+                "sft-eval",
+                "--max_new_tokens",
+                "8",
+                "--chat-template=my_file.jinja",
+                "-q",
+                "x_y",
+            ]),
+            '-',
+        )
+        .unwrap();
+        assert_eq!(
+            got,
+            args(&[
+                "sft-eval",
+                "--max-new-tokens",
+                "8",
+                "--chat-template=my_file.jinja",
+                "-q",
+                "x_y"
+            ])
+        );
+        let got = normalise(args(&["sft-train", "--max-length=64", "--", "--a-b"]), '_').unwrap();
+        assert_eq!(got, args(&["sft-train", "--max_length=64", "--", "--a-b"]));
+    }
+
+    #[test]
+    fn unsupported_trl_flags_say_why() {
+        for flag in [
+            "--use_peft",
+            "--use-peft",
+            "--torch_dtype=bfloat16",
+            "--attn-implementation",
+            "--fp16",
+        ] {
+            let err = normalise(args(&["sft-train", flag]), '_').unwrap_err();
+            assert!(err.contains("is not supported:"), "{flag}: {err}");
+        }
+    }
+}
