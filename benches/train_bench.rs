@@ -12,8 +12,9 @@ use std::time::Instant;
 
 use candle_core::{DType, Device};
 use sft_model::{BatchRow, Llama, LlamaConfig};
+use sft_train::accumulate::GradAccumulator;
 use sft_train::optim::{AdamW, AdamWConfig};
-use sft_train::trainer::optimizer_step;
+use sft_train::step::optimizer_step;
 
 // As in the sft-train binary: the trainer's tensors are large, short-lived allocations, and
 // the system allocator hands them back to the kernel each time (a third of the time went to
@@ -70,18 +71,21 @@ fn main() {
         .collect();
     let sizes: Vec<usize> = model.params().iter().map(|p| p.var.elem_count()).collect();
     let mut opt = AdamW::new(AdamWConfig::default(), &sizes);
+    let mut accumulator = GradAccumulator::new();
     let mut timed_from = None;
     for s in 0..steps {
         let started = Instant::now();
         let r = optimizer_step(
             &model,
             &mut opt,
+            &mut accumulator,
             &micro[s * accum..(s + 1) * accum],
             5e-5,
             1.0,
             2,
         )
         .expect("step")
+        .done()
         .expect("finite");
         eprintln!(
             "step {} loss {:.4} grad_norm {:.3} {:.2} s",

@@ -188,34 +188,15 @@ fn run(args: EvalArgs) -> Result<i32, i32> {
     let mut on = |event: EvalEvent| match event {
         EvalEvent::Rows(loaded) => {
             if !quiet {
-                crate::print_loaded_rows("heldout", loaded);
+                for line in loaded.describe("heldout") {
+                    eprintln!("{line}");
+                }
             }
         }
         EvalEvent::Note(note) => eprintln!("sft-eval: note: {note}"),
         EvalEvent::Checkpoint { report, seconds } => {
             if !quiet {
-                eprintln!(
-                    "{}: loss {} | compliance {} | repetitive {} ({seconds:.1} s)",
-                    report.path,
-                    report
-                        .heldout
-                        .as_ref()
-                        .map(|h| format!(
-                            "{:.4} (ppl {:.2}, {} tokens)",
-                            h.loss, h.perplexity, h.tokens
-                        ))
-                        .unwrap_or_else(|| "–".into()),
-                    report
-                        .generation
-                        .as_ref()
-                        .map(|g| format!("{:.3} of {}", g.compliance_rate, g.samples))
-                        .unwrap_or_else(|| "–".into()),
-                    report
-                        .generation
-                        .as_ref()
-                        .map(|g| format!("{:.3}", g.repetition.repetitive_share))
-                        .unwrap_or_else(|| "–".into()),
-                );
+                eprintln!("{} ({seconds:.1} s)", report.progress_line());
             }
         }
     };

@@ -14,42 +14,6 @@ pub mod flags;
 mod progress;
 pub mod train;
 
-/// What loading a dataset's token rows did, on stderr: the prepared table read, or the
-/// preparation done now with its rejects and warnings.
-pub(crate) fn print_loaded_rows(name: &str, loaded: &sft_train::data::LoadedRows) {
-    let Some(s) = &loaded.prepared else {
-        eprintln!(
-            "{name}: {} prepared rows from {}",
-            loaded.rows.len(),
-            loaded.table.display()
-        );
-        return;
-    };
-    eprintln!(
-        "{name}: {} rows read, {} examples, {} rejected{}, {} rows of {} tokens ({} trained) -> {}",
-        s.rows_in,
-        s.examples,
-        s.rejected,
-        s.rejects_file
-            .as_ref()
-            .map(|p| format!(" (see {})", p.display()))
-            .unwrap_or_default(),
-        s.rows_out,
-        s.tokens,
-        s.trained_tokens,
-        loaded.table.display()
-    );
-    for (location, code, reason) in &s.first_rejects {
-        eprintln!("{name}: rejected {location}: {code}: {reason}");
-    }
-    for (file, reason) in &s.unreadable_files {
-        eprintln!("{name}: unreadable {file}: {reason}");
-    }
-    for w in &s.warnings {
-        eprintln!("{name}: warning [{}]: {}", w.code, w.message);
-    }
-}
-
 /// Tells mimalloc (the binaries' allocator) to keep freed memory instead of returning it to
 /// the kernel, and to commit its arenas up front.
 ///

@@ -353,7 +353,9 @@ fn run(args: TrainArgs) -> i32 {
         let dataset = Dataset::open(path).map_err(run_error)?;
         let loaded = load_rows(&dataset, name, &model_dir, plan, &work).map_err(run_error)?;
         if !args.quiet {
-            crate::print_loaded_rows(name, &loaded);
+            for line in loaded.describe(name) {
+                eprintln!("{line}");
+            }
         }
         Ok::<_, i32>(loaded.rows)
     };
@@ -452,7 +454,7 @@ fn run(args: TrainArgs) -> i32 {
         }
         Event::Log(entry) => {
             if !quiet {
-                let line = log_line(entry);
+                let line = sft_train::metrics::log_line(entry);
                 match &bar {
                     Some(b) => b.println(line),
                     None => eprintln!("{line}"),
@@ -530,28 +532,4 @@ fn run(args: TrainArgs) -> i32 {
             EXIT_PROBLEMS
         }
     }
-}
-
-/// A log entry as one line: `step 10/100 | loss 2.3456 | ...`.
-fn log_line(entry: &serde_json::Value) -> String {
-    let Some(map) = entry.as_object() else {
-        return entry.to_string();
-    };
-    let step = map.get("step").and_then(|s| s.as_u64()).unwrap_or(0);
-    let mut parts = vec![format!("step {step}")];
-    for (k, v) in map {
-        if k == "step" {
-            continue;
-        }
-        let text = match v.as_f64() {
-            Some(x) if x != 0.0 && (x.abs() < 1e-3 || x.abs() >= 1e6) => format!("{x:.3e}"),
-            Some(x) if v.is_u64() || v.is_i64() || (x.fract() == 0.0 && x.abs() >= 10.0) => {
-                format!("{x}")
-            }
-            Some(x) => format!("{x:.4}"),
-            None => v.to_string(),
-        };
-        parts.push(format!("{k} {text}"));
-    }
-    parts.join(" | ")
 }

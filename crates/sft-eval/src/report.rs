@@ -95,6 +95,34 @@ pub struct CheckpointReport {
     pub best: bool,
 }
 
+impl CheckpointReport {
+    /// One line for a log: `PATH: loss 2.3456 (ppl 10.45, 3125 tokens) | compliance 0.750 of
+    /// 16 | repetitive 0.125`, with `–` for what was not measured.
+    pub fn progress_line(&self) -> String {
+        let loss = self
+            .heldout
+            .as_ref()
+            .map(|h| {
+                format!(
+                    "{:.4} (ppl {:.2}, {} tokens)",
+                    h.loss, h.perplexity, h.tokens
+                )
+            })
+            .unwrap_or_else(|| "–".into());
+        let (compliance, repetitive) = match &self.generation {
+            Some(g) => (
+                format!("{:.3} of {}", g.compliance_rate, g.samples),
+                format!("{:.3}", g.repetition.repetitive_share),
+            ),
+            None => ("–".into(), "–".into()),
+        };
+        format!(
+            "{}: loss {loss} | compliance {compliance} | repetitive {repetitive}",
+            self.path
+        )
+    }
+}
+
 /// A threshold given on the command line, checked on the best checkpoint.
 #[derive(Debug, Clone, Serialize)]
 pub struct Gate {

@@ -13,6 +13,7 @@ use sft_model::weights::{save_safetensors, write_atomic};
 use sft_model::Llama;
 
 use crate::optim::{AdamW, Moments};
+pub use crate::window::Window;
 
 /// Files copied from the source model folder into every checkpoint when present.
 pub const TOKENIZER_FILES: &[&str] = &[
@@ -38,16 +39,6 @@ pub struct TrainingState {
     /// The logging window in progress (losses and per-micro-batch ratios since the last log).
     pub window: Window,
     pub log_history: Vec<Value>,
-}
-
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-pub struct Window {
-    pub steps: usize,
-    pub loss_sum: f64,
-    pub accuracy: Vec<f64>,
-    pub entropy: Vec<f64>,
-    pub tokens: u64,
-    pub seconds: f64,
 }
 
 /// `trainer_state.json` as transformers writes it.
@@ -196,7 +187,6 @@ pub fn load_resume_state(dir: &Path, model: &Llama) -> Result<(TrainingState, Ad
             config,
             step,
             moments,
-            accumulated: Vec::new(),
         },
     ))
 }

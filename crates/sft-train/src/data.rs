@@ -71,6 +71,44 @@ pub struct LoadedRows {
     pub prepared: Option<PrepareSummary>,
 }
 
+impl LoadedRows {
+    /// What loading did, as lines for a log: the prepared table read, or the preparation
+    /// done now with its first rejects, unreadable files and warnings.
+    pub fn describe(&self, name: &str) -> Vec<String> {
+        let Some(s) = &self.prepared else {
+            return vec![format!(
+                "{name}: {} prepared rows from {}",
+                self.rows.len(),
+                self.table.display()
+            )];
+        };
+        let mut lines = vec![format!(
+            "{name}: {} rows read, {} examples, {} rejected{}, {} rows of {} tokens ({} trained) -> {}",
+            s.rows_in,
+            s.examples,
+            s.rejected,
+            s.rejects_file
+                .as_ref()
+                .map(|p| format!(" (see {})", p.display()))
+                .unwrap_or_default(),
+            s.rows_out,
+            s.tokens,
+            s.trained_tokens,
+            self.table.display()
+        )];
+        for (location, code, reason) in &s.first_rejects {
+            lines.push(format!("{name}: rejected {location}: {code}: {reason}"));
+        }
+        for (file, reason) in &s.unreadable_files {
+            lines.push(format!("{name}: unreadable {file}: {reason}"));
+        }
+        for w in &s.warnings {
+            lines.push(format!("{name}: warning [{}]: {}", w.code, w.message));
+        }
+        lines
+    }
+}
+
 /// Why rows could not be had.
 #[derive(Debug)]
 pub enum DataError {
@@ -242,6 +280,27 @@ pub fn load_prepared(path: &Path, vocab_size: Option<usize>) -> Result<Vec<Batch
     Ok(rows)
 }
 
+/// The micro-batches of step `step_in_epoch` of an epoch whose rows come in `order`:
+/// `accumulation` micro-batches of `batch_size` rows (fewer at the end of the epoch).
+pub fn micro_batches(
+    rows: &[BatchRow],
+    order: &[usize],
+    step_in_epoch: usize,
+    batch_size: usize,
+    accumulation: usize,
+) -> Vec<Vec<BatchRow>> {
+    let micro_per_epoch = order.len().div_ceil(batch_size);
+    let first = step_in_epoch * accumulation;
+    let last = (first + accumulation).min(micro_per_epoch);
+    (first..last)
+        .map(|m| {
+            let lo = m * batch_size;
+            let hi = (lo + batch_size).min(order.len());
+            order[lo..hi].iter().map(|&i| rows[i].clone()).collect()
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -286,13 +345,48 @@ mod tests {
         let now = load_rows(&files, "heldout", Path::new(TINY), &plan, dir.path()).unwrap();
         let summary = now.prepared.as_ref().expect("prepared now");
         assert_eq!(summary.rows_out as usize, now.rows.len());
+        assert!(
+            now.describe("heldout")[0].starts_with("heldout: 40 rows read"),
+            "{:?}",
+            now.describe("heldout")
+        );
         assert_eq!(now.table, dir.path().join("heldout.parquet"));
         // The table it wrote is a prepared table: read as it is, with the same rows.
         let table = Dataset::open(&now.table).unwrap();
         assert!(matches!(table, Dataset::Prepared { .. }));
         let again = load_rows(&table, "x", Path::new(TINY), &plan, dir.path()).unwrap();
         assert!(again.prepared.is_none());
+        assert_eq!(
+            again.describe("x"),
+            [format!(
+                "x: {} prepared rows from {}",
+                now.rows.len(),
+                now.table.display()
+            )]
+        );
         assert_eq!(again.rows, now.rows);
+    }
+
+    #[test]
+    fn micro_batches_follow_the_order_and_end_short_at_the_epoch_end() {
+        let rows: Vec<BatchRow> = (0..5)
+            .map(|i| BatchRow {
+                input_ids: vec![i],
+                labels: vec![i as i64],
+                seq_lengths: vec![1],
+            })
+            .collect();
+        let ids = |m: &[Vec<BatchRow>]| -> Vec<Vec<u32>> {
+            m.iter()
+                .map(|b| b.iter().map(|r| r.input_ids[0]).collect())
+                .collect()
+        };
+        let order = [4, 2, 0, 1, 3];
+        assert_eq!(
+            ids(&micro_batches(&rows, &order, 0, 2, 2)),
+            [vec![4, 2], vec![0, 1]]
+        );
+        assert_eq!(ids(&micro_batches(&rows, &order, 1, 2, 2)), [vec![3]]);
     }
 
     #[test]

@@ -1,7 +1,10 @@
 //! AdamW as torch.optim.AdamW computes it (decoupled weight decay applied first, bias
-//! corrections), with transformers' parameter groups and global-norm gradient clipping.
+//! corrections), with transformers' parameter groups and global-norm gradient clipping,
+//! applied in place to the parameters' own storage, and the f32 views of tensors it reads.
 
+use candle_core::Tensor;
 use rayon::prelude::*;
+use sft_model::Param;
 
 /// Hyperparameters (transformers' defaults: betas 0.9/0.999, eps 1e-8).
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -36,9 +39,6 @@ pub struct AdamW {
     /// Optimizer steps taken (torch's `step`, shared by all parameters here).
     pub step: u64,
     pub moments: Vec<Moments>,
-    /// Gradient sums across the micro-batches of a step, kept between steps so that
-    /// accumulation allocates nothing (not part of a checkpoint).
-    pub accumulated: Vec<Vec<f32>>,
 }
 
 impl AdamW {
@@ -54,7 +54,6 @@ impl AdamW {
             config,
             step: 0,
             moments,
-            accumulated: Vec::new(),
         }
     }
 
@@ -83,6 +82,45 @@ impl AdamW {
     /// Marks the end of an optimizer step (after every parameter was updated).
     pub fn finish_step(&mut self) {
         self.step += 1;
+    }
+
+    /// One optimizer step: every parameter updated in its own storage with its gradient
+    /// times `scale` (the clipping factor) at rate `lr`, then the step counted.
+    pub fn apply(
+        &mut self,
+        params: &[Param],
+        grads: &[&[f32]],
+        scale: f32,
+        lr: f64,
+    ) -> Result<(), String> {
+        let config = self.config;
+        let step = self.step + 1;
+        for (i, p) in params.iter().enumerate() {
+            let update = AdamWInPlace {
+                config,
+                step,
+                moments: std::sync::Mutex::new(&mut self.moments[i]),
+                grad: grads[i],
+                scale,
+                lr,
+                decay: p.decay,
+            };
+            if p.var.as_tensor().inplace_op1(&update).is_err() {
+                // Not a contiguous f32 CPU tensor: update a copy and set it.
+                let mut data: Vec<f32> = p
+                    .var
+                    .flatten_all()
+                    .and_then(|t| t.to_vec1())
+                    .map_err(|e| e.to_string())?;
+                let m = update.moments.into_inner().expect("moments");
+                adamw_update(config, step, m, &mut data, grads[i], scale, lr, p.decay);
+                let t = Tensor::from_vec(data, p.var.shape(), p.var.device())
+                    .map_err(|e| e.to_string())?;
+                p.var.set(&t).map_err(|e| e.to_string())?;
+            }
+        }
+        self.finish_step();
+        Ok(())
     }
 }
 
@@ -128,6 +166,87 @@ pub fn adamw_update(
                 p[j] -= step_size * ea[j] / denom;
             }
         });
+}
+
+pub(crate) fn is_cpu_f32(t: &Tensor) -> bool {
+    t.device().is_cpu() && t.dtype() == candle_core::DType::F32 && t.is_contiguous()
+}
+
+/// `t` as a contiguous f32 tensor on the CPU (itself when it already is one).
+pub(crate) fn cpu_f32(t: &Tensor) -> Result<Tensor, String> {
+    if is_cpu_f32(t) {
+        return Ok(t.clone());
+    }
+    t.to_device(&candle_core::Device::Cpu)
+        .and_then(|t| t.to_dtype(candle_core::DType::F32))
+        .and_then(|t| t.contiguous())
+        .map_err(|e| e.to_string())
+}
+
+/// The values of a tensor made by [`cpu_f32`].
+pub(crate) fn f32_view<'a>(
+    storage: &'a candle_core::Storage,
+    layout: &candle_core::Layout,
+) -> &'a [f32] {
+    match (storage, layout.contiguous_offsets()) {
+        (candle_core::Storage::Cpu(candle_core::CpuStorage::F32(v)), Some((a, b))) => &v[a..b],
+        _ => unreachable!("cpu_f32 makes contiguous f32 CPU tensors"),
+    }
+}
+
+/// Runs `f` on a tensor's f32 values, without copying them when they are on the CPU.
+pub(crate) fn with_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Result<R, String> {
+    let t = cpu_f32(t)?;
+    let (storage, layout) = t.storage_and_layout();
+    Ok(f(f32_view(&storage, layout)))
+}
+
+/// AdamW applied to a parameter's own storage (no copy in or out).
+struct AdamWInPlace<'a> {
+    config: AdamWConfig,
+    step: u64,
+    moments: std::sync::Mutex<&'a mut Moments>,
+    grad: &'a [f32],
+    scale: f32,
+    lr: f64,
+    decay: bool,
+}
+
+impl candle_core::InplaceOp1 for AdamWInPlace<'_> {
+    fn name(&self) -> &'static str {
+        "adamw"
+    }
+
+    fn cpu_fwd(
+        &self,
+        storage: &mut candle_core::CpuStorage,
+        layout: &candle_core::Layout,
+    ) -> candle_core::Result<()> {
+        let (candle_core::CpuStorage::F32(v), Some((a, b))) =
+            (storage, layout.contiguous_offsets())
+        else {
+            candle_core::bail!("adamw: not a contiguous f32 tensor")
+        };
+        if b - a != self.grad.len() {
+            candle_core::bail!(
+                "adamw: gradient has {} values for {}",
+                self.grad.len(),
+                b - a
+            );
+        }
+        let mut m = self.moments.lock().expect("moments");
+        adamw_update(
+            self.config,
+            self.step,
+            &mut m,
+            &mut v[a..b],
+            self.grad,
+            self.scale,
+            self.lr,
+            self.decay,
+        );
+        Ok(())
+    }
 }
 
 /// The global L2 norm of all gradients, and the factor torch's `clip_grad_norm_` scales

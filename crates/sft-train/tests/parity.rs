@@ -8,9 +8,10 @@ use std::path::PathBuf;
 use candle_core::{DType, Device};
 use serde_json::Value;
 use sft_model::{BatchRow, Llama};
+use sft_train::accumulate::GradAccumulator;
 use sft_train::optim::{AdamW, AdamWConfig};
 use sft_train::schedule::{Schedule, ScheduleKind};
-use sft_train::trainer::optimizer_step;
+use sft_train::step::optimizer_step;
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -124,9 +125,18 @@ fn three_optimizer_steps_equal_pytorch() {
     for (k, expected) in f["steps"].as_array().unwrap().iter().enumerate() {
         let lr = schedule.lr(k);
         assert!(rel(lr, expected["lr"].as_f64().unwrap()) <= 1e-12 || lr == 0.0);
-        let step = optimizer_step(&model, &mut opt, &micro[2 * k..2 * k + 2], lr, 1.0, 2)
-            .unwrap()
-            .unwrap();
+        let step = optimizer_step(
+            &model,
+            &mut opt,
+            &mut GradAccumulator::new(),
+            &micro[2 * k..2 * k + 2],
+            lr,
+            1.0,
+            2,
+        )
+        .unwrap()
+        .done()
+        .unwrap();
         let loss = expected["loss"].as_f64().unwrap();
         let norm = expected["grad_norm"].as_f64().unwrap();
         assert!(
@@ -252,9 +262,18 @@ fn saved_checkpoint_loads_back_and_in_transformers() {
     let mut opt = adamw_for(&model, hp["weight_decay"].as_f64().unwrap());
     let micro = micro_batches(&f);
     for k in 0..3 {
-        optimizer_step(&model, &mut opt, &micro[2 * k..2 * k + 2], 1e-3, 1.0, 2)
-            .unwrap()
-            .unwrap();
+        optimizer_step(
+            &model,
+            &mut opt,
+            &mut GradAccumulator::new(),
+            &micro[2 * k..2 * k + 2],
+            1e-3,
+            1.0,
+            2,
+        )
+        .unwrap()
+        .done()
+        .unwrap();
     }
     let tmp = tempfile::tempdir().unwrap();
     let out = std::env::var_os("SFT_WRITE_CHECKPOINT")
@@ -337,9 +356,18 @@ fn single_micro_batch_step_equals_the_update_by_hand() {
     let mut opt = adamw_for(&model, 0.1);
     let config = opt.config;
     let sizes: Vec<usize> = model.params().iter().map(|p| p.var.elem_count()).collect();
-    let r = optimizer_step(&model, &mut opt, &micro[..1], 1e-3, 0.5, 2)
-        .unwrap()
-        .unwrap();
+    let r = optimizer_step(
+        &model,
+        &mut opt,
+        &mut GradAccumulator::new(),
+        &micro[..1],
+        1e-3,
+        0.5,
+        2,
+    )
+    .unwrap()
+    .done()
+    .unwrap();
     // By hand: mean loss over the batch's trained tokens, backward, clip to 0.5, AdamW step 1.
     let batch =
         sft_model::Batch::new(&micro[0], 2, reference.config.vocab_size, &Device::Cpu).unwrap();
