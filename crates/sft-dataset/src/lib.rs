@@ -27,4 +27,4 @@ pub mod show;
 pub mod stats;
 
 pub use location::Location;
-pub use report::thousands;
+pub use report::{counted, thousands};

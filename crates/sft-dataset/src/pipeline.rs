@@ -153,3 +153,59 @@ pub fn row_location(file: &DataFile, raw: &RawRow) -> Location {
         row: Some(raw.index),
     }
 }
+
+/// The errors `check` reports on a row (its row validation), which make every command
+/// that reads rows refuse the row: `prepare` (and so `sft-train` and `sft-eval`) rejects
+/// it, `show` shows why, `render` writes the error. Warnings are not returned.
+///
+/// `ignore` lists codes a command does not care about (`render` of prompts has no reply);
+/// rows in a convertible shape are left to the command's own `needs_conversion` message.
+/// `text_field` is the column text rows are read from: with another column than `text`,
+/// the check of `text` does not apply.
+pub fn row_errors(
+    row: &Value,
+    ignore: &[sft_formats::IssueCode],
+    text_field: &str,
+) -> Vec<sft_formats::RowIssue> {
+    use sft_formats::{Format, RowKind, Severity};
+    let checked = sft_formats::validate_row(row);
+    if matches!(checked.kind, RowKind::Convertible(_)) {
+        return Vec::new();
+    }
+    let other_text_field = checked.kind == RowKind::Format(Format::Text) && text_field != "text";
+    checked
+        .issues
+        .into_iter()
+        .filter(|i| i.severity() == Severity::Error && !ignore.contains(&i.code))
+        .filter(|i| !(other_text_field && i.path == "text"))
+        .collect()
+}
+
+/// One line for a row error: `code at path: message`.
+pub fn describe_row_error(issue: &sft_formats::RowIssue) -> String {
+    if issue.path.is_empty() {
+        format!("{}: {}", issue.code, issue.message)
+    } else {
+        format!("{} at {}: {}", issue.code, issue.path, issue.message)
+    }
+}
+
+/// Whether a file error loses rows: every error but an empty file (which has none).
+pub fn loses_rows(error: &FileError) -> bool {
+    error.kind != sft_io::FileErrorKind::Empty
+}
+
+/// What a read error left unread, for summaries: `16,384 rows read, 23,616 not read`, or
+/// `16,384 rows read; the rest of the file was not read` when the file does not say how
+/// many rows it has.
+pub fn not_read_note(rows_read: u64, error: &FileError) -> String {
+    use crate::report::thousands;
+    match (error.rows_not_read, rows_read) {
+        (Some(n), r) => format!("{} rows read, {} not read", thousands(r), thousands(n)),
+        (None, 0) => "no row read".to_string(),
+        (None, r) => format!(
+            "{} rows read; the rest of the file was not read",
+            thousands(r)
+        ),
+    }
+}

@@ -8,7 +8,7 @@ use sft_template::ChatTemplate;
 use sft_tokenize::{tokenize_row, SftTokenizer, TokenizeOptions};
 
 use crate::location::Location;
-use crate::pipeline::{parse_row, row_location};
+use crate::pipeline::{describe_row_error, parse_row, row_errors, row_location};
 
 /// A run of tokens that decodes to whole characters.
 #[derive(Debug, Clone, PartialEq)]
@@ -114,6 +114,18 @@ pub fn show_rows(
             let location = row_location(file, raw);
             let shown = match parse_row(&batch, raw) {
                 Err(p) => error_row(location, p.message),
+                // What `check` calls an error is never trained, so never shown as trained.
+                Ok(row) if !row_errors(&row, &[], &options.text_field).is_empty() => {
+                    let errors = row_errors(&row, &[], &options.text_field);
+                    let listed: Vec<String> = errors.iter().map(describe_row_error).collect();
+                    error_row(
+                        location,
+                        format!(
+                            "{}; prepare and sft-train reject this row",
+                            listed.join("; ")
+                        ),
+                    )
+                }
                 Ok(row) => match tokenize_row(tok, template, &row, options) {
                     Err(e) => error_row(location, format!("{}: {}", e.code, e.reason)),
                     Ok(example) => ShownRow {

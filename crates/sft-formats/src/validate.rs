@@ -213,7 +213,14 @@ impl Validator {
             )
         };
         let message = format!("{listed}, but none of `text`, `messages`, `prompt`/`completion`");
-        if obj.contains_key("chosen") && obj.contains_key("rejected") {
+        if obj.get("input_ids").is_some_and(Value::is_array) {
+            self.push_hint(
+                IssueCode::UnrecognizedRow,
+                "",
+                format!("the row is already tokenized: {listed} (a table `sft-data prepare` writes, or TRL's pre-tokenized columns), not one of the four formats"),
+                "it is ready for training: pass it to sft-train as --dataset_name (with its manifest beside it); to check or show the data, use the file it was prepared from",
+            );
+        } else if obj.contains_key("chosen") && obj.contains_key("rejected") {
             self.push_hint(
                 IssueCode::UnrecognizedRow,
                 "",
