@@ -9,10 +9,11 @@ use sft_dataset::convert::{convert, ConvertJob, ConvertSummary};
 use sft_dataset::prepare::{manifest_path, prepare, PrepareJob};
 use sft_dataset::render::{render, RenderJob};
 use sft_dataset::show::{parse_rows, show_rows, to_html, to_terminal};
-use sft_dataset::thousands;
+use sft_dataset::{counted, thousands};
 use sft_formats::convert::{ConvertOptions, Source};
 use sft_formats::Format;
-use sft_io::{discover, ByteCounter, DataFile, ReadOptions, TextSplit};
+use sft_io::paths::Output;
+use sft_io::{discover_noting, ByteCounter, DataFile, ReadOptions, TextSplit};
 use sft_template::{
     ChatTemplate, Clock, NaiveDateTime, RenderOptions, SpecialTokens, TemplateSource,
 };
@@ -402,30 +403,97 @@ fn usage_error(message: impl std::fmt::Display) -> i32 {
 }
 
 fn find_files(paths: &[PathBuf]) -> Result<Vec<DataFile>, i32> {
-    discover(paths).map_err(|e| {
+    let found = discover_noting(paths).map_err(|e| {
         usage_error(format_args!(
             "{e}\n  hint: pass data files (.jsonl, .json, .parquet, .arrow, .txt) or folders holding them"
         ))
-    })
+    })?;
+    for note in &found.notes {
+        eprintln!("sft-data: warning: {note}");
+    }
+    Ok(found.files)
 }
 
-/// The input files of a job that writes `output`, which must not be one of them.
-fn find_inputs_for(paths: &[PathBuf], output: &std::path::Path) -> Result<Vec<DataFile>, i32> {
+/// The input files of a job that writes `outputs`, none of which may be an input (or a
+/// file of `extra_inputs`: tokenizer, template) or land in a folder it cannot write.
+fn find_inputs_for(
+    paths: &[PathBuf],
+    outputs: &[Output],
+    extra_inputs: &[PathBuf],
+) -> Result<Vec<DataFile>, i32> {
     let inputs = find_files(paths)?;
-    match inputs.iter().find(|f| same_file(&f.path, output)) {
-        Some(clash) => Err(usage_error(format_args!(
-            "the output {} is also an input; write to another file",
-            clash.display
-        ))),
-        None => Ok(inputs),
+    refuse_unsafe_outputs(&inputs, outputs, extra_inputs)?;
+    Ok(inputs)
+}
+
+/// Exit 2 before anything runs when an output would overwrite an input (through any name
+/// or link), two outputs are one file, or an output's folder is missing or read-only.
+fn refuse_unsafe_outputs(
+    inputs: &[DataFile],
+    outputs: &[Output],
+    extra_inputs: &[PathBuf],
+) -> Result<(), i32> {
+    let mut all: Vec<PathBuf> = inputs.iter().map(|f| f.path.clone()).collect();
+    for extra in extra_inputs {
+        all.extend(sft_io::paths::files_of(extra));
+    }
+    sft_io::paths::check_outputs(&all, outputs).map_err(usage_error)
+}
+
+/// The files behind --chat-template and --special-tokens, when they name files.
+fn template_inputs(template: &TemplateArgs) -> Vec<PathBuf> {
+    let mut paths: Vec<PathBuf> = template
+        .chat_template
+        .iter()
+        .map(PathBuf::from)
+        .filter(|p| p.exists())
+        .collect();
+    paths.extend(template.special_tokens.iter().cloned());
+    paths
+}
+
+fn output_flag(path: &std::path::Path) -> Output {
+    Output::new(path, "the output (-o)", "write to another file with -o")
+}
+
+/// The rejects file of a job writing `output`: --rejects, or the default beside the output.
+fn rejects_output(rejects: Option<&PathBuf>, output: &std::path::Path) -> Output {
+    match rejects {
+        Some(path) => Output::new(
+            path,
+            "the rejects file (--rejects)",
+            "pass --rejects with another path",
+        ),
+        None => Output::new(
+            sft_dataset::convert::default_rejects_path(output),
+            "the default rejects file (the output's name with .rejects.jsonl)",
+            "pass --rejects FILE to put the rejected rows elsewhere, or choose another -o",
+        ),
     }
 }
+
+/// Exit code of a job stopped by Ctrl-C (128 + SIGINT, as shells report it).
+const EXIT_INTERRUPTED: i32 = 130;
 
 pub fn main() -> i32 {
     let cli: Cli = match crate::parse_flags(std::env::args_os()) {
         Ok(cli) => cli,
         Err(code) => return code,
     };
+    // Ctrl-C removes the temporary files of unfinished outputs; finished
+    // outputs are complete, as they are renamed into place only when whole.
+    let _ = ctrlc::set_handler(|| {
+        let removed = sft_io::write::remove_temporaries();
+        eprintln!(
+            "\nsft-data: interrupted; no output was left half-written ({})",
+            counted(
+                removed as u64,
+                "temporary file removed",
+                "temporary files removed"
+            )
+        );
+        std::process::exit(EXIT_INTERRUPTED);
+    });
     match cli.command {
         Command::Check(args) => run_check(args),
         Command::Convert(args) => run_convert(args),
@@ -448,6 +516,20 @@ fn run_check(args: CheckArgs) -> i32 {
             Err(code) => return code,
         }
     };
+    if let Some(report) = &args.report {
+        let mut inputs = files.clone();
+        inputs.extend(eval.iter().cloned());
+        let mut extra_inputs = template_inputs(&args.template);
+        extra_inputs.extend(args.tokenizer.iter().cloned());
+        let report = Output::new(
+            report,
+            "the report (--report)",
+            "pass --report another path",
+        );
+        if let Err(code) = refuse_unsafe_outputs(&inputs, &[report], &extra_inputs) {
+            return code;
+        }
+    }
     let template = match args.template.load() {
         Ok(t) => t.map(|(template, options)| TemplateCheck { template, options }),
         Err(e) => return usage_error(e),
@@ -586,7 +668,11 @@ fn run_convert(args: ConvertArgs) -> i32 {
     if let Err(e) = sft_io::write::OutputFormat::from_path(&args.output) {
         return usage_error(e);
     }
-    let inputs = match find_inputs_for(&args.inputs, &args.output) {
+    let outputs = [
+        output_flag(&args.output),
+        rejects_output(args.rejects.as_ref(), &args.output),
+    ];
+    let inputs = match find_inputs_for(&args.inputs, &outputs, &[]) {
         Ok(f) => f,
         Err(code) => return code,
     };
@@ -618,7 +704,14 @@ fn run_convert(args: ConvertArgs) -> i32 {
             eprintln!("sft-data: error: {}: {}", f.location, f.reason);
         }
     }
+    if !summary.output_written {
+        eprintln!(
+            "sft-data: error: nothing written to {}: an input could not be read to its end",
+            summary.output.display()
+        );
+    }
     let failed = !summary.unreadable_files.is_empty()
+        || !summary.output_written
         || (summary.rows_in > 0 && summary.written == 0)
         || (args.strict && summary.rejected > 0);
     if failed {
@@ -647,22 +740,27 @@ fn with_progress<T, E: std::fmt::Display>(
     })
 }
 
-fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
-    match (a.canonicalize(), b.canonicalize()) {
-        (Ok(a), Ok(b)) => a == b,
-        _ => false,
-    }
-}
-
 fn print_convert_summary(s: &ConvertSummary, to: Format) {
-    println!(
-        "converted {} rows in {:.2} s: {} written as {to} to {}, {} rejected",
-        thousands(s.rows_in),
-        s.seconds,
-        thousands(s.written),
-        s.output.display(),
-        thousands(s.rejected)
-    );
+    if s.output_written {
+        println!(
+            "converted {} in {:.2} s: {} written as {to} to {}, {} rejected",
+            counted(s.rows_in, "row", "rows"),
+            s.seconds,
+            thousands(s.written),
+            s.output.display(),
+            thousands(s.rejected)
+        );
+    } else {
+        println!(
+            "converted {} in {:.2} s: nothing written to {}: an input could not be read to its end ({} converted and held back, {} rejected{})",
+            counted(s.rows_in, "row", "rows"),
+            s.seconds,
+            s.output.display(),
+            thousands(s.withheld),
+            thousands(s.rejected),
+            not_read_count(s.rows_not_read)
+        );
+    }
     for (code, n) in &s.reasons {
         println!("  rejected {code}: {}", thousands(*n));
     }
@@ -677,6 +775,15 @@ fn print_convert_summary(s: &ConvertSummary, to: Format) {
     }
 }
 
+/// `, 23,616 rows not read`, when some are known not to have been read.
+fn not_read_count(rows: u64) -> String {
+    if rows > 0 {
+        format!(", {} rows not read", thousands(rows))
+    } else {
+        String::new()
+    }
+}
+
 fn run_render(args: RenderArgs) -> i32 {
     let (template, mut options) = match args.template.load() {
         Ok(Some(t)) => t,
@@ -685,7 +792,11 @@ fn run_render(args: RenderArgs) -> i32 {
     };
     options.add_generation_prompt = args.add_generation_prompt;
     options.continue_final_message = args.continue_final_message;
-    let inputs = match find_inputs_for(&args.inputs, &args.output) {
+    let inputs = match find_inputs_for(
+        &args.inputs,
+        &[output_flag(&args.output)],
+        &template_inputs(&args.template),
+    ) {
         Ok(f) => f,
         Err(code) => return code,
     };
@@ -705,7 +816,15 @@ fn run_render(args: RenderArgs) -> i32 {
         Ok(s) => s,
         Err(code) => return code,
     };
-    if !args.input.quiet {
+    if !args.input.quiet && !summary.output_written {
+        println!(
+            "read {} rows in {:.2} s: nothing written to {}: an input could not be read to its end{}",
+            thousands(summary.rows),
+            summary.seconds,
+            args.output.display(),
+            not_read_count(summary.rows_not_read)
+        );
+    } else if !args.input.quiet {
         println!(
             "rendered {} of {} rows with {} in {:.2} s to {}; {} rows are errors",
             thousands(summary.rendered),
@@ -751,7 +870,18 @@ fn run_prepare(args: PrepareArgs) -> i32 {
         },
         Err(e) => return usage_error(e),
     };
-    let inputs = match find_inputs_for(&args.inputs, &args.output) {
+    let outputs = [
+        output_flag(&args.output),
+        rejects_output(args.rejects.as_ref(), &args.output),
+        Output::new(
+            manifest_path(&args.output),
+            "the manifest (the output's name with .manifest.json)",
+            "choose another -o",
+        ),
+    ];
+    let mut extra_inputs = template_inputs(&args.template);
+    extra_inputs.push(args.tokenizer.clone());
+    let inputs = match find_inputs_for(&args.inputs, &outputs, &extra_inputs) {
         Ok(f) => f,
         Err(code) => return code,
     };
@@ -785,12 +915,27 @@ fn run_prepare(args: PrepareArgs) -> i32 {
         Ok(s) => s,
         Err(code) => return code,
     };
-    if !args.input.quiet {
+    if !s.output_written {
         println!(
-            "prepared {} rows in {:.2} s: {} examples, {} rejected ({} with no trained token), {} rows written to {}",
+            "read {} rows in {:.2} s: nothing written to {} (nor its manifest): {} input {} could not be read to the end ({} examples held back, {} rejected{})",
             thousands(s.rows_in),
             s.seconds,
+            args.output.display(),
+            s.files_not_read,
+            if s.files_not_read == 1 { "file" } else { "files" },
             thousands(s.examples),
+            thousands(s.rejected),
+            not_read_count(s.rows_not_read)
+        );
+        if let Some(path) = &s.rejects_file {
+            println!("rejects: {}", path.display());
+        }
+    } else if !args.input.quiet {
+        println!(
+            "prepared {} in {:.2} s: {}, {} rejected ({} with no trained token), {} rows written to {}",
+            counted(s.rows_in, "row", "rows"),
+            s.seconds,
+            counted(s.examples, "example", "examples"),
             thousands(s.rejected),
             thousands(s.no_trained_tokens),
             thousands(s.rows_out),
@@ -841,6 +986,7 @@ fn run_prepare(args: PrepareArgs) -> i32 {
         eprintln!("sft-data: error: {file}: {error}");
     }
     let failed = !s.unreadable_files.is_empty()
+        || !s.output_written
         || s.examples == 0
         || (args.strict && (s.rejected > 0 || !s.warnings.is_empty()));
     if failed {
@@ -871,6 +1017,16 @@ fn run_show(args: ShowArgs) -> i32 {
         Ok(_) => return usage_error("show takes one data file"),
         Err(code) => return code,
     };
+    if let Some(html) = &args.html {
+        let mut extra_inputs = template_inputs(&args.template);
+        extra_inputs.push(args.tokenizer.clone());
+        let html = Output::new(html, "the HTML page (--html)", "pass --html another path");
+        if let Err(code) =
+            refuse_unsafe_outputs(std::slice::from_ref(&file), &[html], &extra_inputs)
+        {
+            return code;
+        }
+    }
     let read = ReadOptions {
         text_split: args.input_args.text_split.clone(),
     };
