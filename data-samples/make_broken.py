@@ -99,3 +99,21 @@ check_errors = [
     ok(2),
 ]
 open(os.path.join(misuse, "check_errors.jsonl"), "w").write("".join(json.dumps(r) + "\n" for r in check_errors))
+# Preference data: LLaMA-Factory's dpo_en_demo.json shape (ShareGPT conversations with
+# chosen/rejected turns), TRL's {prompt, chosen, rejected} (strings and conversational),
+# and KTO rows with a boolean label. check says what they are; convert --from preference
+# takes the chosen reply, --from kto keeps the desirable rows.
+llamafactory = [{"conversations": [{"from": "human", "value": f"Name a prime above {i}."}],
+                 "chosen": {"from": "gpt", "value": f"{[2, 3, 5, 7, 11, 13][i]} is one."},
+                 "rejected": {"from": "gpt", "value": "I cannot help with that."}} for i in range(3)]
+json.dump(llamafactory, open(os.path.join(misuse, "dpo_llamafactory.json"), "w"), indent=1)
+trl_preference = [
+    {"prompt": "The sky is", "chosen": " blue.", "rejected": " green."},
+    {"prompt": [{"role": "user", "content": "What colour is the sky?"}],
+     "chosen": [{"role": "assistant", "content": "It is blue."}],
+     "rejected": [{"role": "assistant", "content": "It is green."}]},
+]
+open(os.path.join(misuse, "trl_preference.jsonl"), "w").write("".join(json.dumps(r) + "\n" for r in trl_preference))
+kto = [{"prompt": "The sky is", "completion": " blue.", "label": True},
+       {"prompt": "The sky is", "completion": " green.", "label": False}]
+open(os.path.join(misuse, "kto.jsonl"), "w").write("".join(json.dumps(r) + "\n" for r in kto))

@@ -680,3 +680,110 @@ fn small_counts_and_prepared_tables() {
     assert!(run.stdout.contains("already tokenized"), "{}", run.stdout);
     assert!(run.stdout.contains("sft-train"), "{}", run.stdout);
 }
+
+#[test]
+fn preference_and_kto_data_are_named_and_convert_to_what_sft_can_learn() {
+    // LLaMA-Factory's DPO demo shape is preference data, not ShareGPT.
+    let (code, report) = check_report(&misuse("dpo_llamafactory.json"));
+    assert_eq!(code, 1);
+    assert_eq!(report["formats"]["preference"], 3, "{}", report["formats"]);
+    let issue = report["issues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["code"] == "needs_conversion")
+        .unwrap();
+    assert!(issue["message"]
+        .as_str()
+        .unwrap()
+        .contains("preference (chosen/rejected replies, for DPO)"));
+    let hint = issue["hint"].as_str().unwrap();
+    assert!(
+        hint.contains("--from preference")
+            && hint.contains("the chosen reply becomes the SFT target"),
+        "{hint}"
+    );
+
+    // convert takes the chosen reply as the last assistant turn; rejected is dropped.
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("dpo.jsonl");
+    let run = sft_data(&[
+        "convert",
+        &misuse("dpo_llamafactory.json"),
+        "--to",
+        "messages",
+        "-o",
+        s(&out),
+    ]);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    let rows = read_jsonl(&out);
+    assert_eq!(rows.len(), 3);
+    assert_eq!(
+        rows[0]["messages"][1],
+        json!({"role": "assistant", "content": "2 is one."})
+    );
+    assert!(rows
+        .iter()
+        .all(|r| r.get("rejected").is_none() && r.get("chosen").is_none()));
+    let run = sft_data(&["check", s(&out)]);
+    assert!(!run.stdout.contains("\nerrors"), "{}", run.stdout);
+
+    // TRL's explicit preference rows, strings and conversational.
+    let out = dir.path().join("trl.jsonl");
+    let run = sft_data(&[
+        "convert",
+        &misuse("trl_preference.jsonl"),
+        "--from",
+        "preference",
+        "--to",
+        "messages",
+        "-o",
+        s(&out),
+    ]);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    let rows = read_jsonl(&out);
+    assert_eq!(rows[0]["messages"][1]["content"], " blue.");
+    assert_eq!(rows[1]["messages"][1]["content"], "It is blue.");
+
+    // KTO: desirable rows are kept, the others rejected with their reason.
+    let (_, report) = check_report(&misuse("kto.jsonl"));
+    assert_eq!(report["formats"]["kto"], 2, "{}", report["formats"]);
+    let out = dir.path().join("kto.jsonl");
+    let run = sft_data(&[
+        "convert",
+        &misuse("kto.jsonl"),
+        "--to",
+        "prompt-completion",
+        "-o",
+        s(&out),
+    ]);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert_eq!(
+        read_jsonl(&out),
+        vec![json!({"prompt": "The sky is", "completion": " blue."})]
+    );
+    let rejects = read_jsonl(&dir.path().join("kto.rejects.jsonl"));
+    assert_eq!(rejects.len(), 1);
+    assert_eq!(rejects[0]["code"], "undesirable_example");
+
+    // prepare does not train preference rows as anything else: it says to convert them.
+    let table = dir.path().join("p.parquet");
+    let run = sft_data(&[
+        "prepare",
+        &misuse("dpo_llamafactory.json"),
+        "--tokenizer",
+        TOKENIZER,
+        "-o",
+        s(&table),
+    ]);
+    assert_eq!(run.code, 1, "{}", run.stdout);
+    let rejects = read_jsonl(&dir.path().join("p.rejects.jsonl"));
+    assert!(
+        rejects.iter().all(|r| r["code"] == "needs_conversion"),
+        "{rejects:?}"
+    );
+    assert!(rejects[0]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("--from preference"));
+}

@@ -308,6 +308,10 @@ enum FromArg {
     Sharegpt,
     Openai,
     Columns,
+    /// Preference rows (chosen/rejected): the chosen reply becomes the target.
+    Preference,
+    /// KTO rows (label/kto_tag): desirable rows kept, undesirable ones rejected.
+    Kto,
     Text,
     Messages,
     PromptCompletion,
@@ -652,6 +656,8 @@ fn run_convert(args: ConvertArgs) -> i32 {
         FromArg::Sharegpt => Source::ShareGpt,
         FromArg::Openai => Source::OpenAi,
         FromArg::Columns => Source::Columns,
+        FromArg::Preference => Source::Preference,
+        FromArg::Kto => Source::Kto,
         FromArg::Text => Source::Format(Format::Text),
         FromArg::Messages => Source::Format(Format::Messages),
         FromArg::PromptCompletion => Source::Format(Format::PromptCompletion),

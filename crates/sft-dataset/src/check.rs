@@ -330,8 +330,19 @@ fn shape_source(shape: Shape) -> sft_formats::convert::Source {
         Shape::Alpaca => Source::Alpaca,
         Shape::ShareGpt => Source::ShareGpt,
         Shape::OpenAiLegacy => Source::OpenAi,
+        Shape::Preference => Source::Preference,
+        Shape::Kto => Source::Kto,
     }
 }
+
+/// The shapes `convert` takes, in the order the summary lists them.
+const SHAPES: [Shape; 5] = [
+    Shape::Alpaca,
+    Shape::ShareGpt,
+    Shape::OpenAiLegacy,
+    Shape::Preference,
+    Shape::Kto,
+];
 
 /// How the rows of a shape fare in the conversion `check` would suggest.
 #[derive(Default)]
@@ -644,7 +655,7 @@ impl<'a> Checker<'a> {
         let usable: u64 = Format::ALL
             .iter()
             .map(|f| f.as_str())
-            .chain([Shape::Alpaca, Shape::ShareGpt, Shape::OpenAiLegacy].map(Shape::as_str))
+            .chain(SHAPES.map(Shape::as_str))
             .map(|k| self.report.kinds.get(k).copied().unwrap_or(0))
             .sum();
         if self.options.format.is_none() {
@@ -673,7 +684,7 @@ impl<'a> Checker<'a> {
                 }
             }
         }
-        for shape in [Shape::Alpaca, Shape::ShareGpt, Shape::OpenAiLegacy] {
+        for shape in SHAPES {
             let n = self.report.kinds.get(shape.as_str()).copied().unwrap_or(0);
             if n == 0 {
                 continue;
@@ -703,6 +714,13 @@ impl<'a> Checker<'a> {
                 .and_then(|c| c.first_failure.as_ref())
                 .map(|(at, why)| format!("{at}: {why}"))
                 .unwrap_or_default();
+            let what = match shape {
+                Shape::Preference => {
+                    "; the chosen reply becomes the SFT target, the rejected one is dropped"
+                }
+                Shape::Kto => "; rows labelled desirable are kept, the others rejected",
+                _ => "",
+            };
             issue.hint = if converts == 0 {
                 // A command that would reject every row is no advice: say what is missing.
                 format!(
@@ -712,14 +730,14 @@ impl<'a> Checker<'a> {
                 )
             } else if fails > 0 {
                 format!(
-                    "convert them: sft-data convert {} --from {} --to messages -o converted.jsonl ({} of them would be rejected, the first {failure})",
+                    "convert them: sft-data convert {} --from {} --to messages -o converted.jsonl ({} of them would be rejected, the first {failure}){what}",
                     inputs.join(" "),
                     shape.as_str(),
                     thousands(fails)
                 )
             } else {
                 format!(
-                    "convert them: sft-data convert {} --from {} --to messages -o converted.jsonl",
+                    "convert them: sft-data convert {} --from {} --to messages -o converted.jsonl{what}",
                     inputs.join(" "),
                     shape.as_str()
                 )
@@ -811,6 +829,8 @@ fn shape_name(shape: Shape) -> &'static str {
         Shape::Alpaca => "Alpaca (instruction/input/output)",
         Shape::ShareGpt => "ShareGPT (conversations of from/value)",
         Shape::OpenAiLegacy => "OpenAI legacy function-calling (functions/function_call)",
+        Shape::Preference => "preference (chosen/rejected replies, for DPO)",
+        Shape::Kto => "KTO (completions labelled desirable or not)",
     }
 }
 
