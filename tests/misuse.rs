@@ -787,3 +787,58 @@ fn preference_and_kto_data_are_named_and_convert_to_what_sft_can_learn() {
         .unwrap()
         .contains("--from preference"));
 }
+
+#[test]
+fn a_template_without_tool_support_does_not_lose_tool_calls() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = "data-samples/formats/messages_tools.jsonl";
+    // SmolLM2's template has no tool support: the 8 rows with tool calls (content null
+    // beside them) are rejected with their own code, naming the message.
+    let out = dir.path().join("smol.parquet");
+    let run = sft_data(&["prepare", input, "--tokenizer", TOKENIZER, "-o", s(&out)]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let rejects = read_jsonl(&dir.path().join("smol.rejects.jsonl"));
+    assert_eq!(rejects.len(), 8);
+    for r in &rejects {
+        assert_eq!(r["code"], "template_drops_tool_calls", "{r}");
+        let path = r["path"].as_str().unwrap();
+        assert!(
+            path.starts_with("messages[") && path.ends_with("].tool_calls"),
+            "{r}"
+        );
+        assert!(r["hint"].as_str().unwrap().contains("qwen2.5"), "{r}");
+    }
+    // A template with tool support renders them: nothing rejected.
+    let out = dir.path().join("qwen.parquet");
+    let run = sft_data(&[
+        "prepare",
+        input,
+        "--tokenizer",
+        TOKENIZER,
+        "--chat-template",
+        "qwen2.5",
+        "-o",
+        s(&out),
+    ]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stdout.contains("20 examples, 0 rejected"),
+        "{}",
+        run.stdout
+    );
+    // check --chat-template reports the same code.
+    let run = sft_data(&[
+        "check",
+        input,
+        "--chat-template",
+        "smollm2",
+        "--color",
+        "never",
+    ]);
+    assert!(
+        run.stdout.contains("template_drops_tool_calls  8"),
+        "{}",
+        run.stdout
+    );
+    assert!(!run.stdout.contains("template_error"), "{}", run.stdout);
+}

@@ -948,7 +948,7 @@ fn run_prepare(args: PrepareArgs) -> i32 {
             args.output.display()
         );
         println!(
-            "tokens: {} ({} trained, {:.1}%); {} examples truncated at {}",
+            "tokens: {} ({} trained, {:.1}%); {} truncated at {}",
             thousands(s.tokens),
             thousands(s.trained_tokens),
             if s.tokens > 0 {
@@ -956,7 +956,7 @@ fn run_prepare(args: PrepareArgs) -> i32 {
             } else {
                 0.0
             },
-            thousands(s.truncated),
+            counted(s.truncated, "example", "examples"),
             args.max_length
         );
         if let Some(l) = &s.lengths {

@@ -238,6 +238,16 @@ fn examine(
         .iter()
         .any(|i| i.severity() == Severity::Error);
     let (mut counted, mut needs_template) = (None, false);
+    // Without --chat-template, the tokenizer's template is what training renders with.
+    let tool_loss = match (tokens, clean, template.is_none()) {
+        (Some(t), true, true) => t
+            .template
+            .as_ref()
+            .and_then(|tt| crate::render::tool_call_loss(tt, &t.options.render, value)),
+        _ => None,
+    };
+    let clean = clean && tool_loss.is_none();
+    checked.issues.extend(tool_loss);
     if let (Some(t), true) = (tokens, clean) {
         match sft_tokenize::tokenize_row(&t.tokenizer, t.template.as_ref(), value, &t.options) {
             Ok(example) => {

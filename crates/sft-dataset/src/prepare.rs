@@ -248,6 +248,18 @@ pub fn prepare(job: &PrepareJob) -> Result<PrepareSummary, WriteError> {
                 if let Some(first) = errors.first() {
                     return Err(Box::new(validation_reject(first, &errors, row)));
                 }
+                // A template without tool support would lose the calls (or fail on them).
+                if let Some(issue) = job
+                    .template
+                    .as_ref()
+                    .and_then(|t| crate::render::tool_call_loss(t, &tokenize_options.render, &row))
+                {
+                    return Err(Box::new(validation_reject(
+                        &issue,
+                        std::slice::from_ref(&issue),
+                        row,
+                    )));
+                }
                 match tokenize_row(
                     &job.tokenizer,
                     job.template.as_ref(),

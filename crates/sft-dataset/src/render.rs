@@ -21,6 +21,61 @@ pub fn conversation_of(row: &Value) -> Option<(Vec<Value>, Option<usize>)> {
     }
 }
 
+/// What a template does with a row's tool calls: `None` when the row has none or the
+/// template renders them; otherwise the issue `template_drops_tool_calls`, naming the first
+/// message with calls, when the render is the same without them (the template drops them)
+/// or fails with them only (often: `content` null beside `tool_calls`, which a template
+/// without tool support concatenates). Filling in an empty `content` instead would train
+/// an empty reply and lose the call.
+pub fn tool_call_loss(
+    template: &ChatTemplate,
+    base: &RenderOptions,
+    row: &Value,
+) -> Option<RowIssue> {
+    let (messages, split) = conversation_of(row)?;
+    let has_calls = |m: &Value| {
+        m.get("tool_calls")
+            .and_then(Value::as_array)
+            .is_some_and(|a| !a.is_empty())
+    };
+    let first = messages.iter().position(has_calls)?;
+    let options = base.with_row(row).ok()?.for_training();
+    // The same conversation without the calls: a turn that only called a tool is empty.
+    let without: Vec<Value> = messages
+        .iter()
+        .map(|m| {
+            let mut m = m.clone();
+            if has_calls(&m) {
+                if let Some(obj) = m.as_object_mut() {
+                    obj.shift_remove("tool_calls");
+                    if obj.get("content").is_none_or(Value::is_null) {
+                        obj.insert("content".into(), Value::String(String::new()));
+                    }
+                }
+            }
+            m
+        })
+        .collect();
+    let path = match split {
+        Some(k) if first >= k => format!("completion[{}].tool_calls", first - k),
+        Some(_) => format!("prompt[{first}].tool_calls"),
+        None => format!("messages[{first}].tool_calls"),
+    };
+    let name = template.name();
+    let message = match (template.render(&messages, &options), template.render(&without, &options)) {
+        (Err(e), Ok(_)) => format!("the chat template {name} fails on the tool calls ({e}); it has no tool support"),
+        (Ok(a), Ok(b)) if a.text == b.text => format!(
+            "the chat template {name} drops the tool calls: the row renders the same without them, so the calls would not be trained"
+        ),
+        _ => return None,
+    };
+    Some(RowIssue::new(
+        IssueCode::TemplateDropsToolCalls,
+        path,
+        message,
+    ))
+}
+
 /// Template checks of one conversational row, as `check --chat-template` reports them.
 pub fn template_issues(
     template: &ChatTemplate,
@@ -37,6 +92,9 @@ pub fn template_issues(
         Err(_) => return Vec::new(),
     };
     let training = options.for_training();
+    if let Some(issue) = tool_call_loss(template, base, row) {
+        return vec![issue];
+    }
     let full = match template.render(&messages, &training) {
         Ok(r) => r,
         Err(e) => {

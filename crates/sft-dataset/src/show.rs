@@ -9,6 +9,7 @@ use sft_tokenize::{tokenize_row, SftTokenizer, TokenizeOptions};
 
 use crate::location::Location;
 use crate::pipeline::{describe_row_error, parse_row, row_errors, row_location};
+use crate::render::tool_call_loss;
 
 /// A run of tokens that decodes to whole characters.
 #[derive(Debug, Clone, PartialEq)]
@@ -123,6 +124,21 @@ pub fn show_rows(
                         format!(
                             "{}; prepare and sft-train reject this row",
                             listed.join("; ")
+                        ),
+                    )
+                }
+                Ok(row)
+                    if template
+                        .is_some_and(|t| tool_call_loss(t, &options.render, &row).is_some()) =>
+                {
+                    let issue = template
+                        .and_then(|t| tool_call_loss(t, &options.render, &row))
+                        .expect("just found");
+                    error_row(
+                        location,
+                        format!(
+                            "{}; prepare and sft-train reject this row",
+                            describe_row_error(&issue)
                         ),
                     )
                 }
