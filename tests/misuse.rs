@@ -842,3 +842,56 @@ fn a_template_without_tool_support_does_not_lose_tool_calls() {
     );
     assert!(!run.stdout.contains("template_error"), "{}", run.stdout);
 }
+
+#[test]
+fn a_huge_rejected_row_is_kept_as_a_bounded_excerpt() {
+    let dir = tempfile::tempdir().unwrap();
+    let big = "é".repeat(1_500_000); // 3 MB of two-byte characters
+    let input = dir.path().join("in.jsonl");
+    std::fs::write(
+        &input,
+        format!(
+            "{}\n{{\"question\": \"{big}\"}}\n{{\"messages\": \"{big}\n{}\n",
+            chat(1),
+            chat(2)
+        ),
+    )
+    .unwrap();
+    let out = dir.path().join("out.jsonl");
+    let run = sft_data(&["convert", s(&input), "--to", "messages", "-o", s(&out)]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let table = dir.path().join("t.parquet");
+    let prepared = sft_data(&[
+        "prepare",
+        s(&input),
+        "--tokenizer",
+        TOKENIZER,
+        "-o",
+        s(&table),
+    ]);
+    assert_eq!(prepared.code, 0, "{}", prepared.stderr);
+    for rejects in ["out.rejects.jsonl", "t.rejects.jsonl"] {
+        let path = dir.path().join(rejects);
+        assert!(
+            std::fs::metadata(&path).unwrap().len() < 3 << 20,
+            "{rejects} is bounded"
+        );
+        let rows = read_jsonl(&path);
+        assert_eq!(rows.len(), 2, "{rejects}");
+        for r in &rows {
+            assert!(r.get("record").is_none(), "{rejects}: {}", r["code"]);
+            let excerpt = r["record_excerpt"].as_str().unwrap();
+            assert!(
+                excerpt.len() <= 1 << 20 && excerpt.len() > 1 << 19,
+                "{rejects}"
+            );
+            assert!(!excerpt.contains('\u{FFFD}'), "cut at a character");
+            assert!(r["record_bytes"].as_u64().unwrap() > 3_000_000);
+            assert!(r["line"].is_u64() && r["reason"].is_string());
+        }
+    }
+    // (Small rejected rows are kept whole: see rows_check_calls_errors_are_never_trained...)
+    let rejects = read_jsonl(&dir.path().join("t.rejects.jsonl"));
+    assert_eq!(rejects[0]["line"], 2);
+    assert_eq!(rejects[1]["line"], 3);
+}

@@ -60,7 +60,8 @@ enum Converted {
     Rejected {
         code: String,
         reason: String,
-        record: Value,
+        /// `record`, or `record_excerpt` and `record_bytes` for a huge row.
+        record: serde_json::Map<String, Value>,
         line: Option<u64>,
     },
 }
@@ -75,9 +76,11 @@ fn convert_one(options: &ConvertOptions, batch: &RowBatch, raw: &RawRow) -> Conv
             }
             .into(),
             reason: problem.message,
-            record: Value::String(
-                String::from_utf8_lossy(batch.json(raw).unwrap_or_default()).into_owned(),
-            ),
+            record: pipeline::reject_record(batch, raw, || {
+                Value::String(
+                    String::from_utf8_lossy(batch.json(raw).unwrap_or_default()).into_owned(),
+                )
+            }),
             line: problem.line,
         },
         Ok(row) => match convert_row(row, options) {
@@ -86,7 +89,9 @@ fn convert_one(options: &ConvertOptions, batch: &RowBatch, raw: &RawRow) -> Conv
                 code: rejection.code,
                 reason: rejection.reason,
                 // Parsed again only for the rare rejected row, so the common path never clones.
-                record: parse_row(batch, raw).unwrap_or(Value::Null),
+                record: pipeline::reject_record(batch, raw, || {
+                    parse_row(batch, raw).unwrap_or(Value::Null)
+                }),
                 line: None,
             },
         },
@@ -169,10 +174,13 @@ pub fn convert(job: &ConvertJob) -> Result<ConvertSummary, WriteError> {
                     summary.rejected += 1;
                     let mut location = row_location(&job.inputs[file], raw);
                     location.line = line.or(location.line);
-                    let entry = json!({
+                    let mut entry = json!({
                         "file": location.file, "line": location.line, "row": location.row,
-                        "code": code, "reason": reason, "record": record,
+                        "code": code, "reason": reason,
                     });
+                    if let Value::Object(entry) = &mut entry {
+                        entry.extend(record);
+                    }
                     *summary.reasons.entry(code.clone()).or_default() += 1;
                     if summary.first_rejects.len() < FIRST_REJECTS_KEPT {
                         summary.first_rejects.push(Reject {

@@ -209,3 +209,43 @@ pub fn not_read_note(rows_read: u64, error: &FileError) -> String {
         ),
     }
 }
+
+/// The largest record a rejects file keeps whole; a larger one is kept as an excerpt.
+pub const MAX_REJECT_RECORD_BYTES: usize = 1 << 20;
+
+/// The fields that keep a rejected row in a rejects file: `record` (the row, or its text
+/// when it is not JSON), or for a row over [`MAX_REJECT_RECORD_BYTES`] `record_excerpt`
+/// (its first MiB of text, cut at a character) and `record_bytes`, so that one huge line
+/// does not make a huge rejects file.
+pub fn reject_record(
+    batch: &RowBatch,
+    raw: &RawRow,
+    row: impl FnOnce() -> Value,
+) -> serde_json::Map<String, Value> {
+    let mut fields = serde_json::Map::new();
+    let bytes = match batch.json(raw) {
+        Some(b) => std::borrow::Cow::Borrowed(b),
+        // A built row (a text document): its size as JSON.
+        None => match &raw.content {
+            RowContent::Value(v) => {
+                std::borrow::Cow::Owned(serde_json::to_vec(v).unwrap_or_default())
+            }
+            RowContent::Json(_) => std::borrow::Cow::Borrowed(&[][..]),
+        },
+    };
+    if bytes.len() > MAX_REJECT_RECORD_BYTES {
+        let mut end = MAX_REJECT_RECORD_BYTES;
+        // Back to the start of a UTF-8 character.
+        while end > 0 && (bytes[end] & 0xC0) == 0x80 {
+            end -= 1;
+        }
+        fields.insert(
+            "record_excerpt".into(),
+            Value::String(String::from_utf8_lossy(&bytes[..end]).into_owned()),
+        );
+        fields.insert("record_bytes".into(), Value::from(bytes.len() as u64));
+    } else {
+        fields.insert("record".into(), row());
+    }
+    fields
+}

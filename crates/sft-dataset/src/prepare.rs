@@ -237,16 +237,21 @@ pub fn prepare(job: &PrepareJob) -> Result<PrepareSummary, WriteError> {
             Err(p) => Err(Box::new((
                 "invalid_json",
                 p.message,
-                Value::String(
-                    String::from_utf8_lossy(batch.json(raw).unwrap_or_default()).into_owned(),
-                ),
+                Value::Object(pipeline::reject_record(batch, raw, || {
+                    Value::String(
+                        String::from_utf8_lossy(batch.json(raw).unwrap_or_default()).into_owned(),
+                    )
+                })),
                 Value::Null,
             ))),
             Ok(row) => {
+                // The rejects file keeps the row, or an excerpt of a huge one.
+                let record =
+                    |row: Value| Value::Object(pipeline::reject_record(batch, raw, || row));
                 // What `check` calls an error is never trained.
                 let errors = pipeline::row_errors(&row, &[], &tokenize_options.text_field);
                 if let Some(first) = errors.first() {
-                    return Err(Box::new(validation_reject(first, &errors, row)));
+                    return Err(Box::new(validation_reject(first, &errors, record(row))));
                 }
                 // A template without tool support would lose the calls (or fail on them).
                 if let Some(issue) = job
@@ -257,7 +262,7 @@ pub fn prepare(job: &PrepareJob) -> Result<PrepareSummary, WriteError> {
                     return Err(Box::new(validation_reject(
                         &issue,
                         std::slice::from_ref(&issue),
-                        row,
+                        record(row),
                     )));
                 }
                 match tokenize_row(
@@ -277,9 +282,14 @@ pub fn prepare(job: &PrepareJob) -> Result<PrepareSummary, WriteError> {
                         } else {
                             "no token of the row is trained".to_string()
                         };
-                        Err(Box::new(("no_trained_tokens", reason, row, Value::Null)))
+                        Err(Box::new((
+                            "no_trained_tokens",
+                            reason,
+                            record(row),
+                            Value::Null,
+                        )))
                     }
-                    Err(e) => Err(Box::new((e.code, e.reason, row, Value::Null))),
+                    Err(e) => Err(Box::new((e.code, e.reason, record(row), Value::Null))),
                 }
             }
         },
@@ -348,7 +358,12 @@ pub fn prepare(job: &PrepareJob) -> Result<PrepareSummary, WriteError> {
                             {
                                 entry.extend(details);
                             }
-                            entry["record"] = record;
+                            // `record`, or `record_excerpt` and `record_bytes`.
+                            if let (Value::Object(entry), Value::Object(record)) =
+                                (&mut entry, record)
+                            {
+                                entry.extend(record);
+                            }
                             reject(&mut rejects, entry)
                         }
                     }
