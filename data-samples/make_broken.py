@@ -67,3 +67,53 @@ open("lfs_pointer.parquet", "w").write(  # lfs_pointer
 open("binary.jsonl", "wb").write(bytes(range(256)) * 4)  # binary_file
 full = gzip.compress(b"\n".join(json.dumps(ok(i)).encode() for i in range(200)) + b"\n", mtime=0)
 open("truncated.jsonl.gz", "wb").write(full[: len(full) // 2])  # unreadable_file
+
+# Misuse fixtures (issue 12), beside the tests rather than here, so that `check
+# data-samples/broken` keeps one file per file-level code.
+misuse = os.path.join("..", "..", "tests", "fixtures", "misuse")
+os.makedirs(misuse, exist_ok=True)
+rows = "\n".join(json.dumps(ok(i)) for i in range(3)) + "\n"
+# UTF-16 with a byte order mark: named as such, with the iconv line.
+open(os.path.join(misuse, "utf16.jsonl"), "wb").write(rows.encode("utf-16"))
+# One NUL byte inside line 2 of a text file: that line is reported, not the whole file.
+nul = rows.splitlines()
+nul[1] = nul[1].replace("squared", "squ\x00ared")
+open(os.path.join(misuse, "nul_line2.jsonl"), "wb").write(("\n".join(nul) + "\n").encode())
+# gzip of zeros: a real gzip file whose content is binary.
+open(os.path.join(misuse, "zeros.jsonl.gz"), "wb").write(gzip.compress(b"\0" * 65536, mtime=0))
+# Raw text with Windows line ends: three paragraphs.
+open(os.path.join(misuse, "crlf.txt"), "wb").write(b"First paragraph,\r\nline two.\r\n\r\nSecond one.\r\n\r\n\r\nThird.\r\n")
+# Self-instruct style (answers in instances[]): looks Alpaca by its `instruction`, but the
+# Alpaca conversion rejects every row; check must not suggest it.
+self_instruct = [{"id": f"seed_task_{i}", "name": f"task_{i}", "instruction": f"Add {i} and {i}.",
+                  "instances": [{"input": "", "output": str(2 * i)}], "is_classification": False}
+                 for i in range(4)]
+open(os.path.join(misuse, "self_instruct.jsonl"), "w").write("".join(json.dumps(r) + "\n" for r in self_instruct))
+# Rows check calls errors (ShareGPT role names in `messages`, an empty reply, no reply at
+# all): prepare, show and render must not train or render them.
+check_errors = [
+    ok(1),
+    {"messages": [{"role": "human", "content": "Hi"}, {"role": "gpt", "content": "Hello"}]},
+    {"messages": [{"role": "user", "content": "Say nothing."}, {"role": "assistant", "content": "  "}]},
+    {"messages": [{"role": "user", "content": "Is anyone there?"}]},
+    ok(2),
+]
+open(os.path.join(misuse, "check_errors.jsonl"), "w").write("".join(json.dumps(r) + "\n" for r in check_errors))
+# Preference data: LLaMA-Factory's dpo_en_demo.json shape (ShareGPT conversations with
+# chosen/rejected turns), TRL's {prompt, chosen, rejected} (strings and conversational),
+# and KTO rows with a boolean label. check says what they are; convert --from preference
+# takes the chosen reply, --from kto keeps the desirable rows.
+llamafactory = [{"conversations": [{"from": "human", "value": f"Name a prime above {i}."}],
+                 "chosen": {"from": "gpt", "value": f"{[2, 3, 5, 7, 11, 13][i]} is one."},
+                 "rejected": {"from": "gpt", "value": "I cannot help with that."}} for i in range(3)]
+json.dump(llamafactory, open(os.path.join(misuse, "dpo_llamafactory.json"), "w"), indent=1)
+trl_preference = [
+    {"prompt": "The sky is", "chosen": " blue.", "rejected": " green."},
+    {"prompt": [{"role": "user", "content": "What colour is the sky?"}],
+     "chosen": [{"role": "assistant", "content": "It is blue."}],
+     "rejected": [{"role": "assistant", "content": "It is green."}]},
+]
+open(os.path.join(misuse, "trl_preference.jsonl"), "w").write("".join(json.dumps(r) + "\n" for r in trl_preference))
+kto = [{"prompt": "The sky is", "completion": " blue.", "label": True},
+       {"prompt": "The sky is", "completion": " green.", "label": False}]
+open(os.path.join(misuse, "kto.jsonl"), "w").write("".join(json.dumps(r) + "\n" for r in kto))

@@ -288,8 +288,40 @@ fn parquet_output_reads_back_identically() {
 
 #[test]
 fn broken_input_rows_are_rejected_with_their_reason() {
+    // Files that cannot be read (to their end) among the inputs: nothing is written, as an
+    // output without their rows would look complete; every row read is accounted for.
     let c = convert("data-samples/broken", &["--to", "messages"], "m.jsonl");
     assert_eq!(c.code, 1, "unreadable files fail the run: {}", c.stdout);
+    assert!(!c.out.exists(), "no output: {}", c.stdout);
+    let rejects = rejects_of(&c);
+    let held_back = rejects.iter().filter(|r| r.get("record").is_some()).count();
+    assert!(
+        c.stdout.contains(&format!(
+            "nothing written to {}: an input could not be read to its end ({} converted and held back, {held_back} rejected",
+            c.out.display(),
+            35 - held_back
+        )),
+        "{}",
+        c.stdout
+    );
+    let file_rejects: Vec<&Value> = rejects
+        .iter()
+        .filter(|r| r.get("record").is_none())
+        .collect();
+    assert_eq!(
+        file_rejects.len(),
+        4,
+        "the four unreadable files are listed"
+    );
+    assert!(c.stdout.contains("unreadable"), "{}", c.stdout);
+
+    // The broken rows alone.
+    let c = convert(
+        "data-samples/broken/broken.jsonl",
+        &["--to", "messages"],
+        "m.jsonl",
+    );
+    assert_eq!(c.code, 0, "{}", c.stdout);
     let written = read_jsonl(&c.out);
     let rejects = rejects_of(&c);
     let row_rejects: Vec<&Value> = rejects
@@ -301,15 +333,6 @@ fn broken_input_rows_are_rejected_with_their_reason() {
         35,
         "every row of broken.jsonl is accounted for"
     );
-    let file_rejects: Vec<&Value> = rejects
-        .iter()
-        .filter(|r| r.get("record").is_none())
-        .collect();
-    assert_eq!(
-        file_rejects.len(),
-        4,
-        "the four unreadable files are listed"
-    );
     let bad_json = rejects
         .iter()
         .find(|r| r["code"] == "invalid_json")
@@ -319,7 +342,6 @@ fn broken_input_rows_are_rejected_with_their_reason() {
         .as_str()
         .unwrap()
         .starts_with("{\"messages\""));
-    assert!(c.stdout.contains("unreadable"), "{}", c.stdout);
     assert_checks_clean_but_small(&c.out);
 }
 
@@ -331,7 +353,8 @@ fn assert_checks_clean_but_small(path: &std::path::Path) {
 #[test]
 fn outputs_are_atomic() {
     let dir = tempfile::tempdir().unwrap();
-    // Unwritable destination: an error naming the file, and nothing left behind.
+    // Unwritable destination: a wrong command (exit 2) naming the file, checked before
+    // anything runs, and nothing left behind.
     let out = dir.path().join("missing-folder/out.jsonl");
     let run = sft_data(&[
         "convert",
@@ -341,7 +364,7 @@ fn outputs_are_atomic() {
         "-o",
         out.to_str().unwrap(),
     ]);
-    assert_eq!(run.code, 1);
+    assert_eq!(run.code, 2);
     assert!(
         run.stderr.contains("missing-folder/out.jsonl"),
         "{}",

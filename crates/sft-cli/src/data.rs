@@ -5,15 +5,16 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use sft_dataset::check::{check, CheckOptions, TemplateCheck, TokenCheck};
-use sft_dataset::convert::{convert, ConvertJob, ConvertSummary};
+use sft_dataset::convert::{convert, ConvertJob};
+use sft_dataset::counted;
 use sft_dataset::prepare::{prepare, PrepareJob};
 use sft_dataset::prepared::manifest_path;
 use sft_dataset::render::{render, RenderJob};
 use sft_dataset::show::{parse_rows, show_rows, to_html, to_terminal};
-use sft_dataset::thousands;
 use sft_formats::convert::{ConvertOptions, Source};
 use sft_formats::Format;
-use sft_io::{discover, ByteCounter, DataFile, ReadOptions, TextSplit};
+use sft_io::paths::Output;
+use sft_io::{discover_noting, ByteCounter, DataFile, ReadOptions, TextSplit};
 use sft_template::{ChatTemplate, Clock, NaiveDateTime, RenderOptions, SpecialTokens};
 use sft_tokenize::{chat_template, PackingStrategy, SftTokenizer, TemplateChoice, TokenizeOptions};
 
@@ -180,19 +181,7 @@ impl TemplateArgs {
         }
         let special_tokens = match &self.special_tokens {
             None => None,
-            Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|e| format!("{}: {e}", path.display()))?;
-                let value: serde_json::Value = serde_json::from_str(&text)
-                    .map_err(|e| format!("{}: invalid JSON: {e}", path.display()))?;
-                if !value.is_object() {
-                    return Err(format!(
-                        "{}: expected a JSON object such as {{\"eos_token\": \"</s>\"}}",
-                        path.display()
-                    ));
-                }
-                Some(SpecialTokens::from_json(&value))
-            }
+            Some(path) => Some(SpecialTokens::from_file(path)?),
         };
         let clock = match &self.now {
             None => Clock::System,
@@ -279,6 +268,10 @@ enum FromArg {
     Sharegpt,
     Openai,
     Columns,
+    /// Preference rows (chosen/rejected): the chosen reply becomes the target.
+    Preference,
+    /// KTO rows (label/kto_tag): desirable rows kept, undesirable ones rejected.
+    Kto,
     Text,
     Messages,
     PromptCompletion,
@@ -374,24 +367,77 @@ fn usage_error(message: impl std::fmt::Display) -> i32 {
 }
 
 fn find_files(paths: &[PathBuf]) -> Result<Vec<DataFile>, i32> {
-    discover(paths).map_err(|e| {
+    let found = discover_noting(paths).map_err(|e| {
         usage_error(format_args!(
             "{e}\n  hint: pass data files (.jsonl, .json, .parquet, .arrow, .txt) or folders holding them"
         ))
-    })
+    })?;
+    for note in &found.notes {
+        eprintln!("sft-data: warning: {note}");
+    }
+    Ok(found.files)
 }
 
-/// The input files of a job that writes `output`, which must not be one of them.
-fn find_inputs_for(paths: &[PathBuf], output: &std::path::Path) -> Result<Vec<DataFile>, i32> {
+/// The input files of a job that writes `outputs`, none of which may be an input (or a
+/// file of `extra_inputs`: tokenizer, template) or land in a folder it cannot write.
+fn find_inputs_for(
+    paths: &[PathBuf],
+    outputs: &[Output],
+    extra_inputs: &[PathBuf],
+) -> Result<Vec<DataFile>, i32> {
     let inputs = find_files(paths)?;
-    match inputs.iter().find(|f| same_file(&f.path, output)) {
-        Some(clash) => Err(usage_error(format_args!(
-            "the output {} is also an input; write to another file",
-            clash.display
-        ))),
-        None => Ok(inputs),
+    refuse_unsafe_outputs(&inputs, outputs, extra_inputs)?;
+    Ok(inputs)
+}
+
+/// Exit 2 before anything runs when an output would overwrite an input (through any name
+/// or link), two outputs are one file, or an output's folder is missing or read-only.
+fn refuse_unsafe_outputs(
+    inputs: &[DataFile],
+    outputs: &[Output],
+    extra_inputs: &[PathBuf],
+) -> Result<(), i32> {
+    let mut all: Vec<PathBuf> = inputs.iter().map(|f| f.path.clone()).collect();
+    for extra in extra_inputs {
+        all.extend(sft_io::paths::files_of(extra));
+    }
+    sft_io::paths::check_outputs(&all, outputs).map_err(usage_error)
+}
+
+/// The files behind --chat-template and --special-tokens, when they name files.
+fn template_inputs(template: &TemplateArgs) -> Vec<PathBuf> {
+    let mut paths: Vec<PathBuf> = template
+        .chat_template
+        .iter()
+        .map(PathBuf::from)
+        .filter(|p| p.exists())
+        .collect();
+    paths.extend(template.special_tokens.iter().cloned());
+    paths
+}
+
+fn output_flag(path: &std::path::Path) -> Output {
+    Output::new(path, "the output (-o)", "write to another file with -o")
+}
+
+/// The rejects file of a job writing `output`: --rejects, or the default beside the output.
+fn rejects_output(rejects: Option<&PathBuf>, output: &std::path::Path) -> Output {
+    match rejects {
+        Some(path) => Output::new(
+            path,
+            "the rejects file (--rejects)",
+            "pass --rejects with another path",
+        ),
+        None => Output::new(
+            sft_dataset::convert::default_rejects_path(output),
+            "the default rejects file (the output's name with .rejects.jsonl)",
+            "pass --rejects FILE to put the rejected rows elsewhere, or choose another -o",
+        ),
     }
 }
+
+/// Exit code of a job stopped by Ctrl-C (128 + SIGINT, as shells report it).
+const EXIT_INTERRUPTED: i32 = 130;
 
 pub fn main() -> i32 {
     let args = match crate::flags::normalise(std::env::args().collect(), '-') {
@@ -402,6 +448,20 @@ pub fn main() -> i32 {
         Ok(cli) => cli,
         Err(code) => return code,
     };
+    // Ctrl-C removes the temporary files of unfinished outputs; finished
+    // outputs are complete, as they are renamed into place only when whole.
+    let _ = ctrlc::set_handler(|| {
+        let removed = sft_io::write::remove_temporaries();
+        eprintln!(
+            "\nsft-data: interrupted; no output was left half-written ({})",
+            counted(
+                removed as u64,
+                "temporary file removed",
+                "temporary files removed"
+            )
+        );
+        std::process::exit(EXIT_INTERRUPTED);
+    });
     match cli.command {
         Command::Check(args) => run_check(args),
         Command::Convert(args) => run_convert(args),
@@ -424,6 +484,20 @@ fn run_check(args: CheckArgs) -> i32 {
             Err(code) => return code,
         }
     };
+    if let Some(report) = &args.report {
+        let mut inputs = files.clone();
+        inputs.extend(eval.iter().cloned());
+        let mut extra_inputs = template_inputs(&args.template);
+        extra_inputs.extend(args.tokenizer.iter().cloned());
+        let report = Output::new(
+            report,
+            "the report (--report)",
+            "pass --report another path",
+        );
+        if let Err(code) = refuse_unsafe_outputs(&inputs, &[report], &extra_inputs) {
+            return code;
+        }
+    }
     let template = match args.template.load(None) {
         Ok(t) => t.map(|(template, options)| TemplateCheck { template, options }),
         Err(e) => return usage_error(e),
@@ -502,20 +576,6 @@ fn load_token_check(
     })
 }
 
-fn parse_map(entries: &[String]) -> Result<Vec<(String, String)>, String> {
-    entries
-        .iter()
-        .map(|entry| match entry.split_once('=') {
-            Some((key, column)) if !key.is_empty() && !column.is_empty() => {
-                Ok((key.to_string(), column.to_string()))
-            }
-            _ => Err(format!(
-                "--map {entry}: expected KEY=COLUMN, such as --map prompt=question"
-            )),
-        })
-        .collect()
-}
-
 fn run_convert(args: ConvertArgs) -> i32 {
     let to = match args.to {
         ToArg::Text => Format::Text,
@@ -523,7 +583,7 @@ fn run_convert(args: ConvertArgs) -> i32 {
         ToArg::PromptCompletion => Format::PromptCompletion,
         ToArg::ConversationalPromptCompletion => Format::ConversationalPromptCompletion,
     };
-    let column_map = match parse_map(&args.map) {
+    let column_map = match sft_formats::convert::parse_column_map(&args.map) {
         Ok(m) => m,
         Err(e) => return usage_error(e),
     };
@@ -534,6 +594,8 @@ fn run_convert(args: ConvertArgs) -> i32 {
         FromArg::Sharegpt => Source::ShareGpt,
         FromArg::Openai => Source::OpenAi,
         FromArg::Columns => Source::Columns,
+        FromArg::Preference => Source::Preference,
+        FromArg::Kto => Source::Kto,
         FromArg::Text => Source::Format(Format::Text),
         FromArg::Messages => Source::Format(Format::Messages),
         FromArg::PromptCompletion => Source::Format(Format::PromptCompletion),
@@ -550,7 +612,11 @@ fn run_convert(args: ConvertArgs) -> i32 {
     if let Err(e) = sft_io::write::OutputFormat::from_path(&args.output) {
         return usage_error(e);
     }
-    let inputs = match find_inputs_for(&args.inputs, &args.output) {
+    let outputs = [
+        output_flag(&args.output),
+        rejects_output(args.rejects.as_ref(), &args.output),
+    ];
+    let inputs = match find_inputs_for(&args.inputs, &outputs, &[]) {
         Ok(f) => f,
         Err(code) => return code,
     };
@@ -576,13 +642,20 @@ fn run_convert(args: ConvertArgs) -> i32 {
         Err(code) => return code,
     };
     if !args.input.quiet {
-        print_convert_summary(&summary, to);
+        print!("{}", summary.text(to));
     } else if !summary.unreadable_files.is_empty() {
         for f in &summary.unreadable_files {
             eprintln!("sft-data: error: {}: {}", f.location, f.reason);
         }
     }
+    if !summary.output_written {
+        eprintln!(
+            "sft-data: error: nothing written to {}: an input could not be read to its end",
+            summary.output.display()
+        );
+    }
     let failed = !summary.unreadable_files.is_empty()
+        || !summary.output_written
         || (summary.rows_in > 0 && summary.written == 0)
         || (args.strict && summary.rejected > 0);
     if failed {
@@ -611,36 +684,6 @@ fn with_progress<T, E: std::fmt::Display>(
     })
 }
 
-fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
-    match (a.canonicalize(), b.canonicalize()) {
-        (Ok(a), Ok(b)) => a == b,
-        _ => false,
-    }
-}
-
-fn print_convert_summary(s: &ConvertSummary, to: Format) {
-    println!(
-        "converted {} rows in {:.2} s: {} written as {to} to {}, {} rejected",
-        thousands(s.rows_in),
-        s.seconds,
-        thousands(s.written),
-        s.output.display(),
-        thousands(s.rejected)
-    );
-    for (code, n) in &s.reasons {
-        println!("  rejected {code}: {}", thousands(*n));
-    }
-    for r in &s.first_rejects {
-        println!("    {}: {}", r.location, r.reason);
-    }
-    for f in &s.unreadable_files {
-        println!("  unreadable {}: {} ({})", f.location, f.reason, f.code);
-    }
-    if let Some(path) = &s.rejects_file {
-        println!("rejects: {}", path.display());
-    }
-}
-
 fn run_render(args: RenderArgs) -> i32 {
     let (template, mut options) = match args.template.load(None) {
         Ok(Some(t)) => t,
@@ -649,7 +692,11 @@ fn run_render(args: RenderArgs) -> i32 {
     };
     options.add_generation_prompt = args.add_generation_prompt;
     options.continue_final_message = args.continue_final_message;
-    let inputs = match find_inputs_for(&args.inputs, &args.output) {
+    let inputs = match find_inputs_for(
+        &args.inputs,
+        &[output_flag(&args.output)],
+        &template_inputs(&args.template),
+    ) {
         Ok(f) => f,
         Err(code) => return code,
     };
@@ -670,18 +717,7 @@ fn run_render(args: RenderArgs) -> i32 {
         Err(code) => return code,
     };
     if !args.input.quiet {
-        println!(
-            "rendered {} of {} rows with {} in {:.2} s to {}; {} rows are errors",
-            thousands(summary.rendered),
-            thousands(summary.rows),
-            job.template.name(),
-            summary.seconds,
-            args.output.display(),
-            thousands(summary.errors)
-        );
-        for (location, error) in &summary.first_errors {
-            println!("    {location}: {error}");
-        }
+        print!("{}", summary.text(job.template.name(), &args.output));
     }
     for (file, error) in &summary.unreadable_files {
         eprintln!("sft-data: error: {file}: {error}");
@@ -720,7 +756,18 @@ fn run_prepare(args: PrepareArgs) -> i32 {
         Ok(None) => (None, RenderOptions::default()),
         Err(e) => return usage_error(e),
     };
-    let inputs = match find_inputs_for(&args.inputs, &args.output) {
+    let outputs = [
+        output_flag(&args.output),
+        rejects_output(args.rejects.as_ref(), &args.output),
+        Output::new(
+            manifest_path(&args.output),
+            "the manifest (the output's name with .manifest.json)",
+            "choose another -o",
+        ),
+    ];
+    let mut extra_inputs = template_inputs(&args.template);
+    extra_inputs.push(args.tokenizer.clone());
+    let inputs = match find_inputs_for(&args.inputs, &outputs, &extra_inputs) {
         Ok(f) => f,
         Err(code) => return code,
     };
@@ -749,62 +796,14 @@ fn run_prepare(args: PrepareArgs) -> i32 {
         Ok(s) => s,
         Err(code) => return code,
     };
-    if !args.input.quiet {
-        println!(
-            "prepared {} rows in {:.2} s: {} examples, {} rejected ({} with no trained token), {} rows written to {}",
-            thousands(s.rows_in),
-            s.seconds,
-            thousands(s.examples),
-            thousands(s.rejected),
-            thousands(s.no_trained_tokens),
-            thousands(s.rows_out),
-            args.output.display()
-        );
-        println!(
-            "tokens: {} ({} trained, {:.1}%); {} examples truncated at {}",
-            thousands(s.tokens),
-            thousands(s.trained_tokens),
-            if s.tokens > 0 {
-                100.0 * s.trained_tokens as f64 / s.tokens as f64
-            } else {
-                0.0
-            },
-            thousands(s.truncated),
-            args.max_length
-        );
-        if let Some(l) = &s.lengths {
-            println!(
-                "tokens per example: median {}, p90 {}, p99 {}, max {}",
-                thousands(l.p50),
-                thousands(l.p90),
-                thousands(l.p99),
-                thousands(l.max)
-            );
-        }
-        if let Some(p) = &s.packing {
-            println!(
-                "packing {}: {} rows (lower bound {}), efficiency {:.2}%",
-                p.strategy,
-                thousands(p.rows),
-                thousands(p.lower_bound_rows),
-                p.efficiency * 100.0
-            );
-        }
-        for (location, code, reason) in &s.first_rejects {
-            println!("  rejected {location}: {code}: {reason}");
-        }
-        for w in &s.warnings {
-            println!("warning {}: {}", w.code, w.message);
-        }
-        if let Some(path) = &s.rejects_file {
-            println!("rejects: {}", path.display());
-        }
-        println!("manifest: {}", manifest_path(&args.output).display());
+    if !s.output_written || !args.input.quiet {
+        print!("{}", s.text(&args.output, args.max_length));
     }
     for (file, error) in &s.unreadable_files {
         eprintln!("sft-data: error: {file}: {error}");
     }
     let failed = !s.unreadable_files.is_empty()
+        || !s.output_written
         || s.examples == 0
         || (args.strict && (s.rejected > 0 || !s.warnings.is_empty()));
     if failed {
@@ -835,6 +834,16 @@ fn run_show(args: ShowArgs) -> i32 {
         Ok(_) => return usage_error("show takes one data file"),
         Err(code) => return code,
     };
+    if let Some(html) = &args.html {
+        let mut extra_inputs = template_inputs(&args.template);
+        extra_inputs.push(args.tokenizer.clone());
+        let html = Output::new(html, "the HTML page (--html)", "pass --html another path");
+        if let Err(code) =
+            refuse_unsafe_outputs(std::slice::from_ref(&file), &[html], &extra_inputs)
+        {
+            return code;
+        }
+    }
     let read = ReadOptions {
         text_split: args.input_args.text_split.clone(),
     };

@@ -286,26 +286,12 @@ fn run(args: TrainArgs) -> i32 {
         Err(e) => return usage_error(e),
     };
     // Where to resume from, if anywhere.
-    let resume = match args.resume_from_checkpoint.as_deref() {
-        None | Some("false") => None,
-        Some("latest") | Some("true") => {
-            match sft_train::checkpoint::list_checkpoints(output_dir).pop() {
-                Some((_, p)) => Some(p),
-                None => {
-                    return usage_error(format_args!(
-                        "--resume_from_checkpoint: no checkpoint-N folder in {}",
-                        output_dir.display()
-                    ))
-                }
-            }
-        }
-        Some(p) => {
-            let p = PathBuf::from(p);
-            if !p.join("training_state.json").is_file() {
-                return usage_error(format_args!("--resume_from_checkpoint {}: not a checkpoint written by sft-train (no training_state.json)", p.display()));
-            }
-            Some(p)
-        }
+    let resume = match sft_train::checkpoint::resume_from(
+        output_dir,
+        args.resume_from_checkpoint.as_deref(),
+    ) {
+        Ok(r) => r,
+        Err(e) => return usage_error(e),
     };
     let device = Device::Cpu;
     let load_from = resume.as_deref().unwrap_or(&model_dir);

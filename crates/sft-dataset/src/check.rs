@@ -10,7 +10,6 @@ use serde_json::Value;
 use sft_formats::{validate_row, Format, IssueCode, RowIssue, RowKind, Severity, Shape};
 use sft_io::{ByteCounter, DataFile, ReadOptions};
 use sft_tokenize::TokenizeErrorCode;
-use tempfile::NamedTempFile;
 
 use crate::hash::content_hash;
 use crate::location::Location;
@@ -127,6 +126,9 @@ pub struct FileSummary {
     /// Set when the file, or its end, could not be read.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Rows of the file that were not read, when the file says how many it has.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rows_not_read: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -179,7 +181,8 @@ pub struct CheckReport {
     /// With a tokenizer: token statistics.
     pub tokens: Option<TokenStats>,
     /// Every issue as JSON lines, when asked for.
-    all_issues: Option<BufWriter<NamedTempFile>>,
+    /// An unnamed temporary file: nothing is left behind, however the process ends.
+    all_issues: Option<BufWriter<std::fs::File>>,
 }
 
 impl CheckReport {
@@ -200,7 +203,7 @@ impl CheckReport {
         }
     }
 
-    pub(crate) fn take_all_issues(&mut self) -> Option<BufWriter<NamedTempFile>> {
+    pub(crate) fn take_all_issues(&mut self) -> Option<BufWriter<std::fs::File>> {
         self.all_issues.take()
     }
 }
@@ -220,6 +223,9 @@ struct Parsed {
     tokens: Option<(u32, u32)>,
     /// The row is conversational but there is no chat template to tokenize it with.
     needs_template: bool,
+    /// For a row in a shape `convert` takes: whether the suggested conversion converts it,
+    /// or why not.
+    converts: Option<Result<(), String>>,
 }
 
 fn examine(
@@ -233,6 +239,16 @@ fn examine(
         .iter()
         .any(|i| i.severity() == Severity::Error);
     let (mut counted, mut needs_template) = (None, false);
+    // Without --chat-template, the tokenizer's template is what training renders with.
+    let tool_loss = match (tokens, clean, template.is_none()) {
+        (Some(t), true, true) => t
+            .template
+            .as_ref()
+            .and_then(|tt| crate::render::tool_call_loss(tt, &t.options.render, value)),
+        _ => None,
+    };
+    let clean = clean && tool_loss.is_none();
+    checked.issues.extend(tool_loss);
     if let (Some(t), true) = (tokens, clean) {
         match sft_tokenize::tokenize_row(&t.tokenizer, t.template.as_ref(), value, &t.options) {
             Ok(example) => {
@@ -289,7 +305,25 @@ fn examine(
             ));
         }
     }
+    // A conversion is suggested only when it converts the rows: try it on each of them.
+    let converts = match checked.kind {
+        RowKind::Convertible(shape) => {
+            let options = sft_formats::convert::ConvertOptions {
+                from: shape_source(shape),
+                to: Format::Messages,
+                system: None,
+                column_map: Vec::new(),
+            };
+            Some(
+                sft_formats::convert::convert_row(value.clone(), &options)
+                    .map(|_| ())
+                    .map_err(|r| format!("{}: {}", r.code, r.reason)),
+            )
+        }
+        _ => None,
+    };
     Parsed {
+        converts,
         kind: checked.kind,
         hash: content_hash(value, checked.kind),
         issues: checked.issues,
@@ -298,6 +332,36 @@ fn examine(
         tokens: counted,
         needs_template,
     }
+}
+
+/// The `--from` of `convert` for a shape.
+fn shape_source(shape: Shape) -> sft_formats::convert::Source {
+    use sft_formats::convert::Source;
+    match shape {
+        Shape::Alpaca => Source::Alpaca,
+        Shape::ShareGpt => Source::ShareGpt,
+        Shape::OpenAiLegacy => Source::OpenAi,
+        Shape::Preference => Source::Preference,
+        Shape::Kto => Source::Kto,
+    }
+}
+
+/// The shapes `convert` takes, in the order the summary lists them.
+const SHAPES: [Shape; 5] = [
+    Shape::Alpaca,
+    Shape::ShareGpt,
+    Shape::OpenAiLegacy,
+    Shape::Preference,
+    Shape::Kto,
+];
+
+/// How the rows of a shape fare in the conversion `check` would suggest.
+#[derive(Default)]
+struct Convertibility {
+    converts: u64,
+    fails: u64,
+    /// The first row that does not convert, and why.
+    first_failure: Option<(Location, String)>,
 }
 
 /// Where a row's content was first seen, packed into 8 bytes because one is kept per
@@ -372,6 +436,7 @@ struct Checker<'a> {
     token_lengths: Vec<u32>,
     trained_tokens: u64,
     needs_template: u64,
+    convertibility: HashMap<Shape, Convertibility>,
 }
 
 impl<'a> Checker<'a> {
@@ -397,13 +462,23 @@ impl<'a> Checker<'a> {
     fn file_failed(&mut self, file: usize, error: sft_io::FileError) {
         let code = pipeline::file_error_code(error.kind);
         let summary = &mut self.report.files[file];
-        summary.error = Some(error.message.clone());
+        let message = if pipeline::loses_rows(&error) {
+            summary.rows_not_read = error.rows_not_read;
+            format!(
+                "{} ({})",
+                error.message,
+                pipeline::not_read_note(summary.rows, &error)
+            )
+        } else {
+            error.message.clone()
+        };
+        summary.error = Some(message.clone());
         let location = Location {
             file: summary.path.clone(),
             line: error.line,
             row: None,
         };
-        self.issue(Issue::new(code, Some(location), error.message));
+        self.issue(Issue::new(code, Some(location), message));
     }
 
     fn row(&mut self, file: usize, raw: &sft_io::RawRow, outcome: RowOutcome) {
@@ -462,6 +537,18 @@ impl<'a> Checker<'a> {
         }
         if parsed.needs_template {
             self.needs_template += 1;
+        }
+        if let (RowKind::Convertible(shape), Some(converts)) = (parsed.kind, &parsed.converts) {
+            let c = self.convertibility.entry(shape).or_default();
+            match converts {
+                Ok(()) => c.converts += 1,
+                Err(reason) => {
+                    c.fails += 1;
+                    if c.first_failure.is_none() {
+                        c.first_failure = Some((location.clone(), reason.clone()));
+                    }
+                }
+            }
         }
         let chars = parsed.chars as u64;
         self.lengths.push(chars.min(u32::MAX as u64) as u32);
@@ -579,7 +666,7 @@ impl<'a> Checker<'a> {
         let usable: u64 = Format::ALL
             .iter()
             .map(|f| f.as_str())
-            .chain([Shape::Alpaca, Shape::ShareGpt, Shape::OpenAiLegacy].map(Shape::as_str))
+            .chain(SHAPES.map(Shape::as_str))
             .map(|k| self.report.kinds.get(k).copied().unwrap_or(0))
             .sum();
         if self.options.format.is_none() {
@@ -608,7 +695,7 @@ impl<'a> Checker<'a> {
                 }
             }
         }
-        for shape in [Shape::Alpaca, Shape::ShareGpt, Shape::OpenAiLegacy] {
+        for shape in SHAPES {
             let n = self.report.kinds.get(shape.as_str()).copied().unwrap_or(0);
             if n == 0 {
                 continue;
@@ -632,11 +719,40 @@ impl<'a> Checker<'a> {
                 ),
             );
             issue.count = Some(n);
-            issue.hint = format!(
-                "convert them: sft-data convert {} --from {} --to messages -o converted.jsonl",
-                inputs.join(" "),
-                shape.as_str()
-            );
+            let tried = self.convertibility.get(&shape);
+            let (converts, fails) = tried.map_or((n, 0), |c| (c.converts, c.fails));
+            let failure = tried
+                .and_then(|c| c.first_failure.as_ref())
+                .map(|(at, why)| format!("{at}: {why}"))
+                .unwrap_or_default();
+            let what = match shape {
+                Shape::Preference => {
+                    "; the chosen reply becomes the SFT target, the rejected one is dropped"
+                }
+                Shape::Kto => "; rows labelled desirable are kept, the others rejected",
+                _ => "",
+            };
+            issue.hint = if converts == 0 {
+                // A command that would reject every row is no advice: say what is missing.
+                format!(
+                    "`sft-data convert --from {}` would reject all of them ({failure}); they look {} only by some of their keys: map their columns with --from columns --map, or fix the rows",
+                    shape.as_str(),
+                    shape_name(shape)
+                )
+            } else if fails > 0 {
+                format!(
+                    "convert them: sft-data convert {} --from {} --to messages -o converted.jsonl ({} of them would be rejected, the first {failure}){what}",
+                    inputs.join(" "),
+                    shape.as_str(),
+                    thousands(fails)
+                )
+            } else {
+                format!(
+                    "convert them: sft-data convert {} --from {} --to messages -o converted.jsonl{what}",
+                    inputs.join(" "),
+                    shape.as_str()
+                )
+            };
             self.issue(issue);
         }
         if usable > 0 {
@@ -644,7 +760,10 @@ impl<'a> Checker<'a> {
                 self.issue(Issue::new(
                     IssueCode::TooFewExamples,
                     None,
-                    format!("only {} examples", thousands(usable)),
+                    format!(
+                        "only {}",
+                        crate::text::counted(usable, "example", "examples")
+                    ),
                 ));
             } else if usable < RECOMMENDED_EXAMPLES {
                 self.issue(Issue::new(
@@ -721,6 +840,8 @@ fn shape_name(shape: Shape) -> &'static str {
         Shape::Alpaca => "Alpaca (instruction/input/output)",
         Shape::ShareGpt => "ShareGPT (conversations of from/value)",
         Shape::OpenAiLegacy => "OpenAI legacy function-calling (functions/function_call)",
+        Shape::Preference => "preference (chosen/rejected replies, for DPO)",
+        Shape::Kto => "KTO (completions labelled desirable or not)",
     }
 }
 
@@ -765,7 +886,7 @@ pub fn check(files: &[DataFile], options: &CheckOptions) -> CheckReport {
         (seen, Some(summary))
     };
     let all_issues = if options.keep_all_issues {
-        NamedTempFile::new()
+        tempfile::tempfile()
             .ok()
             .map(|f| BufWriter::with_capacity(1 << 16, f))
     } else {
@@ -783,6 +904,7 @@ pub fn check(files: &[DataFile], options: &CheckOptions) -> CheckReport {
                     bytes: f.size,
                     rows: 0,
                     error: None,
+                    rows_not_read: None,
                 })
                 .collect(),
             rows: 0,
@@ -813,6 +935,7 @@ pub fn check(files: &[DataFile], options: &CheckOptions) -> CheckReport {
         token_lengths: Vec::new(),
         trained_tokens: 0,
         needs_template: 0,
+        convertibility: HashMap::new(),
     };
     let generation_prompt = options
         .template

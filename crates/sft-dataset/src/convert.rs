@@ -41,6 +41,13 @@ pub struct ConvertSummary {
     pub first_rejects: Vec<Reject>,
     /// Files that could not be read (their rows are not counted in `rows_in`).
     pub unreadable_files: Vec<Reject>,
+    /// Rows converted but not written: an input could not be read (to its end), so no
+    /// output was written at all. rows_in = written + withheld + rejected.
+    pub withheld: u64,
+    /// Whether the output file was written (false after a read error that lost rows).
+    pub output_written: bool,
+    /// Rows known not to have been read (files that say how many rows they have).
+    pub rows_not_read: u64,
     pub output: PathBuf,
     /// The rejects file, when one was written.
     pub rejects_file: Option<PathBuf>,
@@ -53,7 +60,8 @@ enum Converted {
     Rejected {
         code: String,
         reason: String,
-        record: Value,
+        /// `record`, or `record_excerpt` and `record_bytes` for a huge row.
+        record: serde_json::Map<String, Value>,
         line: Option<u64>,
     },
 }
@@ -68,9 +76,11 @@ fn convert_one(options: &ConvertOptions, batch: &RowBatch, raw: &RawRow) -> Conv
             }
             .into(),
             reason: problem.message,
-            record: Value::String(
-                String::from_utf8_lossy(batch.json(raw).unwrap_or_default()).into_owned(),
-            ),
+            record: pipeline::reject_record(batch, raw, || {
+                Value::String(
+                    String::from_utf8_lossy(batch.json(raw).unwrap_or_default()).into_owned(),
+                )
+            }),
             line: problem.line,
         },
         Ok(row) => match convert_row(row, options) {
@@ -79,7 +89,9 @@ fn convert_one(options: &ConvertOptions, batch: &RowBatch, raw: &RawRow) -> Conv
                 code: rejection.code,
                 reason: rejection.reason,
                 // Parsed again only for the rare rejected row, so the common path never clones.
-                record: parse_row(batch, raw).unwrap_or(Value::Null),
+                record: pipeline::reject_record(batch, raw, || {
+                    parse_row(batch, raw).unwrap_or(Value::Null)
+                }),
                 line: None,
             },
         },
@@ -98,7 +110,8 @@ pub fn default_rejects_path(output: &std::path::Path) -> PathBuf {
 const FIRST_REJECTS_KEPT: usize = 5;
 
 /// Runs the conversion. Fails only when an output cannot be written; unreadable inputs and
-/// rejected rows are reported in the summary and the rejects file.
+/// rejected rows are reported in the summary and the rejects file. When an input cannot be
+/// read to its end, no output is written (the rejects file still is).
 pub fn convert(job: &ConvertJob) -> Result<ConvertSummary, WriteError> {
     let started = Instant::now();
     let rejects_path = job
@@ -118,12 +131,17 @@ pub fn convert(job: &ConvertJob) -> Result<ConvertSummary, WriteError> {
         reasons: BTreeMap::new(),
         first_rejects: Vec::new(),
         unreadable_files: Vec::new(),
+        withheld: 0,
+        output_written: false,
+        rows_not_read: 0,
         output: job.output.clone(),
         rejects_file: None,
         bytes: job.inputs.iter().map(|f| f.size).sum(),
         seconds: 0.0,
     };
     let mut failure: Option<WriteError> = None;
+    let mut file_rows = vec![0u64; job.inputs.len()];
+    let mut lost_rows = false;
     pipeline::run(
         &job.inputs,
         &job.read,
@@ -133,10 +151,14 @@ pub fn convert(job: &ConvertJob) -> Result<ConvertSummary, WriteError> {
             if failure.is_some() {
                 return;
             }
+            if let FileEvent::Row(..) = event {
+                file_rows[file] += 1;
+            }
             let result = match event {
                 FileEvent::Opened(_) => Ok(()),
                 FileEvent::Row(_, Converted::Written(row)) => {
                     summary.rows_in += 1;
+                    summary.written += 1;
                     writer.write(&row)
                 }
                 FileEvent::Row(
@@ -152,10 +174,13 @@ pub fn convert(job: &ConvertJob) -> Result<ConvertSummary, WriteError> {
                     summary.rejected += 1;
                     let mut location = row_location(&job.inputs[file], raw);
                     location.line = line.or(location.line);
-                    let entry = json!({
+                    let mut entry = json!({
                         "file": location.file, "line": location.line, "row": location.row,
-                        "code": code, "reason": reason, "record": record,
+                        "code": code, "reason": reason,
                     });
+                    if let Value::Object(entry) = &mut entry {
+                        entry.extend(record);
+                    }
                     *summary.reasons.entry(code.clone()).or_default() += 1;
                     if summary.first_rejects.len() < FIRST_REJECTS_KEPT {
                         summary.first_rejects.push(Reject {
@@ -173,14 +198,24 @@ pub fn convert(job: &ConvertJob) -> Result<ConvertSummary, WriteError> {
                         line: error.line,
                         row: None,
                     };
+                    let mut reason = error.message.clone();
+                    if pipeline::loses_rows(&error) {
+                        lost_rows = true;
+                        summary.rows_not_read += error.rows_not_read.unwrap_or(0);
+                        reason = format!(
+                            "{reason} ({})",
+                            pipeline::not_read_note(file_rows[file], &error)
+                        );
+                    }
                     let entry = json!({
                         "file": location.file, "line": location.line,
-                        "code": code, "reason": error.message,
+                        "code": code, "reason": reason,
+                        "rows_read": file_rows[file], "rows_not_read": error.rows_not_read,
                     });
                     summary.unreadable_files.push(Reject {
                         location,
                         code: code.into(),
-                        reason: error.message,
+                        reason,
                     });
                     write_reject(&mut rejects, &rejects_path, &entry)
                 }
@@ -193,7 +228,16 @@ pub fn convert(job: &ConvertJob) -> Result<ConvertSummary, WriteError> {
     if let Some(e) = failure {
         return Err(e);
     }
-    summary.written = writer.finish()?;
+    if lost_rows {
+        // An output without the rows that could not be read would look complete: none is
+        // written (the temporary file is removed when the writer is dropped).
+        drop(writer);
+        summary.withheld = summary.written;
+        summary.written = 0;
+    } else {
+        summary.written = writer.finish()?;
+        summary.output_written = true;
+    }
     match rejects {
         Some(r) => {
             r.finish()?;

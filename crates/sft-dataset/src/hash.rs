@@ -16,6 +16,23 @@ pub fn content_hash(row: &Value, kind: RowKind) -> u64 {
         }
         RowKind::Convertible(Shape::ShareGpt) => &["conversations", "messages", "system"],
         RowKind::Convertible(Shape::OpenAiLegacy) => &["messages", "functions"],
+        RowKind::Convertible(Shape::Preference) => &[
+            "prompt",
+            "conversations",
+            "messages",
+            "instruction",
+            "input",
+            "chosen",
+            "rejected",
+        ],
+        RowKind::Convertible(Shape::Kto) => &[
+            "prompt",
+            "completion",
+            "messages",
+            "conversations",
+            "label",
+            "kto_tag",
+        ],
         RowKind::Unrecognized => {
             feed(&mut h, row);
             return h.digest();

@@ -31,7 +31,8 @@ pub mod render;
 pub mod report;
 pub mod show;
 pub mod stats;
+pub mod summary;
 pub mod text;
 
 pub use location::Location;
-pub use text::{plural, thousands};
+pub use text::{counted, plural, thousands};

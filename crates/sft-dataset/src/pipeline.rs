@@ -153,3 +153,99 @@ pub fn row_location(file: &DataFile, raw: &RawRow) -> Location {
         row: Some(raw.index),
     }
 }
+
+/// The errors `check` reports on a row (its row validation), which make every command
+/// that reads rows refuse the row: `prepare` (and so `sft-train` and `sft-eval`) rejects
+/// it, `show` shows why, `render` writes the error. Warnings are not returned.
+///
+/// `ignore` lists codes a command does not care about (`render` of prompts has no reply);
+/// rows in a convertible shape are left to the command's own `needs_conversion` message.
+/// `text_field` is the column text rows are read from: with another column than `text`,
+/// the check of `text` does not apply.
+pub fn row_errors(
+    row: &Value,
+    ignore: &[sft_formats::IssueCode],
+    text_field: &str,
+) -> Vec<sft_formats::RowIssue> {
+    use sft_formats::{Format, RowKind, Severity};
+    let checked = sft_formats::validate_row(row);
+    if matches!(checked.kind, RowKind::Convertible(_)) {
+        return Vec::new();
+    }
+    let other_text_field = checked.kind == RowKind::Format(Format::Text) && text_field != "text";
+    checked
+        .issues
+        .into_iter()
+        .filter(|i| i.severity() == Severity::Error && !ignore.contains(&i.code))
+        .filter(|i| !(other_text_field && i.path == "text"))
+        .collect()
+}
+
+/// One line for a row error: `code at path: message`.
+pub fn describe_row_error(issue: &sft_formats::RowIssue) -> String {
+    if issue.path.is_empty() {
+        format!("{}: {}", issue.code, issue.message)
+    } else {
+        format!("{} at {}: {}", issue.code, issue.path, issue.message)
+    }
+}
+
+/// Whether a file error loses rows: every error but an empty file (which has none).
+pub fn loses_rows(error: &FileError) -> bool {
+    error.kind != sft_io::FileErrorKind::Empty
+}
+
+/// What a read error left unread, for summaries: `16,384 rows read, 23,616 not read`, or
+/// `16,384 rows read; the rest of the file was not read` when the file does not say how
+/// many rows it has.
+pub fn not_read_note(rows_read: u64, error: &FileError) -> String {
+    use crate::text::thousands;
+    match (error.rows_not_read, rows_read) {
+        (Some(n), r) => format!("{} rows read, {} not read", thousands(r), thousands(n)),
+        (None, 0) => "no row read".to_string(),
+        (None, r) => format!(
+            "{} rows read; the rest of the file was not read",
+            thousands(r)
+        ),
+    }
+}
+
+/// The largest record a rejects file keeps whole; a larger one is kept as an excerpt.
+pub const MAX_REJECT_RECORD_BYTES: usize = 1 << 20;
+
+/// The fields that keep a rejected row in a rejects file: `record` (the row, or its text
+/// when it is not JSON), or for a row over [`MAX_REJECT_RECORD_BYTES`] `record_excerpt`
+/// (its first MiB of text, cut at a character) and `record_bytes`, so that one huge line
+/// does not make a huge rejects file.
+pub fn reject_record(
+    batch: &RowBatch,
+    raw: &RawRow,
+    row: impl FnOnce() -> Value,
+) -> serde_json::Map<String, Value> {
+    let mut fields = serde_json::Map::new();
+    let bytes = match batch.json(raw) {
+        Some(b) => std::borrow::Cow::Borrowed(b),
+        // A built row (a text document): its size as JSON.
+        None => match &raw.content {
+            RowContent::Value(v) => {
+                std::borrow::Cow::Owned(serde_json::to_vec(v).unwrap_or_default())
+            }
+            RowContent::Json(_) => std::borrow::Cow::Borrowed(&[][..]),
+        },
+    };
+    if bytes.len() > MAX_REJECT_RECORD_BYTES {
+        let mut end = MAX_REJECT_RECORD_BYTES;
+        // Back to the start of a UTF-8 character.
+        while end > 0 && (bytes[end] & 0xC0) == 0x80 {
+            end -= 1;
+        }
+        fields.insert(
+            "record_excerpt".into(),
+            Value::String(String::from_utf8_lossy(&bytes[..end]).into_owned()),
+        );
+        fields.insert("record_bytes".into(), Value::from(bytes.len() as u64));
+    } else {
+        fields.insert("record".into(), row());
+    }
+    fields
+}

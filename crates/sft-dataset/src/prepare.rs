@@ -70,6 +70,14 @@ pub struct PrepareSummary {
     pub unreadable_files: Vec<(String, String)>,
     #[serde(skip)]
     pub rejects_file: Option<PathBuf>,
+    /// Rows known not to have been read (a file that says how many rows it has, cut short).
+    pub rows_not_read: u64,
+    /// Input files that could not be read to their end.
+    pub files_not_read: u64,
+    /// Whether the table and its manifest were written: not after a read error that lost
+    /// rows, so that no table looks complete without them.
+    #[serde(skip)]
+    pub output_written: bool,
     pub seconds: f64,
 }
 
@@ -114,6 +122,31 @@ impl ExampleTally {
     }
 }
 
+/// A row that fails `check`'s validation, as a reject: the first error's code, its field
+/// and message as the reason, and every error of the row when there are several.
+fn validation_reject(
+    first: &sft_formats::RowIssue,
+    errors: &[sft_formats::RowIssue],
+    row: Value,
+) -> (&'static str, String, Value, Value) {
+    let mut reason = if first.path.is_empty() {
+        first.message.clone()
+    } else {
+        format!("{}: {}", first.path, first.message)
+    };
+    if errors.len() > 1 {
+        reason.push_str(&format!(" (and {} more errors)", errors.len() - 1));
+    }
+    let mut details = json!({"path": first.path, "hint": first.hint()});
+    if errors.len() > 1 {
+        details["issues"] = errors
+            .iter()
+            .map(|i| json!({"code": i.code.as_str(), "path": i.path, "message": i.message}))
+            .collect();
+    }
+    (first.code.as_str(), reason, row, details)
+}
+
 fn to_i32(v: &[u32]) -> Vec<i32> {
     v.iter().map(|&x| x as i32).collect()
 }
@@ -144,8 +177,12 @@ pub fn prepare(job: &PrepareJob) -> Result<PrepareSummary, WriteError> {
         first_rejects: Vec::new(),
         unreadable_files: Vec::new(),
         rejects_file: None,
+        rows_not_read: 0,
+        files_not_read: 0,
+        output_written: false,
         seconds: 0.0,
     };
+    let mut file_rows = vec![0u64; job.inputs.len()];
     let capacity = job.options.max_length.unwrap_or(1024);
     // With packing, examples are not truncated one by one (as in TRL): bfd cuts them to the
     // row length while packing, bfd_split and wrapped split them.
@@ -182,34 +219,69 @@ pub fn prepare(job: &PrepareJob) -> Result<PrepareSummary, WriteError> {
         &job.read,
         &job.progress,
         |batch, raw| match parse_row(batch, raw) {
-            Err(p) => Err((
+            Err(p) => Err(Box::new((
                 "invalid_json",
                 p.message,
-                Value::String(
-                    String::from_utf8_lossy(batch.json(raw).unwrap_or_default()).into_owned(),
-                ),
-            )),
-            Ok(row) => match tokenize_row(
-                &job.tokenizer,
-                job.template.as_ref(),
-                &row,
-                &tokenize_options,
-            ) {
-                Ok(example) if example.trained_tokens() > 0 => Ok(example),
-                Ok(example) => {
-                    let reason = if example.truncated() {
-                        format!(
-                            "no token is trained after truncation to {} tokens (the row has {}); raise --max-length",
-                            example.input_ids.len(),
-                            example.full_length
-                        )
-                    } else {
-                        "no token of the row is trained".to_string()
-                    };
-                    Err(("no_trained_tokens", reason, row))
+                Value::Object(pipeline::reject_record(batch, raw, || {
+                    Value::String(
+                        String::from_utf8_lossy(batch.json(raw).unwrap_or_default()).into_owned(),
+                    )
+                })),
+                Value::Null,
+            ))),
+            Ok(row) => {
+                // The rejects file keeps the row, or an excerpt of a huge one.
+                let record =
+                    |row: Value| Value::Object(pipeline::reject_record(batch, raw, || row));
+                // What `check` calls an error is never trained.
+                let errors = pipeline::row_errors(&row, &[], &tokenize_options.text_field);
+                if let Some(first) = errors.first() {
+                    return Err(Box::new(validation_reject(first, &errors, record(row))));
                 }
-                Err(e) => Err((e.code.as_str(), e.reason, row)),
-            },
+                // A template without tool support would lose the calls (or fail on them).
+                if let Some(issue) = job
+                    .template
+                    .as_ref()
+                    .and_then(|t| crate::render::tool_call_loss(t, &tokenize_options.render, &row))
+                {
+                    return Err(Box::new(validation_reject(
+                        &issue,
+                        std::slice::from_ref(&issue),
+                        record(row),
+                    )));
+                }
+                match tokenize_row(
+                    &job.tokenizer,
+                    job.template.as_ref(),
+                    &row,
+                    &tokenize_options,
+                ) {
+                    Ok(example) if example.trained_tokens() > 0 => Ok(example),
+                    Ok(example) => {
+                        let reason = if example.truncated() {
+                            format!(
+                                "no token is trained after truncation to {} tokens (the row has {}); raise --max-length",
+                                example.input_ids.len(),
+                                example.full_length
+                            )
+                        } else {
+                            "no token of the row is trained".to_string()
+                        };
+                        Err(Box::new((
+                            "no_trained_tokens",
+                            reason,
+                            record(row),
+                            Value::Null,
+                        )))
+                    }
+                    Err(e) => Err(Box::new((
+                        e.code.as_str(),
+                        e.reason,
+                        record(row),
+                        Value::Null,
+                    ))),
+                }
+            }
         },
         |file, event| {
             if failure.is_some() {
@@ -221,16 +293,27 @@ pub fn prepare(job: &PrepareJob) -> Result<PrepareSummary, WriteError> {
             let result = match event {
                 FileEvent::Opened(_) => Ok(()),
                 FileEvent::Failed(e) => {
+                    let mut reason = e.message.clone();
+                    if pipeline::loses_rows(&e) {
+                        summary.files_not_read += 1;
+                        summary.rows_not_read += e.rows_not_read.unwrap_or(0);
+                        reason = format!(
+                            "{reason} ({})",
+                            pipeline::not_read_note(file_rows[file], &e)
+                        );
+                    }
                     summary
                         .unreadable_files
-                        .push((job.inputs[file].display.clone(), e.message.clone()));
+                        .push((job.inputs[file].display.clone(), reason.clone()));
                     reject(
                         &mut rejects,
-                        json!({"file": job.inputs[file].display, "line": e.line, "code": pipeline::file_error_code(e.kind).as_str(), "reason": e.message}),
+                        json!({"file": job.inputs[file].display, "line": e.line, "code": pipeline::file_error_code(e.kind).as_str(), "reason": reason,
+                               "rows_read": file_rows[file], "rows_not_read": e.rows_not_read}),
                     )
                 }
                 FileEvent::Row(raw, outcome) => {
                     summary.rows_in += 1;
+                    file_rows[file] += 1;
                     match outcome {
                         Ok(example) => {
                             tally.add(&example, capacity, &stop_ids, bos);
@@ -245,7 +328,8 @@ pub fn prepare(job: &PrepareJob) -> Result<PrepareSummary, WriteError> {
                                 ])
                             }
                         }
-                        Err((code, reason, record)) => {
+                        Err(rejected) => {
+                            let (code, reason, record, details) = *rejected;
                             let location = row_location(&job.inputs[file], raw);
                             summary.rejected += 1;
                             if code == "no_trained_tokens" {
@@ -258,10 +342,19 @@ pub fn prepare(job: &PrepareJob) -> Result<PrepareSummary, WriteError> {
                                     reason.clone(),
                                 ));
                             }
-                            reject(
-                                &mut rejects,
-                                json!({"file": location.file, "line": location.line, "row": location.row, "code": code, "reason": reason, "record": record}),
-                            )
+                            let mut entry = json!({"file": location.file, "line": location.line, "row": location.row, "code": code, "reason": reason});
+                            if let (Value::Object(entry), Value::Object(details)) =
+                                (&mut entry, details)
+                            {
+                                entry.extend(details);
+                            }
+                            // `record`, or `record_excerpt` and `record_bytes`.
+                            if let (Value::Object(entry), Value::Object(record)) =
+                                (&mut entry, record)
+                            {
+                                entry.extend(record);
+                            }
+                            reject(&mut rejects, entry)
                         }
                     }
                 }
@@ -273,6 +366,20 @@ pub fn prepare(job: &PrepareJob) -> Result<PrepareSummary, WriteError> {
     );
     if let Some(e) = failure {
         return Err(e);
+    }
+    if summary.files_not_read > 0 {
+        // A table without the rows that could not be read would look complete: none is
+        // written (dropping the writer removes its temporary file), nor a manifest.
+        drop(table);
+        summary.examples = tally.examples;
+        summary.tokens = tally.tokens;
+        summary.trained_tokens = tally.trained_tokens;
+        if let Some(r) = rejects {
+            r.finish()?;
+            summary.rejects_file = Some(rejects_path);
+        }
+        summary.seconds = started.elapsed().as_secs_f64();
+        return Ok(summary);
     }
     summary.examples = tally.examples;
     summary.tokens = tally.tokens;
@@ -294,6 +401,9 @@ pub fn prepare(job: &PrepareJob) -> Result<PrepareSummary, WriteError> {
             lower_bound_rows: stats.lower_bound_rows,
             efficiency: stats.efficiency,
         });
+        // The counts are of the table: bfd cuts examples to the row length, and the first
+        // token of each document is not trained when documents are kept apart.
+        let (mut tokens, mut trained) = (0u64, 0u64);
         for bin in &bins {
             let (mut ids, mut labels, mut mask, mut seq_lengths) =
                 (Vec::new(), Vec::new(), Vec::new(), Vec::new());
@@ -308,14 +418,19 @@ pub fn prepare(job: &PrepareJob) -> Result<PrepareSummary, WriteError> {
                 mask.extend(mask_i32(&e.mask[piece.start..piece.end]));
                 seq_lengths.push(piece.len() as i32);
             }
+            tokens += ids.len() as u64;
+            trained += labels.iter().filter(|&&l| l != -100).count() as u64;
             if separate_documents {
                 table.write(&[&ids, &labels, &mask, &seq_lengths])?;
             } else {
                 table.write(&[&ids, &labels, &mask])?;
             }
         }
+        summary.tokens = tokens;
+        summary.trained_tokens = trained;
     }
     summary.rows_out = table.finish()?;
+    summary.output_written = true;
     match rejects {
         Some(r) => {
             r.finish()?;

@@ -21,6 +21,61 @@ pub fn conversation_of(row: &Value) -> Option<(Vec<Value>, Option<usize>)> {
     }
 }
 
+/// What a template does with a row's tool calls: `None` when the row has none or the
+/// template renders them; otherwise the issue `template_drops_tool_calls`, naming the first
+/// message with calls, when the render is the same without them (the template drops them)
+/// or fails with them only (often: `content` null beside `tool_calls`, which a template
+/// without tool support concatenates). Filling in an empty `content` instead would train
+/// an empty reply and lose the call.
+pub fn tool_call_loss(
+    template: &ChatTemplate,
+    base: &RenderOptions,
+    row: &Value,
+) -> Option<RowIssue> {
+    let (messages, split) = conversation_of(row)?;
+    let has_calls = |m: &Value| {
+        m.get("tool_calls")
+            .and_then(Value::as_array)
+            .is_some_and(|a| !a.is_empty())
+    };
+    let first = messages.iter().position(has_calls)?;
+    let options = base.with_row(row).ok()?.for_training();
+    // The same conversation without the calls: a turn that only called a tool is empty.
+    let without: Vec<Value> = messages
+        .iter()
+        .map(|m| {
+            let mut m = m.clone();
+            if has_calls(&m) {
+                if let Some(obj) = m.as_object_mut() {
+                    obj.shift_remove("tool_calls");
+                    if obj.get("content").is_none_or(Value::is_null) {
+                        obj.insert("content".into(), Value::String(String::new()));
+                    }
+                }
+            }
+            m
+        })
+        .collect();
+    let path = match split {
+        Some(k) if first >= k => format!("completion[{}].tool_calls", first - k),
+        Some(_) => format!("prompt[{first}].tool_calls"),
+        None => format!("messages[{first}].tool_calls"),
+    };
+    let name = template.name();
+    let message = match (template.render(&messages, &options), template.render(&without, &options)) {
+        (Err(e), Ok(_)) => format!("the chat template {name} fails on the tool calls ({e}); it has no tool support"),
+        (Ok(a), Ok(b)) if a.text == b.text => format!(
+            "the chat template {name} drops the tool calls: the row renders the same without them, so the calls would not be trained"
+        ),
+        _ => return None,
+    };
+    Some(RowIssue::new(
+        IssueCode::TemplateDropsToolCalls,
+        path,
+        message,
+    ))
+}
+
 /// Template checks of one conversational row, as `check --chat-template` reports them.
 pub fn template_issues(
     template: &ChatTemplate,
@@ -37,6 +92,9 @@ pub fn template_issues(
         Err(_) => return Vec::new(),
     };
     let training = options.for_training();
+    if let Some(issue) = tool_call_loss(template, base, row) {
+        return vec![issue];
+    }
     let full = match template.render(&messages, &training) {
         Ok(r) => r,
         Err(e) => {
@@ -93,6 +151,10 @@ pub struct RenderSummary {
     pub errors: u64,
     /// Files that could not be read.
     pub unreadable_files: Vec<(String, String)>,
+    /// Whether the output was written: not when an input could not be read to its end.
+    pub output_written: bool,
+    /// Rows known not to have been read (files that say how many rows they have).
+    pub rows_not_read: u64,
     pub first_errors: Vec<(crate::Location, String)>,
     pub seconds: f64,
 }
@@ -107,6 +169,18 @@ fn render_one(template: &ChatTemplate, base: &RenderOptions, row: Result<Value, 
         let kind = detect_row(&row);
         return json!({ "error": format!("the row is {kind}, not a conversation (messages, or prompt and completion as lists of messages)") });
     };
+    // A row `check` calls an error is not rendered (a role the template does not know would
+    // pass through as `<|im_start|>human`). A render need not have a reply: prompts to
+    // generate from have none.
+    let errors = pipeline::row_errors(
+        &row,
+        &[IssueCode::NoAssistantTurn, IssueCode::EmptyTarget],
+        "text",
+    );
+    if let Some(first) = errors.first() {
+        let listed: Vec<String> = errors.iter().map(pipeline::describe_row_error).collect();
+        return json!({ "error": listed.join("; "), "code": first.code.as_str() });
+    }
     let options = match base.with_row(&row) {
         Ok(o) => o,
         Err(e) => return json!({ "error": e }),
@@ -131,10 +205,14 @@ pub fn render(job: &RenderJob) -> Result<RenderSummary, WriteError> {
         rendered: 0,
         errors: 0,
         unreadable_files: Vec::new(),
+        output_written: false,
+        rows_not_read: 0,
         first_errors: Vec::new(),
         seconds: 0.0,
     };
     let mut failure = None;
+    let mut file_rows = vec![0u64; job.inputs.len()];
+    let mut lost_rows = false;
     pipeline::run(
         &job.inputs,
         &job.read,
@@ -151,6 +229,7 @@ pub fn render(job: &RenderJob) -> Result<RenderSummary, WriteError> {
                 FileEvent::Opened(_) => {}
                 FileEvent::Row(raw, line) => {
                     summary.rows += 1;
+                    file_rows[file] += 1;
                     if let Some(e) = line.get("error").and_then(Value::as_str) {
                         summary.errors += 1;
                         if summary.first_errors.len() < FIRST_ERRORS_KEPT {
@@ -166,16 +245,33 @@ pub fn render(job: &RenderJob) -> Result<RenderSummary, WriteError> {
                         failure = Some(e);
                     }
                 }
-                FileEvent::Failed(e) => summary
-                    .unreadable_files
-                    .push((job.inputs[file].display.clone(), e.message)),
+                FileEvent::Failed(e) => {
+                    let mut message = e.message.clone();
+                    if pipeline::loses_rows(&e) {
+                        lost_rows = true;
+                        summary.rows_not_read += e.rows_not_read.unwrap_or(0);
+                        message = format!(
+                            "{message} ({})",
+                            pipeline::not_read_note(file_rows[file], &e)
+                        );
+                    }
+                    summary
+                        .unreadable_files
+                        .push((job.inputs[file].display.clone(), message))
+                }
             }
         },
     );
     if let Some(e) = failure {
         return Err(e);
     }
-    writer.finish()?;
+    if lost_rows {
+        // Dropping the writer removes its temporary file: no output that looks complete.
+        drop(writer);
+    } else {
+        writer.finish()?;
+        summary.output_written = true;
+    }
     summary.seconds = started.elapsed().as_secs_f64();
     Ok(summary)
 }

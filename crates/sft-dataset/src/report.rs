@@ -9,7 +9,7 @@ use sft_formats::{IssueCode, Severity};
 use sft_io::write::{AtomicFile, WriteError};
 
 use crate::check::CheckReport;
-use crate::text::{plural, thousands};
+use crate::text::{counted, plural, thousands};
 
 /// Version of the report's layout; bumped when a field changes meaning.
 pub const REPORT_VERSION: u64 = 1;
@@ -84,8 +84,8 @@ impl CheckReport {
         match spill {
             Some(spill) => {
                 let mut file = spill.into_inner().map_err(|e| fail(e.into_error()))?;
-                file.as_file_mut().seek(SeekFrom::Start(0)).map_err(fail)?;
-                let mut reader = BufReader::with_capacity(1 << 16, file.as_file());
+                file.seek(SeekFrom::Start(0)).map_err(fail)?;
+                let mut reader = BufReader::with_capacity(1 << 16, &file);
                 let mut line = Vec::new();
                 loop {
                     line.clear();
@@ -123,10 +123,10 @@ impl CheckReport {
         let mb = self.bytes as f64 / 1e6;
         let _ = writeln!(
             s,
-            "checked {} {}, {} rows, {:.1} MB in {:.2} s ({:.0} MB/s)",
+            "checked {} {}, {}, {:.1} MB in {:.2} s ({:.0} MB/s)",
             self.files.len(),
             plural(self.files.len() as u64, "file", "files"),
-            thousands(self.rows),
+            counted(self.rows, "row", "rows"),
             mb,
             self.seconds,
             if self.seconds > 0.0 {
@@ -139,10 +139,10 @@ impl CheckReport {
             for f in &self.files {
                 let _ = writeln!(
                     s,
-                    "  {}  {}  {} rows{}",
+                    "  {}  {}  {}{}",
                     f.path,
                     f.kind.unwrap_or("?"),
-                    thousands(f.rows),
+                    counted(f.rows, "row", "rows"),
                     if f.error.is_some() {
                         "  (unreadable)"
                     } else {
@@ -211,9 +211,9 @@ impl CheckReport {
         if let Some(eval) = &self.eval {
             let _ = writeln!(
                 s,
-                "evaluation data: {} rows, {} training rows also in it",
-                thousands(eval.rows),
-                thousands(eval.overlapping_rows)
+                "evaluation data: {}, {} also in it",
+                counted(eval.rows, "row", "rows"),
+                counted(eval.overlapping_rows, "training row", "training rows")
             );
         }
         for severity in [Severity::Error, Severity::Warning] {

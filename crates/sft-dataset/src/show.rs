@@ -8,7 +8,8 @@ use sft_template::ChatTemplate;
 use sft_tokenize::{tokenize_row, SftTokenizer, TokenizeOptions};
 
 use crate::location::Location;
-use crate::pipeline::{parse_row, row_location};
+use crate::pipeline::{describe_row_error, parse_row, row_errors, row_location};
+use crate::render::tool_call_loss;
 
 /// A run of tokens that decodes to whole characters.
 #[derive(Debug, Clone, PartialEq)]
@@ -114,6 +115,33 @@ pub fn show_rows(
             let location = row_location(file, raw);
             let shown = match parse_row(&batch, raw) {
                 Err(p) => error_row(location, p.message),
+                // What `check` calls an error is never trained, so never shown as trained.
+                Ok(row) if !row_errors(&row, &[], &options.text_field).is_empty() => {
+                    let errors = row_errors(&row, &[], &options.text_field);
+                    let listed: Vec<String> = errors.iter().map(describe_row_error).collect();
+                    error_row(
+                        location,
+                        format!(
+                            "{}; prepare and sft-train reject this row",
+                            listed.join("; ")
+                        ),
+                    )
+                }
+                Ok(row)
+                    if template
+                        .is_some_and(|t| tool_call_loss(t, &options.render, &row).is_some()) =>
+                {
+                    let issue = template
+                        .and_then(|t| tool_call_loss(t, &options.render, &row))
+                        .expect("just found");
+                    error_row(
+                        location,
+                        format!(
+                            "{}; prepare and sft-train reject this row",
+                            describe_row_error(&issue)
+                        ),
+                    )
+                }
                 Ok(row) => match tokenize_row(tok, template, &row, options) {
                     Err(e) => error_row(location, format!("{}: {}", e.code, e.reason)),
                     Ok(example) => ShownRow {

@@ -9,6 +9,11 @@ pub fn plural(n: u64, one: &'static str, many: &'static str) -> &'static str {
     }
 }
 
+/// `1 row`, `1,234 rows`: a count with its noun.
+pub fn counted(n: u64, one: &str, many: &str) -> String {
+    format!("{} {}", thousands(n), if n == 1 { one } else { many })
+}
+
 /// 1234567 -> "1,234,567".
 pub fn thousands(n: u64) -> String {
     let digits = n.to_string();

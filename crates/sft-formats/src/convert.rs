@@ -22,6 +22,10 @@ pub enum Source {
     OpenAi,
     /// A table whose columns are renamed with [`ConvertOptions::column_map`].
     Columns,
+    /// Preference rows (`chosen`/`rejected`): the chosen reply becomes the target.
+    Preference,
+    /// KTO rows (`label`/`kto_tag`): desirable rows are kept, undesirable ones rejected.
+    Kto,
     Format(Format),
 }
 
@@ -34,8 +38,10 @@ impl std::str::FromStr for Source {
             "sharegpt" => Source::ShareGpt,
             "openai" => Source::OpenAi,
             "columns" => Source::Columns,
+            "preference" => Source::Preference,
+            "kto" => Source::Kto,
             other => Source::Format(other.parse().map_err(|_| {
-                format!("unknown source `{other}`: expected auto, alpaca, sharegpt, openai, columns, text, messages, prompt-completion or conversational-prompt-completion")
+                format!("unknown source `{other}`: expected auto, alpaca, sharegpt, openai, columns, preference, kto, text, messages, prompt-completion or conversational-prompt-completion")
             })?),
         })
     }
@@ -94,12 +100,38 @@ pub fn convert_row(row: Value, options: &ConvertOptions) -> Result<Value, Reject
     if !options.column_map.is_empty() {
         apply_column_map(&mut obj, &options.column_map)?;
     }
-    let source = match options.from {
+    let mut from = options.from;
+    if matches!(from, Source::Auto | Source::Columns) {
+        match detect(&obj) {
+            RowKind::Convertible(Shape::Preference) => from = Source::Preference,
+            RowKind::Convertible(Shape::Kto) => from = Source::Kto,
+            _ => {}
+        }
+    }
+    // Preference and KTO rows become rows of the shape under them, then convert as usual.
+    match from {
+        Source::Preference => {
+            take_chosen(&mut obj)?;
+            from = Source::Auto;
+        }
+        Source::Kto => {
+            keep_desirable(&mut obj)?;
+            from = Source::Auto;
+        }
+        _ => {}
+    }
+    let source = match from {
         Source::Auto | Source::Columns => match detect(&obj) {
             RowKind::Format(f) => Source::Format(f),
             RowKind::Convertible(Shape::Alpaca) => Source::Alpaca,
             RowKind::Convertible(Shape::ShareGpt) => Source::ShareGpt,
             RowKind::Convertible(Shape::OpenAiLegacy) => Source::OpenAi,
+            RowKind::Convertible(Shape::Preference | Shape::Kto) => {
+                return Err(Rejection::new(
+                    "unrecognized_row",
+                    "the row holds preference or KTO keys twice (`chosen`/`rejected`, `label`/`kto_tag`)",
+                ))
+            }
             RowKind::Unrecognized => {
                 let keys: Vec<String> = obj.keys().take(8).map(|k| format!("`{k}`")).collect();
                 return Err(Rejection::new(
@@ -118,7 +150,9 @@ pub fn convert_row(row: Value, options: &ConvertOptions) -> Result<Value, Reject
         Source::ShareGpt => from_sharegpt(&mut obj)?,
         Source::OpenAi => from_openai(&mut obj)?,
         Source::Format(f) => from_format(&mut obj, f)?,
-        Source::Auto | Source::Columns => unreachable!("resolved above"),
+        Source::Auto | Source::Columns | Source::Preference | Source::Kto => {
+            unreachable!("resolved above")
+        }
     };
     if let Some(system) = &options.system {
         add_system(&mut example, &mut obj, system);
@@ -150,6 +184,84 @@ pub fn convert_row(row: Value, options: &ConvertOptions) -> Result<Value, Reject
         ));
     }
     Ok(out)
+}
+
+/// A preference row as the row it would be with only its chosen reply: TRL's
+/// `{prompt, chosen}` becomes prompt-completion (strings or messages), implicit `{chosen}`
+/// messages (or text), LLaMA-Factory's `conversations` + `chosen` turn a ShareGPT
+/// conversation ending in that turn, and `instruction` + `chosen` an Alpaca row. The
+/// rejected reply is dropped: it is what the model should not say.
+fn take_chosen(obj: &mut Map<String, Value>) -> Result<(), Rejection> {
+    obj.shift_remove("rejected");
+    let chosen = match obj.shift_remove("chosen") {
+        None | Some(Value::Null) => {
+            return Err(Rejection::new(
+                "missing_field",
+                "`--from preference` needs a `chosen` reply, and the row has none",
+            ))
+        }
+        Some(c) => c,
+    };
+    let empty = match &chosen {
+        Value::String(s) => s.trim().is_empty(),
+        Value::Array(a) => a.is_empty(),
+        _ => false,
+    };
+    if empty {
+        return Err(Rejection::new(
+            "empty_target",
+            "the chosen reply is empty: there is nothing to learn",
+        ));
+    }
+    if let Some(Value::Array(turns)) = obj.get_mut("conversations") {
+        match chosen {
+            Value::Array(more) => turns.extend(more),
+            turn @ Value::Object(_) => turns.push(turn),
+            other => turns.push(json!({"from": "gpt", "value": other})),
+        }
+    } else if let (Some(Value::Array(turns)), true) = (obj.get_mut("messages"), chosen.is_object())
+    {
+        turns.push(chosen);
+    } else if obj.contains_key("instruction") {
+        obj.insert("output".into(), chosen);
+    } else if obj.contains_key("prompt") {
+        obj.insert("completion".into(), chosen);
+    } else if chosen.is_array() {
+        obj.insert("messages".into(), chosen);
+    } else if chosen.is_string() {
+        obj.insert("text".into(), chosen);
+    } else {
+        return Err(Rejection::new(
+            "wrong_type",
+            format!(
+                "`chosen` is {}; expected a string, a list of messages, or (with `conversations`) a turn",
+                json_type_phrase(&chosen)
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// A KTO row without its label, when the label says the completion is desirable.
+fn keep_desirable(obj: &mut Map<String, Value>) -> Result<(), Rejection> {
+    let (key, label) = match obj.shift_remove("label") {
+        Some(l) => ("label", l),
+        None => (
+            "kto_tag",
+            obj.shift_remove("kto_tag").unwrap_or(Value::Null),
+        ),
+    };
+    match label {
+        Value::Bool(true) => Ok(()),
+        Value::Bool(false) => Err(Rejection::new(
+            "undesirable_example",
+            format!("`{key}` is false: the completion is an example of what not to say; SFT learns only the desirable ones"),
+        )),
+        other => Err(Rejection::new(
+            "wrong_type",
+            format!("`{key}` is {}, expected true or false", json_type_phrase(&other)),
+        )),
+    }
 }
 
 fn apply_column_map(
@@ -633,8 +745,41 @@ fn flatten_single_turn(
     Ok((prompt.to_string(), completion.to_string()))
 }
 
+/// `--map KEY=COLUMN` entries as (output key, input column) pairs.
+pub fn parse_column_map(entries: &[String]) -> Result<Vec<(String, String)>, String> {
+    entries
+        .iter()
+        .map(|entry| match entry.split_once('=') {
+            Some((key, column)) if !key.is_empty() && !column.is_empty() => {
+                Ok((key.to_string(), column.to_string()))
+            }
+            _ => Err(format!(
+                "--map {entry}: expected KEY=COLUMN, such as --map prompt=question"
+            )),
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn column_maps_are_key_equals_column() {
+        let m = parse_column_map(&["prompt=question".into(), "completion=a=b".into()]).unwrap();
+        assert_eq!(
+            m,
+            [
+                ("prompt".to_string(), "question".to_string()),
+                ("completion".to_string(), "a=b".to_string())
+            ]
+        );
+        for bad in ["prompt", "=question", "prompt="] {
+            assert!(parse_column_map(&[bad.into()])
+                .unwrap_err()
+                .contains("KEY=COLUMN"));
+        }
+    }
+
     use super::*;
 
     fn opts(from: Source, to: Format) -> ConvertOptions {

@@ -93,6 +93,7 @@ issue_codes! {
     UnknownContentPart => ("unknown_content_part", Error, "content parts are objects with `type` text, image, image_url, audio, input_audio, video or file"),
     // Rendering with a chat template (`check --chat-template`).
     TemplateError => ("template_error", Error, "the chat template raised on this row; fix the row (often: roles that must alternate, a system turn the template rejects) or pick another template"),
+    TemplateDropsToolCalls => ("template_drops_tool_calls", Error, "the chat template has no tool support: it drops or fails on tool calls, so the call would not be trained; use a template that renders them (qwen2.5, qwen3, llama3.2, smollm3 are bundled) with --chat-template"),
     RenderAwaitsAssistant => ("render_awaits_assistant", Warning, "the training text ends with the generation prompt, so the model learns to stop right there; check add_generation_prompt in chat_template_kwargs and the template"),
     PromptNotPrefix => ("prompt_not_prefix", Warning, "the prompt rendered alone is not the start of the whole render, so a completion mask taken by prefix would be wrong; the template changes earlier text when the completion follows"),
     DoubleBos => ("double_bos", Warning, "the text (or template) already starts with BOS and the tokenizer adds another; drop one of them"),

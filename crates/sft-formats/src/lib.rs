@@ -108,6 +108,13 @@ pub enum Shape {
     ShareGpt,
     /// OpenAI chat with the legacy `functions` / `function_call` fields.
     OpenAiLegacy,
+    /// Preference data for DPO and its kin: `chosen` and `rejected` replies (TRL's
+    /// `{prompt, chosen, rejected}` or implicit `{chosen, rejected}`, LLaMA-Factory's
+    /// `conversations` + `chosen`/`rejected` turns); SFT can learn the chosen reply.
+    Preference,
+    /// Unpaired preference data for KTO: a completion with a boolean `label` (TRL) or
+    /// `kto_tag` (LLaMA-Factory); SFT can learn the desirable ones.
+    Kto,
 }
 
 impl Shape {
@@ -116,6 +123,8 @@ impl Shape {
             Shape::Alpaca => "alpaca",
             Shape::ShareGpt => "sharegpt",
             Shape::OpenAiLegacy => "openai",
+            Shape::Preference => "preference",
+            Shape::Kto => "kto",
         }
     }
 }

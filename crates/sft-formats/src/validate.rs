@@ -46,6 +46,16 @@ pub fn detect_row(row: &Value) -> RowKind {
 
 /// Detects the kind of a row object without validating it.
 pub fn detect(obj: &Map<String, Value>) -> RowKind {
+    // Preference and KTO rows also have the keys of the formats (`prompt`, `completion`,
+    // `conversations`): they are recognised first, so their answers are not lost.
+    if obj.contains_key("chosen") && obj.contains_key("rejected") {
+        return RowKind::Convertible(Shape::Preference);
+    }
+    if obj.get("kto_tag").is_some_and(Value::is_boolean)
+        || (obj.get("label").is_some_and(Value::is_boolean) && obj.contains_key("completion"))
+    {
+        return RowKind::Convertible(Shape::Kto);
+    }
     if let Some(messages) = obj.get("messages") {
         if looks_like_sharegpt_turns(messages) {
             return RowKind::Convertible(Shape::ShareGpt);
@@ -188,6 +198,9 @@ impl Validator {
             RowKind::Convertible(Shape::Alpaca) => self.alpaca(obj),
             RowKind::Convertible(Shape::ShareGpt) => self.sharegpt(obj),
             RowKind::Convertible(Shape::OpenAiLegacy) => self.messages_row(obj),
+            // What they are is reported for the dataset (needs_conversion); `convert`
+            // checks each row as it converts it.
+            RowKind::Convertible(Shape::Preference | Shape::Kto) => {}
             RowKind::Unrecognized => self.unrecognized(obj),
         }
         if matches!(
@@ -213,12 +226,12 @@ impl Validator {
             )
         };
         let message = format!("{listed}, but none of `text`, `messages`, `prompt`/`completion`");
-        if obj.contains_key("chosen") && obj.contains_key("rejected") {
+        if obj.get("input_ids").is_some_and(Value::is_array) {
             self.push_hint(
                 IssueCode::UnrecognizedRow,
                 "",
-                message,
-                "`chosen`/`rejected` is preference data for DPO, not SFT; to train on the chosen answers, map them: `sft-data convert --from columns --map messages=chosen`",
+                format!("the row is already tokenized: {listed} (a table `sft-data prepare` writes, or TRL's pre-tokenized columns), not one of the four formats"),
+                "it is ready for training: pass it to sft-train as --dataset_name (with its manifest beside it); to check or show the data, use the file it was prepared from",
             );
         } else {
             self.push(IssueCode::UnrecognizedRow, "", message);

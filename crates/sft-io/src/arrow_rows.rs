@@ -78,6 +78,14 @@ pub(crate) fn ipc(
 }
 
 impl ArrowRows {
+    /// An error from row `self.index` on, with the count of rows left unread when the file
+    /// says how many it has.
+    fn corrupt(&self, message: String) -> FileError {
+        let mut error = FileError::unreadable(message);
+        error.rows_not_read = self.total_rows.map(|t| t.saturating_sub(self.index));
+        error
+    }
+
     fn count_progress(&mut self, done: bool) {
         let target = match (done, self.total_rows) {
             (true, _) => self.size,
@@ -104,13 +112,13 @@ impl RowReader for ArrowRows {
             return Ok(None);
         };
         let record_batch = record_batch.map_err(|e| {
-            FileError::unreadable(format!("the file is corrupt after row {}: {e}", self.index))
+            self.corrupt(format!("the file is corrupt after row {}: {e}", self.index))
         })?;
         let mut writer = WriterBuilder::new()
             .with_explicit_nulls(false)
             .build::<_, LineDelimited>(Vec::new());
         writer.write(&record_batch).map_err(|e| {
-            FileError::unreadable(format!(
+            self.corrupt(format!(
                 "rows {}..{} cannot be turned into JSON: {e}",
                 self.index,
                 self.index + record_batch.num_rows() as u64

@@ -29,12 +29,13 @@ mod arrow_rows;
 mod discover;
 mod json_array;
 mod lines;
+pub mod paths;
 mod sniff;
 mod text;
 pub mod tokens;
 pub mod write;
 
-pub use discover::{discover, DiscoverError};
+pub use discover::{discover, discover_noting, DiscoverError, Discovered};
 pub use sniff::{Compression, FileKind};
 pub use text::TextSplit;
 
@@ -114,6 +115,9 @@ pub struct FileError {
     pub message: String,
     /// The line where reading stopped, when it stopped part way through a line-oriented file.
     pub line: Option<u64>,
+    /// How many rows of the file were not read, when the file says how many it has
+    /// (Parquet); `None` when unknown.
+    pub rows_not_read: Option<u64>,
 }
 
 impl FileError {
@@ -122,6 +126,7 @@ impl FileError {
             kind,
             message: message.into(),
             line: None,
+            rows_not_read: None,
         }
     }
 

@@ -71,6 +71,12 @@ pub(crate) fn is_data_extension(path: &Path) -> bool {
     )
 }
 
+/// Extensions of raw text, which folder walks leave out (they are read when named; a
+/// folder's README.md is not counted).
+pub(crate) fn is_text_extension(path: &Path) -> bool {
+    matches!(extension(path).0.as_deref(), Some("txt" | "text"))
+}
+
 fn read_head(reader: &mut dyn Read) -> std::io::Result<Vec<u8>> {
     let mut head = Vec::with_capacity(HEAD);
     reader.take(HEAD as u64).read_to_end(&mut head)?;
@@ -126,10 +132,35 @@ pub(crate) fn sniff(path: &Path) -> Result<(Compression, FileKind), FileError> {
             ),
         ));
     }
-    if head.contains(&0) {
+    if let Some(encoding) = utf16_or_32(&head) {
+        let name = path.display();
         return Err(FileError::new(
             FileErrorKind::Binary,
-            "the file is binary (it contains NUL bytes) and is not Parquet, Arrow, gzip or zstd",
+            format!(
+                "the file is {encoding} text (it starts with that byte order mark), not UTF-8; convert it: iconv -f {} -t UTF-8 {name} > {name}.utf8",
+                encoding.split(' ').next().unwrap_or(encoding)
+            ),
+        ));
+    }
+    let compressed = match compression {
+        Compression::None => "",
+        Compression::Gzip => "gzip ",
+        Compression::Zstd => "zstd ",
+    };
+    if head.is_empty() {
+        return Err(FileError::new(
+            FileErrorKind::Empty,
+            format!("the {compressed}file decompresses to nothing (0 bytes)"),
+        ));
+    }
+    if is_binary(&head) {
+        return Err(FileError::new(
+            FileErrorKind::Binary,
+            if compression == Compression::None {
+                "the file is binary (it contains NUL and other control bytes) and is not Parquet, Arrow, gzip or zstd".to_string()
+            } else {
+                format!("the file is {compressed}data that decompresses to binary content (NUL and other control bytes), not JSON or text")
+            },
         ));
     }
     let body = strip_bom(&head);
@@ -159,6 +190,32 @@ pub(crate) fn sniff(path: &Path) -> Result<(Compression, FileKind), FileError> {
         },
     };
     Ok((compression, kind))
+}
+
+/// The encoding a UTF-16 or UTF-32 byte order mark names.
+fn utf16_or_32(head: &[u8]) -> Option<&'static str> {
+    if head.starts_with(&[0xFF, 0xFE, 0, 0]) {
+        Some("UTF-32LE (little-endian)")
+    } else if head.starts_with(&[0, 0, 0xFE, 0xFF]) {
+        Some("UTF-32BE (big-endian)")
+    } else if head.starts_with(&[0xFF, 0xFE]) {
+        Some("UTF-16LE (little-endian)")
+    } else if head.starts_with(&[0xFE, 0xFF]) {
+        Some("UTF-16BE (big-endian)")
+    } else {
+        None
+    }
+}
+
+/// Binary rather than text with a stray byte: more than 1% control bytes (NUL and the
+/// others that text never holds). A text file with one NUL on some line is text; that line
+/// is reported when it is parsed.
+fn is_binary(head: &[u8]) -> bool {
+    let control = head
+        .iter()
+        .filter(|&&b| b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r' | 0x0C))
+        .count();
+    control > (head.len() / 100).max(1)
 }
 
 pub(crate) fn strip_bom(bytes: &[u8]) -> &[u8] {

@@ -62,11 +62,21 @@ fn documents(text: &str, split: &TextSplit) -> Vec<(u64, String)> {
                 })
                 .collect()
         }
-        TextSplit::Paragraph | TextSplit::Separator(_) => {
-            let sep = match split {
-                TextSplit::Separator(s) => s.as_str(),
-                _ => "\n\n",
-            };
+        // Paragraphs end at a blank line, whether lines end in \n or \r\n.
+        TextSplit::Paragraph => {
+            let (mut pieces, mut start, mut offset) = (Vec::new(), 0, 0);
+            for line in text.split_inclusive('\n') {
+                if line.trim_end_matches(['\n', '\r']).is_empty() {
+                    pieces.push((start, &text[start..offset]));
+                    start = offset + line.len();
+                }
+                offset += line.len();
+            }
+            pieces.push((start, &text[start..]));
+            pieces
+        }
+        TextSplit::Separator(sep) => {
+            let sep = sep.as_str();
             let mut offset = 0;
             text.split(sep)
                 .map(|d| {
@@ -149,6 +159,20 @@ mod tests {
         assert_eq!(
             paragraphs,
             vec![(1, "a\nb".to_string()), (4, "c".to_string())]
+        );
+    }
+
+    #[test]
+    fn paragraphs_of_crlf_text() {
+        // Windows line ends: a blank line is \r\n\r\n, and runs of blank lines are one break.
+        let paragraphs = documents("a\r\nb\r\n\r\nc\r\n\r\n\r\nd\r\n", &TextSplit::Paragraph);
+        assert_eq!(
+            paragraphs,
+            vec![
+                (1, "a\r\nb".to_string()),
+                (4, "c".to_string()),
+                (7, "d".to_string())
+            ]
         );
     }
 }

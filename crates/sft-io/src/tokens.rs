@@ -11,7 +11,6 @@ use arrow_schema::{DataType, Field, Schema};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
-use tempfile::NamedTempFile;
 
 use crate::write::WriteError;
 
@@ -21,7 +20,7 @@ const ROW_GROUP_ROWS: usize = 8192;
 
 pub struct TokenTableWriter {
     path: PathBuf,
-    temp: NamedTempFile,
+    temp: crate::write::Temp,
     schema: Arc<Schema>,
     builders: Vec<ListBuilder<Int32Builder>>,
     writer: ArrowWriter<std::fs::File>,

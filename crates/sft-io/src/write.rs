@@ -10,7 +10,7 @@
 use std::fmt;
 use std::io::{self, BufReader, BufWriter, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use arrow_json::reader::{infer_json_schema, ReaderBuilder};
 use parquet::arrow::ArrowWriter;
@@ -66,19 +66,103 @@ pub struct DatasetWriter {
     path: PathBuf,
     format: OutputFormat,
     /// The JSON lines being written: the output itself, or the spill for Parquet.
-    lines: BufWriter<NamedTempFile>,
+    lines: BufWriter<Temp>,
     rows: u64,
 }
 
-pub(crate) fn temp_beside(path: &Path) -> io::Result<NamedTempFile> {
+/// Temporary files of this process that are not finished yet, so that an interrupt can
+/// remove them ([`remove_temporaries`]).
+static LIVE_TEMPORARIES: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+fn live() -> std::sync::MutexGuard<'static, Vec<PathBuf>> {
+    LIVE_TEMPORARIES
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Removes every temporary file this process has not finished yet: for a Ctrl-C handler,
+/// before the process exits. Returns how many were removed.
+pub fn remove_temporaries() -> usize {
+    let mut live = live();
+    let removed = live
+        .drain(..)
+        .filter(|p| std::fs::remove_file(p).is_ok())
+        .count();
+    removed
+}
+
+/// A temporary file beside an output: `.NAME.PID.RANDOM.tmp`, known to
+/// [`remove_temporaries`] until it is persisted or dropped.
+pub(crate) struct Temp {
+    /// Always set; taken out only by `persist`, which consumes the `Temp`.
+    file: Option<NamedTempFile>,
+    path: PathBuf,
+}
+
+impl Temp {
+    fn file(&self) -> &NamedTempFile {
+        self.file.as_ref().expect("set until persisted")
+    }
+
+    fn file_mut(&mut self) -> &mut NamedTempFile {
+        self.file.as_mut().expect("set until persisted")
+    }
+
+    /// Moves the finished file into place.
+    pub(crate) fn persist(mut self, path: &Path) -> Result<(), tempfile::PersistError> {
+        let file = self.file.take().expect("set until persisted");
+        // Still registered while it is renamed: an interrupt now removes it or finds it gone.
+        file.persist(path).map(|_| ())
+    }
+
+    pub(crate) fn reopen(&self) -> io::Result<std::fs::File> {
+        self.file().reopen()
+    }
+
+    pub(crate) fn as_file(&self) -> &std::fs::File {
+        self.file().as_file()
+    }
+
+    pub(crate) fn as_file_mut(&mut self) -> &mut std::fs::File {
+        self.file_mut().as_file_mut()
+    }
+}
+
+impl Drop for Temp {
+    fn drop(&mut self) {
+        forget_temporary(&self.path);
+        // A file not persisted is removed by NamedTempFile's own destructor, right after.
+    }
+}
+
+impl Write for Temp {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.file_mut().write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.file_mut().flush()
+    }
+}
+
+fn forget_temporary(path: &Path) {
+    live().retain(|p| p != path);
+}
+
+/// The prefix of the temporary files of an output named `name`: `.NAME.`.
+fn temp_prefix(path: &Path) -> String {
+    path.file_name()
+        .map(|n| format!(".{}.", n.to_string_lossy()))
+        .unwrap_or_else(|| ".out.".into())
+}
+
+pub(crate) fn temp_beside(path: &Path) -> io::Result<Temp> {
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
-    let name = path
-        .file_name()
-        .map(|n| format!(".{}.", n.to_string_lossy()))
-        .unwrap_or_else(|| ".out.".into());
+    let prefix = temp_prefix(path);
+    remove_stale_temporaries(dir, &prefix);
+    let name = format!("{prefix}{}.", std::process::id());
     let mut builder = tempfile::Builder::new();
     builder.prefix(&name).suffix(".tmp");
     // Temporary files are private (0600) by default; the finished file should get the
@@ -88,7 +172,55 @@ pub(crate) fn temp_beside(path: &Path) -> io::Result<NamedTempFile> {
         use std::os::unix::fs::PermissionsExt;
         builder.permissions(std::fs::Permissions::from_mode(0o666));
     }
-    builder.tempfile_in(dir)
+    // Registered before the file exists, so an interrupt in between leaves nothing.
+    let mut live = live();
+    let file = builder.tempfile_in(dir)?;
+    let path = file.path().to_path_buf();
+    live.push(path.clone());
+    Ok(Temp {
+        file: Some(file),
+        path,
+    })
+}
+
+/// Removes the temporary files that earlier runs writing the same output left behind when
+/// they were killed (`.NAME.PID.RANDOM.tmp` whose process is gone). Files of a process
+/// still running are left alone; so is anything that is not one of ours.
+fn remove_stale_temporaries(dir: &Path, prefix: &str) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(middle) = name
+            .strip_prefix(prefix)
+            .and_then(|rest| rest.strip_suffix(".tmp"))
+        else {
+            continue;
+        };
+        let stale = match middle.split_once('.') {
+            Some((pid, random)) if !random.is_empty() && !random.contains('.') => {
+                match pid.parse::<u32>() {
+                    Ok(pid) => pid != std::process::id() && !process_alive(pid),
+                    Err(_) => false,
+                }
+            }
+            _ => false,
+        };
+        if stale && entry.file_type().is_ok_and(|t| t.is_file()) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
+/// Whether a process runs, where the system says (`/proc`); elsewhere every process is
+/// taken to run, so nothing of a live job is ever removed.
+fn process_alive(pid: u32) -> bool {
+    let proc = Path::new("/proc");
+    if !proc.join("self").exists() {
+        return true;
+    }
+    proc.join(pid.to_string()).exists()
 }
 
 impl DatasetWriter {
@@ -164,7 +296,7 @@ impl DatasetWriter {
     }
 }
 
-fn spill_to_parquet(mut spill: NamedTempFile, path: &Path) -> Result<NamedTempFile, String> {
+fn spill_to_parquet(mut spill: Temp, path: &Path) -> Result<Temp, String> {
     let file = spill.as_file_mut();
     file.seek(SeekFrom::Start(0)).map_err(|e| e.to_string())?;
     let (schema, _) = infer_json_schema(BufReader::new(&*file), None)
@@ -215,7 +347,7 @@ pub fn write_atomic(path: &Path, text: &[u8]) -> Result<(), WriteError> {
 /// A plain file written through a temporary file, for outputs that are not datasets.
 pub struct AtomicFile {
     path: PathBuf,
-    out: BufWriter<NamedTempFile>,
+    out: BufWriter<Temp>,
 }
 
 impl AtomicFile {

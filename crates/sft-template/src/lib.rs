@@ -72,6 +72,11 @@ impl fmt::Display for TemplateError {
 impl std::error::Error for TemplateError {}
 
 fn jinja_error(e: minijinja::Error) -> TemplateError {
+    if e.kind() == minijinja::ErrorKind::OutOfFuel {
+        return TemplateError::new(
+            "the render ran out of fuel (the work a render may do): the row is too large for this template, or the template loops; shorten or split the row",
+        );
+    }
     // The template's own message (raise_exception) first, then where it happened.
     let mut message = match e.detail() {
         Some(detail) if e.kind() == minijinja::ErrorKind::InvalidOperation => detail.to_string(),

@@ -40,6 +40,21 @@ impl SpecialTokens {
         }
     }
 
+    /// Reads a JSON file of special tokens (`{"eos_token": "</s>", ...}`, as
+    /// `special_tokens_map.json`); errors name the file.
+    pub fn from_file(path: &Path) -> Result<SpecialTokens, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let value: Value = serde_json::from_str(&text)
+            .map_err(|e| format!("{}: invalid JSON: {e}", path.display()))?;
+        if !value.is_object() {
+            return Err(format!(
+                "{}: expected a JSON object such as {{\"eos_token\": \"</s>\"}}",
+                path.display()
+            ));
+        }
+        Ok(SpecialTokens::from_json(&value))
+    }
+
     /// Reads `*_token` entries of a JSON object: strings, or `{"content": ...}` objects as
     /// transformers 4 writes them. Other keys are ignored.
     pub fn from_json(value: &Value) -> SpecialTokens {

@@ -29,6 +29,20 @@ fn a_runaway_template_ends_in_an_error() {
     .unwrap();
     let err = t.render(&hello(), &RenderOptions::training()).unwrap_err();
     assert!(err.message.to_lowercase().contains("fuel"), "{err}");
+    // A real template on a row too large for the work limit says so.
+    let chatml = ChatTemplate::new(
+        "chatml",
+        &TemplateSource::resolve("chatml", None).unwrap().source,
+        SpecialTokens::default(),
+    )
+    .unwrap();
+    let huge: Vec<Value> = (0..400_000)
+        .map(|i| json!({"role": if i % 2 == 0 { "user" } else { "assistant" }, "content": "x"}))
+        .collect();
+    let err = chatml
+        .render(&huge, &RenderOptions::training())
+        .unwrap_err();
+    assert!(err.message.contains("the row is too large"), "{err}");
     let big = ChatTemplate::new(
         "big",
         "{% for i in range(200) %}{{ 'x' * 1000000 }}{% endfor %}",

@@ -191,6 +191,29 @@ pub fn load_resume_state(dir: &Path, model: &Llama) -> Result<(TrainingState, Ad
     ))
 }
 
+/// The checkpoint `--resume_from_checkpoint` names: none (absent or `false`), the latest
+/// `checkpoint-N` of `output_dir` (`latest`, `true` or the flag alone), or a folder, which
+/// must be a checkpoint written by sft-train.
+pub fn resume_from(output_dir: &Path, arg: Option<&str>) -> Result<Option<PathBuf>, String> {
+    match arg {
+        None | Some("false") => Ok(None),
+        Some("latest") | Some("true") => match list_checkpoints(output_dir).pop() {
+            Some((_, p)) => Ok(Some(p)),
+            None => Err(format!(
+                "--resume_from_checkpoint: no checkpoint-N folder in {}",
+                output_dir.display()
+            )),
+        },
+        Some(p) => {
+            let p = PathBuf::from(p);
+            if !p.join("training_state.json").is_file() {
+                return Err(format!("--resume_from_checkpoint {}: not a checkpoint written by sft-train (no training_state.json)", p.display()));
+            }
+            Ok(Some(p))
+        }
+    }
+}
+
 /// The checkpoint folders of a run, oldest first.
 pub fn list_checkpoints(output_dir: &Path) -> Vec<(usize, PathBuf)> {
     let mut found: Vec<(usize, PathBuf)> = std::fs::read_dir(output_dir)
@@ -225,4 +248,33 @@ pub fn prune(output_dir: &Path, limit: usize, keep: Option<&str>) -> Vec<PathBuf
         }
     }
     removed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resume_takes_the_latest_checkpoint_or_a_named_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path();
+        assert_eq!(resume_from(out, None), Ok(None));
+        assert_eq!(resume_from(out, Some("false")), Ok(None));
+        assert!(resume_from(out, Some("latest"))
+            .unwrap_err()
+            .contains("no checkpoint-N"));
+        for step in [5, 40, 10] {
+            std::fs::create_dir(out.join(format!("checkpoint-{step}"))).unwrap();
+        }
+        std::fs::create_dir(out.join("checkpoint-x")).unwrap();
+        assert_eq!(
+            resume_from(out, Some("true")),
+            Ok(Some(out.join("checkpoint-40")))
+        );
+        let named = out.join("checkpoint-10");
+        let err = resume_from(out, named.to_str()).unwrap_err();
+        assert!(err.contains("no training_state.json"), "{err}");
+        std::fs::write(named.join("training_state.json"), "{}").unwrap();
+        assert_eq!(resume_from(out, named.to_str()), Ok(Some(named)));
+    }
 }
