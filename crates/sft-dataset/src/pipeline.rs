@@ -249,3 +249,23 @@ pub fn reject_record(
     }
     fields
 }
+
+/// The library's own guard (the commands check first, with better messages): a job never
+/// writes over one of its inputs, whoever calls it.
+pub fn refuse_overwriting_inputs(
+    inputs: &[DataFile],
+    outputs: &[std::path::PathBuf],
+    output: &std::path::Path,
+) -> Result<(), sft_io::write::WriteError> {
+    let inputs: Vec<std::path::PathBuf> = inputs.iter().map(|f| f.path.clone()).collect();
+    let outputs: Vec<sft_io::paths::Output> = outputs
+        .iter()
+        .map(|p| sft_io::paths::Output::new(p, "the output", "write to another file"))
+        .collect();
+    sft_io::paths::refuse_overwriting_inputs(&inputs, &outputs).map_err(|e| {
+        sft_io::write::WriteError {
+            path: output.to_path_buf(),
+            message: e.to_string(),
+        }
+    })
+}
