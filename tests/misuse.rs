@@ -673,12 +673,36 @@ fn small_counts_and_prepared_tables() {
 
     // prepare's own table is recognised as such by check and show.
     let out = dir.path().join("p.parquet");
-    let run = sft_data(&["prepare", s(&one), "--tokenizer", TOKENIZER, "-o", s(&out)]);
+    let run = sft_data(&[
+        "prepare",
+        s(&one),
+        "--tokenizer",
+        TOKENIZER,
+        "--assistant-only-loss",
+        "-o",
+        s(&out),
+    ]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert!(run.stdout.contains("prepared 1 row in"), "{}", run.stdout);
     let run = sft_data(&["check", s(&out), "--color", "never"]);
     assert!(run.stdout.contains("already tokenized"), "{}", run.stdout);
     assert!(run.stdout.contains("sft-train"), "{}", run.stdout);
+    // show shows its tokens as they will be trained.
+    let run = sft_data(&[
+        "show",
+        s(&out),
+        "--tokenizer",
+        TOKENIZER,
+        "--color",
+        "never",
+    ]);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert!(run.stdout.contains("row 0 · prepared · "), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("⟦1 plus 1 is 2.<|im_end|>"),
+        "{}",
+        run.stdout
+    );
 }
 
 #[test]
