@@ -492,15 +492,30 @@ fn bfd_counts_the_tokens_of_the_table() {
 fn stale_temporaries_of_killed_runs_are_removed_and_live_ones_kept() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    // No process has this id (above the kernel's pid_max).
+    let an_hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    let age = |path: &Path| {
+        std::fs::File::options()
+            .write(true)
+            .open(path)
+            .unwrap()
+            .set_modified(an_hour_ago)
+            .unwrap()
+    };
+    // No process has this id (above the kernel's pid_max), and it was last written an hour ago.
     let stale = d.join(".out.jsonl.4194305.Ab12Cd.tmp");
     std::fs::write(&stale, "half a file").unwrap();
+    age(&stale);
+    // Written a moment ago: perhaps by a job on another machine sharing the folder.
+    let fresh = d.join(".out.jsonl.4194306.Ef34Gh.tmp");
+    std::fs::write(&fresh, "being written elsewhere").unwrap();
     // A temporary of a process that runs (this test) is left alone, and so is another
     // output's.
     let live = d.join(format!(".out.jsonl.{}.Xy98Zw.tmp", std::process::id()));
     std::fs::write(&live, "being written").unwrap();
+    age(&live);
     let other = d.join(".other.jsonl.4194305.Ab12Cd.tmp");
     std::fs::write(&other, "not ours").unwrap();
+    age(&other);
     let out = d.join("out.jsonl");
     let run = sft_data(&[
         "convert",
@@ -512,7 +527,7 @@ fn stale_temporaries_of_killed_runs_are_removed_and_live_ones_kept() {
     ]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert!(!stale.exists(), "the stale temporary is removed");
-    assert!(live.exists() && other.exists());
+    assert!(live.exists() && other.exists() && fresh.exists());
 }
 
 #[test]
