@@ -934,3 +934,30 @@ fn a_huge_rejected_row_is_kept_as_a_bounded_excerpt() {
     assert_eq!(rejects[0]["line"], 2);
     assert_eq!(rejects[1]["line"], 3);
 }
+
+#[test]
+fn deep_nesting_is_named_as_such() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("deep.jsonl");
+    let deep = format!(
+        "{{\"text\": {}1{}}}",
+        "[".repeat(100_000),
+        "]".repeat(100_000)
+    );
+    std::fs::write(&path, format!("{}\n{deep}\n", chat(1))).unwrap();
+    let (code, report) = check_report(s(&path));
+    assert_eq!(code, 1);
+    let issue = &report["issues"][0];
+    assert_eq!(issue["line"], 2, "{issue}");
+    assert!(
+        issue["message"]
+            .as_str()
+            .unwrap()
+            .contains("more than 128 levels deep"),
+        "{issue}"
+    );
+    assert!(
+        !issue["hint"].as_str().unwrap().contains("fix the JSON"),
+        "{issue}"
+    );
+}
