@@ -406,6 +406,18 @@ fn a_file_corrupted_mid_way_leaves_no_output_that_looks_complete() {
         "{}",
         run.stderr
     );
+    let rendered = d.join("r.jsonl");
+    let run = sft_data(&[
+        "render",
+        input,
+        "--chat-template",
+        "chatml",
+        "-o",
+        s(&rendered),
+    ]);
+    assert_eq!(run.code, 1, "{}", run.stdout);
+    assert!(!rendered.exists(), "a partial render was written");
+    assert!(run.stdout.contains("nothing written to"), "{}", run.stdout);
     assert!(temporaries(d).is_empty(), "{:?}", temporaries(d));
 }
 
