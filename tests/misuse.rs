@@ -973,3 +973,37 @@ fn deep_nesting_is_named_as_such() {
         "{issue}"
     );
 }
+
+#[test]
+fn sft_train_does_not_train_rows_check_calls_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let run = common::sft_train(&[
+        "--model_name_or_path",
+        "data-samples/models/tiny-llama",
+        "--dataset_name",
+        &misuse("check_errors.jsonl"),
+        "--output_dir",
+        s(&out),
+        "--max_steps",
+        "1",
+        "--per_device_train_batch_size",
+        "2",
+        "--save_steps",
+        "100",
+    ]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("train: 5 rows read, 2 examples, 3 rejected"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("training: 2 rows"), "{}", run.stderr);
+    let rejects = read_jsonl(&out.join("data/train.rejects.jsonl"));
+    let codes: Vec<&str> = rejects
+        .iter()
+        .map(|r| r["code"].as_str().unwrap())
+        .collect();
+    assert_eq!(codes, ["unknown_role", "empty_target", "no_assistant_turn"]);
+}
