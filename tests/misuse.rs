@@ -406,6 +406,18 @@ fn a_file_corrupted_mid_way_leaves_no_output_that_looks_complete() {
         "{}",
         run.stderr
     );
+    let rendered = d.join("r.jsonl");
+    let run = sft_data(&[
+        "render",
+        input,
+        "--chat-template",
+        "chatml",
+        "-o",
+        s(&rendered),
+    ]);
+    assert_eq!(run.code, 1, "{}", run.stdout);
+    assert!(!rendered.exists(), "a partial render was written");
+    assert!(run.stdout.contains("nothing written to"), "{}", run.stdout);
     assert!(temporaries(d).is_empty(), "{:?}", temporaries(d));
 }
 
@@ -492,15 +504,30 @@ fn bfd_counts_the_tokens_of_the_table() {
 fn stale_temporaries_of_killed_runs_are_removed_and_live_ones_kept() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    // No process has this id (above the kernel's pid_max).
+    let an_hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    let age = |path: &Path| {
+        std::fs::File::options()
+            .write(true)
+            .open(path)
+            .unwrap()
+            .set_modified(an_hour_ago)
+            .unwrap()
+    };
+    // No process has this id (above the kernel's pid_max), and it was last written an hour ago.
     let stale = d.join(".out.jsonl.4194305.Ab12Cd.tmp");
     std::fs::write(&stale, "half a file").unwrap();
+    age(&stale);
+    // Written a moment ago: perhaps by a job on another machine sharing the folder.
+    let fresh = d.join(".out.jsonl.4194306.Ef34Gh.tmp");
+    std::fs::write(&fresh, "being written elsewhere").unwrap();
     // A temporary of a process that runs (this test) is left alone, and so is another
     // output's.
     let live = d.join(format!(".out.jsonl.{}.Xy98Zw.tmp", std::process::id()));
     std::fs::write(&live, "being written").unwrap();
+    age(&live);
     let other = d.join(".other.jsonl.4194305.Ab12Cd.tmp");
     std::fs::write(&other, "not ours").unwrap();
+    age(&other);
     let out = d.join("out.jsonl");
     let run = sft_data(&[
         "convert",
@@ -512,7 +539,7 @@ fn stale_temporaries_of_killed_runs_are_removed_and_live_ones_kept() {
     ]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert!(!stale.exists(), "the stale temporary is removed");
-    assert!(live.exists() && other.exists());
+    assert!(live.exists() && other.exists() && fresh.exists());
 }
 
 #[test]
@@ -673,12 +700,36 @@ fn small_counts_and_prepared_tables() {
 
     // prepare's own table is recognised as such by check and show.
     let out = dir.path().join("p.parquet");
-    let run = sft_data(&["prepare", s(&one), "--tokenizer", TOKENIZER, "-o", s(&out)]);
+    let run = sft_data(&[
+        "prepare",
+        s(&one),
+        "--tokenizer",
+        TOKENIZER,
+        "--assistant-only-loss",
+        "-o",
+        s(&out),
+    ]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert!(run.stdout.contains("prepared 1 row in"), "{}", run.stdout);
     let run = sft_data(&["check", s(&out), "--color", "never"]);
     assert!(run.stdout.contains("already tokenized"), "{}", run.stdout);
     assert!(run.stdout.contains("sft-train"), "{}", run.stdout);
+    // show shows its tokens as they will be trained.
+    let run = sft_data(&[
+        "show",
+        s(&out),
+        "--tokenizer",
+        TOKENIZER,
+        "--color",
+        "never",
+    ]);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert!(run.stdout.contains("row 0 · prepared · "), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("⟦1 plus 1 is 2.<|im_end|>"),
+        "{}",
+        run.stdout
+    );
 }
 
 #[test]
@@ -894,4 +945,65 @@ fn a_huge_rejected_row_is_kept_as_a_bounded_excerpt() {
     let rejects = read_jsonl(&dir.path().join("t.rejects.jsonl"));
     assert_eq!(rejects[0]["line"], 2);
     assert_eq!(rejects[1]["line"], 3);
+}
+
+#[test]
+fn deep_nesting_is_named_as_such() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("deep.jsonl");
+    let deep = format!(
+        "{{\"text\": {}1{}}}",
+        "[".repeat(100_000),
+        "]".repeat(100_000)
+    );
+    std::fs::write(&path, format!("{}\n{deep}\n", chat(1))).unwrap();
+    let (code, report) = check_report(s(&path));
+    assert_eq!(code, 1);
+    let issue = &report["issues"][0];
+    assert_eq!(issue["line"], 2, "{issue}");
+    assert!(
+        issue["message"]
+            .as_str()
+            .unwrap()
+            .contains("more than 128 levels deep"),
+        "{issue}"
+    );
+    assert!(
+        !issue["hint"].as_str().unwrap().contains("fix the JSON"),
+        "{issue}"
+    );
+}
+
+#[test]
+fn sft_train_does_not_train_rows_check_calls_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let run = common::sft_train(&[
+        "--model_name_or_path",
+        "data-samples/models/tiny-llama",
+        "--dataset_name",
+        &misuse("check_errors.jsonl"),
+        "--output_dir",
+        s(&out),
+        "--max_steps",
+        "1",
+        "--per_device_train_batch_size",
+        "2",
+        "--save_steps",
+        "100",
+    ]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("train: 5 rows read, 2 examples, 3 rejected"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("training: 2 rows"), "{}", run.stderr);
+    let rejects = read_jsonl(&out.join("data/train.rejects.jsonl"));
+    let codes: Vec<&str> = rejects
+        .iter()
+        .map(|r| r["code"].as_str().unwrap())
+        .collect();
+    assert_eq!(codes, ["unknown_role", "empty_target", "no_assistant_turn"]);
 }

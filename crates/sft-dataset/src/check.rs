@@ -496,7 +496,11 @@ impl<'a> Checker<'a> {
                 };
                 let mut at = location;
                 at.line = problem.line.or(at.line);
-                self.issue(Issue::new(code, Some(at), problem.message));
+                let mut issue = Issue::new(code, Some(at), problem.message);
+                if let Some(hint) = problem.hint {
+                    issue.hint = hint.to_string();
+                }
+                self.issue(issue);
                 return;
             }
         };

@@ -118,6 +118,11 @@ pub fn convert(job: &ConvertJob) -> Result<ConvertSummary, WriteError> {
         .rejects
         .clone()
         .unwrap_or_else(|| default_rejects_path(&job.output));
+    pipeline::refuse_overwriting_inputs(
+        &job.inputs,
+        &[job.output.clone(), rejects_path.clone()],
+        &job.output,
+    )?;
     let mut writer = DatasetWriter::create(&job.output)?;
     let mut rejects: Option<DatasetWriter> = match &job.rejects {
         // Asked for by name: always written, even empty, so a pipeline can rely on it.

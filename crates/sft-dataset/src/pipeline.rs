@@ -19,6 +19,8 @@ pub struct ParseProblem {
     pub message: String,
     /// The line of the problem when it is not the row's first line (multi-line JSON).
     pub line: Option<u64>,
+    /// What to do, when it is not the code's usual advice.
+    pub hint: Option<&'static str>,
 }
 
 /// Parses one row's JSON text (checking UTF-8 first, to say so precisely).
@@ -44,6 +46,7 @@ pub fn parse_row(batch: &RowBatch, raw: &RawRow) -> Result<Value, ParseProblem> 
                 describe_bad_bytes(&bytes[at..])
             ),
             line: raw.line.map(|l| l + line_offset),
+            hint: None,
         }
     })?;
     serde_json::from_str(text).map_err(|e| {
@@ -52,10 +55,18 @@ pub fn parse_row(batch: &RowBatch, raw: &RawRow) -> Result<Value, ParseProblem> 
             .rfind(" at line ")
             .map(|i| full[..i].to_string())
             .unwrap_or(full);
+        // Not broken JSON: nesting deeper than the parser goes (128 levels).
+        let too_deep = message.contains("recursion limit exceeded");
+        let message = if too_deep {
+            "the row nests lists or objects more than 128 levels deep, deeper than rows are read (it may be valid JSON)".to_string()
+        } else {
+            message
+        };
         ParseProblem {
             invalid_utf8: false,
             message: format!("invalid JSON at column {}: {message}", e.column()),
             line: raw.line.map(|l| l + e.line().saturating_sub(1) as u64),
+            hint: too_deep.then_some("no dataset row needs such nesting: flatten the field or drop the row"),
         }
     })
 }
@@ -248,4 +259,24 @@ pub fn reject_record(
         fields.insert("record".into(), row());
     }
     fields
+}
+
+/// The library's own guard (the commands check first, with better messages): a job never
+/// writes over one of its inputs, whoever calls it.
+pub fn refuse_overwriting_inputs(
+    inputs: &[DataFile],
+    outputs: &[std::path::PathBuf],
+    output: &std::path::Path,
+) -> Result<(), sft_io::write::WriteError> {
+    let inputs: Vec<std::path::PathBuf> = inputs.iter().map(|f| f.path.clone()).collect();
+    let outputs: Vec<sft_io::paths::Output> = outputs
+        .iter()
+        .map(|p| sft_io::paths::Output::new(p, "the output", "write to another file"))
+        .collect();
+    sft_io::paths::refuse_overwriting_inputs(&inputs, &outputs).map_err(|e| {
+        sft_io::write::WriteError {
+            path: output.to_path_buf(),
+            message: e.to_string(),
+        }
+    })
 }

@@ -161,6 +161,16 @@ pub fn prepare(job: &PrepareJob) -> Result<PrepareSummary, WriteError> {
         .rejects
         .clone()
         .unwrap_or_else(|| crate::convert::default_rejects_path(&job.output));
+    // Whoever calls this (sft-data, sft-train, sft-eval), no input is written over.
+    crate::pipeline::refuse_overwriting_inputs(
+        &job.inputs,
+        &[
+            job.output.clone(),
+            rejects_path.clone(),
+            manifest_path(&job.output),
+        ],
+        &job.output,
+    )?;
     let mut rejects: Option<DatasetWriter> = None;
     let mut summary = PrepareSummary {
         rows_in: 0,

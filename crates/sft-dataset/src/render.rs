@@ -199,6 +199,11 @@ const FIRST_ERRORS_KEPT: usize = 5;
 
 pub fn render(job: &RenderJob) -> Result<RenderSummary, WriteError> {
     let started = Instant::now();
+    pipeline::refuse_overwriting_inputs(
+        &job.inputs,
+        std::slice::from_ref(&job.output),
+        &job.output,
+    )?;
     let mut writer = DatasetWriter::create_as(&job.output, OutputFormat::JsonLines)?;
     let mut summary = RenderSummary {
         rows: 0,

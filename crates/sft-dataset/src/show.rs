@@ -115,6 +115,19 @@ pub fn show_rows(
             let location = row_location(file, raw);
             let shown = match parse_row(&batch, raw) {
                 Err(p) => error_row(location, p.message),
+                // A row `prepare` wrote is shown as it is: its tokens, trained where labelled.
+                Ok(row) if prepared_tokens(&row).is_some() => {
+                    let (ids, mask) = prepared_tokens(&row).expect("just checked");
+                    ShownRow {
+                        location,
+                        format: Some("prepared".to_string()),
+                        pieces: pieces(tok, &ids, &mask),
+                        tokens: ids.len(),
+                        trained: mask.iter().filter(|&&m| m == 1).count(),
+                        full_length: ids.len(),
+                        error: None,
+                    }
+                }
                 // What `check` calls an error is never trained, so never shown as trained.
                 Ok(row) if !row_errors(&row, &[], &options.text_field).is_empty() => {
                     let errors = row_errors(&row, &[], &options.text_field);
@@ -159,6 +172,32 @@ pub fn show_rows(
         }
     }
     Ok(out)
+}
+
+/// The tokens of a prepared row (`input_ids`, with `labels` -100 where not trained, or a
+/// `completion_mask`), as `prepare` and TRL write them; `None` for other rows.
+fn prepared_tokens(row: &serde_json::Value) -> Option<(Vec<u32>, Vec<u8>)> {
+    let ints = |key: &str| -> Option<Vec<i64>> {
+        row.get(key)?
+            .as_array()?
+            .iter()
+            .map(serde_json::Value::as_i64)
+            .collect()
+    };
+    let ids: Vec<u32> = ints("input_ids")?
+        .into_iter()
+        .map(|id| u32::try_from(id).ok())
+        .collect::<Option<_>>()?;
+    let mask: Vec<u8> = match (ints("labels"), ints("completion_mask")) {
+        (Some(labels), _) if labels.len() == ids.len() => {
+            labels.iter().map(|&l| u8::from(l != -100)).collect()
+        }
+        (_, Some(mask)) if mask.len() == ids.len() => {
+            mask.iter().map(|&m| u8::from(m != 0)).collect()
+        }
+        _ => vec![1; ids.len()],
+    };
+    Some((ids, mask))
 }
 
 fn error_row(location: Location, error: String) -> ShownRow {

@@ -227,3 +227,34 @@ fn damaged_parquet_is_reported_and_withholds_outputs() {
         "the damage makes files unreadable: {withheld} of 60"
     );
 }
+
+/// The library refuses to write over an input itself, whoever calls it (sft-train and
+/// sft-eval prepare through it without the command line's checks).
+#[test]
+fn jobs_never_write_over_their_inputs() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("data.rejects.jsonl");
+    std::fs::write(&input, format!("{}\n", SEEDS[1])).unwrap();
+    let files = discover(std::slice::from_ref(&input)).unwrap();
+    let job = ConvertJob {
+        inputs: files,
+        read: ReadOptions::default(),
+        options: ConvertOptions {
+            from: Source::Auto,
+            to: Format::Messages,
+            system: None,
+            column_map: vec![],
+        },
+        // The default rejects path of data.jsonl is the input.
+        output: dir.path().join("data.jsonl"),
+        rejects: None,
+        progress: ByteCounter::default(),
+    };
+    let error = convert(&job).unwrap_err();
+    assert!(error.message.contains("is also an input"), "{error}");
+    assert_eq!(
+        std::fs::read_to_string(&input).unwrap(),
+        format!("{}\n", SEEDS[1])
+    );
+    assert!(!dir.path().join("data.jsonl").exists());
+}

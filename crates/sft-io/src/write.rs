@@ -183,9 +183,15 @@ pub(crate) fn temp_beside(path: &Path) -> io::Result<Temp> {
     })
 }
 
+/// A temporary file untouched for this long, whose process is gone, is stale. The wait
+/// protects a job writing the same output from another machine or container (whose
+/// process ids are not ours to see): a job that is writing keeps its file fresh.
+const STALE_AFTER: std::time::Duration = std::time::Duration::from_secs(120);
+
 /// Removes the temporary files that earlier runs writing the same output left behind when
-/// they were killed (`.NAME.PID.RANDOM.tmp` whose process is gone). Files of a process
-/// still running are left alone; so is anything that is not one of ours.
+/// they were killed (`.NAME.PID.RANDOM.tmp` whose process is gone and that has not been
+/// written for two minutes). Files of a process still running are left alone; so is
+/// anything that is not one of ours.
 fn remove_stale_temporaries(dir: &Path, prefix: &str) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
@@ -207,7 +213,13 @@ fn remove_stale_temporaries(dir: &Path, prefix: &str) {
             }
             _ => false,
         };
-        if stale && entry.file_type().is_ok_and(|t| t.is_file()) {
+        let quiet = entry
+            .metadata()
+            .ok()
+            .and_then(|m| m.modified().ok())
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age >= STALE_AFTER);
+        if stale && quiet && entry.file_type().is_ok_and(|t| t.is_file()) {
             let _ = std::fs::remove_file(entry.path());
         }
     }
