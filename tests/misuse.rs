@@ -1007,3 +1007,66 @@ fn sft_train_does_not_train_rows_check_calls_errors() {
         .collect();
     assert_eq!(codes, ["unknown_role", "empty_target", "no_assistant_turn"]);
 }
+
+#[test]
+fn sft_train_and_sft_eval_refuse_wrong_outputs_before_any_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = write_rows(
+        dir.path(),
+        "train.jsonl",
+        &(0..4).map(chat).collect::<Vec<_>>(),
+    );
+    let model = "data-samples/models/tiny-llama";
+    // An --output_dir that is a file.
+    let file = dir.path().join("out.txt");
+    std::fs::write(&file, "x").unwrap();
+    let r = common::sft_train(&[
+        "--model_name_or_path",
+        model,
+        "--dataset_name",
+        s(&data),
+        "--output_dir",
+        s(&file),
+        "-q",
+    ]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("a file, not a folder"), "{}", r.stderr);
+    // A batch size of 0 is refused before the data is prepared.
+    let out = dir.path().join("run");
+    let r = common::sft_train(&[
+        "--model_name_or_path",
+        model,
+        "--dataset_name",
+        s(&data),
+        "--output_dir",
+        s(&out),
+        "--per_device_train_batch_size",
+        "0",
+        "-q",
+    ]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("--per_device_train_batch_size must be at least 1"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        !out.join("data").exists(),
+        "the data was prepared before the flag was checked"
+    );
+    // sft-eval's report may not be its dataset; the data is untouched.
+    let before = std::fs::read(&data).unwrap();
+    let r = common::sft_eval(&[
+        "--checkpoint",
+        model,
+        "--dataset",
+        s(&data),
+        "--report",
+        s(&data),
+        "-q",
+    ]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("report"), "{}", r.stderr);
+    assert_eq!(std::fs::read(&data).unwrap(), before);
+}

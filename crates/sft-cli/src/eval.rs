@@ -6,6 +6,7 @@ use clap::Parser;
 use serde_json::Value;
 use sft_eval::evaluate::{evaluate, EvalEvent, EvalOptions, Expectations, Gates, Sampling};
 use sft_eval::report::markdown;
+use sft_io::paths::Output;
 use sft_tokenize::TokenizeOptions;
 
 use crate::{EXIT_PROBLEMS, EXIT_USAGE};
@@ -141,6 +142,40 @@ fn run(args: EvalArgs) -> Result<i32, i32> {
         ),
         None => None,
     };
+    // No output may replace the data or a checkpoint's files.
+    let mut inputs = sft_io::paths::files_of(&args.dataset);
+    for dir in args.checkpoint.iter().chain(&args.run) {
+        inputs.extend(sft_io::paths::files_of(dir));
+    }
+    let mut outputs = Vec::new();
+    if let Some(p) = &args.report {
+        outputs.push(Output::new(
+            p,
+            "the report (--report)",
+            "pass --report another path",
+        ));
+    }
+    if let Some(p) = &args.markdown {
+        outputs.push(Output::new(
+            p,
+            "the summary (--markdown)",
+            "pass --markdown another path",
+        ));
+    }
+    sft_io::paths::check_outputs(&inputs, &outputs).map_err(usage_error)?;
+    if let Some(dir) = &args.plots {
+        let plots: Vec<Output> = ["loss.svg", "heldout_loss.svg", "samples.svg"]
+            .iter()
+            .map(|n| {
+                Output::new(
+                    dir.join(n),
+                    "a plot (--plots)",
+                    "pass --plots another folder",
+                )
+            })
+            .collect();
+        sft_io::paths::refuse_overwriting_inputs(&inputs, &plots).map_err(usage_error)?;
+    }
     // The prepared held-out rows and their rejects: beside the report when there is one
     // (so the rejects file named on stderr stays), else in a temporary folder.
     let temp = tempfile::tempdir().map_err(|e| run_error(format_args!("temporary folder: {e}")))?;

@@ -293,6 +293,55 @@ fn run(args: TrainArgs) -> i32 {
         Ok(r) => r,
         Err(e) => return usage_error(e),
     };
+    let (train_path, eval_path) = match &args.dataset_test_split {
+        Some(split) if dataset.join(split).is_dir() => (dataset.join(&args.dataset_train_split), Some(dataset.join(split))),
+        Some(split) => return usage_error(format_args!("--dataset_test_split {split}: {} has no {split} folder (a DatasetDict saved with save_to_disk has one per split)", dataset.display())),
+        None => (
+            if dataset.join(&args.dataset_train_split).is_dir() && dataset.join("dataset_dict.json").is_file() { dataset.join(&args.dataset_train_split) } else { dataset.clone() },
+            args.eval_dataset.clone(),
+        ),
+    };
+    if output_dir.exists() && !output_dir.is_dir() {
+        return usage_error(format_args!(
+            "--output_dir {}: a file, not a folder\n  hint: pass a folder (it is created if missing)",
+            output_dir.display()
+        ));
+    }
+    let mut cfg = TrainConfig::new(model_dir.clone(), output_dir.clone());
+    cfg.per_device_train_batch_size = args.per_device_train_batch_size;
+    cfg.per_device_eval_batch_size = args.per_device_eval_batch_size;
+    cfg.gradient_accumulation_steps = args.gradient_accumulation_steps;
+    cfg.learning_rate = args.learning_rate;
+    cfg.num_train_epochs = args.num_train_epochs;
+    cfg.max_steps = (args.max_steps > 0).then_some(args.max_steps as usize);
+    cfg.lr_scheduler_type = schedule;
+    cfg.warmup_steps = args.warmup_ratio.unwrap_or(args.warmup_steps);
+    cfg.adam = sft_train::optim::AdamWConfig {
+        beta1: args.adam_beta1,
+        beta2: args.adam_beta2,
+        eps: args.adam_epsilon,
+        weight_decay: args.weight_decay,
+    };
+    cfg.max_grad_norm = args.max_grad_norm;
+    cfg.logging_steps = args.logging_steps;
+    cfg.save_strategy = save_strategy;
+    cfg.save_steps = args.save_steps;
+    cfg.save_total_limit = args.save_total_limit;
+    cfg.eval_strategy = eval_strategy;
+    cfg.eval_steps = args.eval_steps.unwrap_or(args.logging_steps);
+    cfg.seed = args.seed;
+    cfg.shuffle = args.shuffle;
+    cfg.early_stopping_patience = args.early_stopping_patience;
+    cfg.load_best_model_at_end = args.load_best_model_at_end.unwrap_or(false);
+    cfg.report_to_trackio = trackio;
+    cfg.trackio_project = args.project.clone();
+    if let Some(name) = &args.run_name {
+        cfg.run_name = name.clone();
+    }
+    // Checked before anything is loaded or prepared: a wrong flag costs nothing.
+    if let Err(e) = cfg.validate(eval_path.is_some()) {
+        return usage_error(e);
+    }
     let device = Device::Cpu;
     let load_from = resume.as_deref().unwrap_or(&model_dir);
     let started = Instant::now();
@@ -311,14 +360,6 @@ fn run(args: TrainArgs) -> i32 {
             started.elapsed().as_secs_f64()
         );
     }
-    let (train_path, eval_path) = match &args.dataset_test_split {
-        Some(split) if dataset.join(split).is_dir() => (dataset.join(&args.dataset_train_split), Some(dataset.join(split))),
-        Some(split) => return usage_error(format_args!("--dataset_test_split {split}: {} has no {split} folder (a DatasetDict saved with save_to_disk has one per split)", dataset.display())),
-        None => (
-            if dataset.join(&args.dataset_train_split).is_dir() && dataset.join("dataset_dict.json").is_file() { dataset.join(&args.dataset_train_split) } else { dataset.clone() },
-            args.eval_dataset.clone(),
-        ),
-    };
     let plan = DataPlan {
         packing,
         options: TokenizeOptions {
@@ -356,42 +397,7 @@ fn run(args: TrainArgs) -> i32 {
         },
         None => Vec::new(),
     };
-    let pad = model.config.pad_id(None);
-    let mut cfg = TrainConfig::new(model_dir.clone(), output_dir.clone());
-    cfg.per_device_train_batch_size = args.per_device_train_batch_size;
-    cfg.per_device_eval_batch_size = args.per_device_eval_batch_size;
-    cfg.gradient_accumulation_steps = args.gradient_accumulation_steps;
-    cfg.learning_rate = args.learning_rate;
-    cfg.num_train_epochs = args.num_train_epochs;
-    cfg.max_steps = (args.max_steps > 0).then_some(args.max_steps as usize);
-    cfg.lr_scheduler_type = schedule;
-    cfg.warmup_steps = args.warmup_ratio.unwrap_or(args.warmup_steps);
-    cfg.adam = sft_train::optim::AdamWConfig {
-        beta1: args.adam_beta1,
-        beta2: args.adam_beta2,
-        eps: args.adam_epsilon,
-        weight_decay: args.weight_decay,
-    };
-    cfg.max_grad_norm = args.max_grad_norm;
-    cfg.logging_steps = args.logging_steps;
-    cfg.save_strategy = save_strategy;
-    cfg.save_steps = args.save_steps;
-    cfg.save_total_limit = args.save_total_limit;
-    cfg.eval_strategy = eval_strategy;
-    cfg.eval_steps = args.eval_steps.unwrap_or(args.logging_steps);
-    cfg.seed = args.seed;
-    cfg.shuffle = args.shuffle;
-    cfg.early_stopping_patience = args.early_stopping_patience;
-    cfg.load_best_model_at_end = args.load_best_model_at_end.unwrap_or(false);
-    cfg.pad_token_id = pad;
-    cfg.report_to_trackio = trackio;
-    cfg.trackio_project = args.project.clone();
-    if let Some(name) = &args.run_name {
-        cfg.run_name = name.clone();
-    }
-    if let Err(e) = cfg.validate(!eval.is_empty()) {
-        return usage_error(e);
-    }
+    cfg.pad_token_id = model.config.pad_id(None);
     static STOP: AtomicBool = AtomicBool::new(false);
     let _ = ctrlc::set_handler(|| {
         if STOP.swap(true, Ordering::SeqCst) {

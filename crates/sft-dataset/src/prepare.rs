@@ -167,7 +167,7 @@ pub fn prepare(job: &PrepareJob) -> Result<PrepareSummary, WriteError> {
         &[
             job.output.clone(),
             rejects_path.clone(),
-            manifest_path(&job.output),
+            crate::prepared::manifest_path(&job.output),
         ],
         &job.output,
     )?;

@@ -126,6 +126,13 @@ pub enum DataError {
     Table(String),
     /// Every row was rejected.
     NoUsableRows { path: PathBuf, rejected: u64 },
+    /// An input could not be read to its end, so nothing was prepared from it (rows would
+    /// be missing without a trace).
+    Unreadable {
+        path: PathBuf,
+        files: Vec<(String, String)>,
+        rows_not_read: u64,
+    },
 }
 
 impl fmt::Display for DataError {
@@ -135,6 +142,24 @@ impl fmt::Display for DataError {
             DataError::Files(e) => write!(f, "{e}\n  hint: pass data files (.jsonl, .json, .parquet, .arrow, .txt), a folder of them, or a prepared .parquet"),
             DataError::Template(e) | DataError::Prepare(e) | DataError::Table(e) => f.write_str(e),
             DataError::Prepared(e) => write!(f, "{e}"),
+            DataError::Unreadable {
+                path,
+                files,
+                rows_not_read,
+            } => {
+                write!(
+                    f,
+                    "{}: an input could not be read to its end, so nothing was prepared from it",
+                    path.display()
+                )?;
+                if *rows_not_read > 0 {
+                    write!(f, " ({rows_not_read} rows not read)")?;
+                }
+                for (file, reason) in files {
+                    write!(f, "\n  {file}: {reason}")?;
+                }
+                write!(f, "\n  hint: repair or re-download the file, or leave it out; `sft-data check` shows where it breaks")
+            }
             DataError::NoUsableRows { path, rejected } => write!(
                 f,
                 "{}: no usable rows ({rejected} rejected; see the rejects file)",
@@ -195,6 +220,13 @@ pub fn load_rows(
         progress: ByteCounter::default(),
     };
     let summary = prepare(&job).map_err(|e| DataError::Prepare(e.to_string()))?;
+    if !summary.output_written {
+        return Err(DataError::Unreadable {
+            path: dataset.path().to_path_buf(),
+            files: summary.unreadable_files.clone(),
+            rows_not_read: summary.rows_not_read,
+        });
+    }
     if summary.rows_out == 0 {
         return Err(DataError::NoUsableRows {
             path: dataset.path().to_path_buf(),
