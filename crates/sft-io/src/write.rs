@@ -356,6 +356,22 @@ pub fn write_atomic(path: &Path, text: &[u8]) -> Result<(), WriteError> {
     file.finish()
 }
 
+/// Writes `path` atomically with what `body` writes: through a temporary file beside it,
+/// synced to disk and renamed into place, so a reader never sees half of it and an
+/// interrupted job leaves nothing at `path`. The one way every crate writes a whole file
+/// (reports, manifests, model weights, checkpoints).
+pub fn write_atomic_with(
+    path: &Path,
+    body: impl FnOnce(&mut AtomicFile) -> io::Result<()>,
+) -> Result<(), WriteError> {
+    let mut file = AtomicFile::create(path)?;
+    body(&mut file).map_err(|e| WriteError {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    file.finish()
+}
+
 /// A plain file written through a temporary file, for outputs that are not datasets.
 pub struct AtomicFile {
     path: PathBuf,
@@ -374,11 +390,16 @@ impl AtomicFile {
         })
     }
 
+    /// Syncs the file to disk and renames it into place.
     pub fn finish(self) -> Result<(), WriteError> {
         let path = self.path;
         let temp = self.out.into_inner().map_err(|e| WriteError {
             path: path.clone(),
             message: e.error().to_string(),
+        })?;
+        temp.as_file().sync_all().map_err(|e| WriteError {
+            path: path.clone(),
+            message: e.to_string(),
         })?;
         temp.persist(&path).map_err(|e| WriteError {
             path,

@@ -135,24 +135,11 @@ pub fn save_safetensors(tensors: &BTreeMap<String, Tensor>, path: &Path) -> Resu
     })
 }
 
-/// Writes a file through a temporary sibling and a rename, so readers never see half of it.
-pub fn write_atomic(
+/// Writes a file atomically (sft-io's one way: a synced temporary beside it, renamed).
+pub(crate) fn write_atomic(
     path: &Path,
-    body: impl FnOnce(&mut std::io::BufWriter<std::fs::File>) -> std::io::Result<()>,
+    body: impl FnOnce(&mut sft_io::write::AtomicFile) -> std::io::Result<()>,
 ) -> Result<(), ModelError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("out");
-    let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
-    let result = (|| {
-        let file = std::fs::File::create(&tmp)?;
-        let mut w = std::io::BufWriter::new(file);
-        body(&mut w)?;
-        let file = w.into_inner().map_err(|e| e.into_error())?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    result.map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        ModelError::io(path, e)
-    })
+    sft_io::write::write_atomic_with(path, body)
+        .map_err(|e| ModelError::io(path, std::io::Error::other(e.message)))
 }

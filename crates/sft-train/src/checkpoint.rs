@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use sft_model::weights::{save_safetensors, write_atomic};
+use sft_model::weights::save_safetensors;
 use sft_model::Llama;
 
 use crate::optim::{AdamW, Moments};
@@ -90,7 +90,7 @@ pub fn save_model(model: &Llama, source: &Path, dir: &Path) -> Result<(), String
 }
 
 pub fn write_file(path: &Path, bytes: &[u8]) -> Result<(), String> {
-    write_atomic(path, |w| std::io::Write::write_all(w, bytes)).map_err(|e| e.to_string())
+    sft_io::write::write_atomic(path, bytes).map_err(|e| e.to_string())
 }
 
 pub fn write_json(path: &Path, value: &Value) -> Result<(), String> {
