@@ -424,6 +424,9 @@ pub fn optimizer_step(
     max_grad_norm: f64,
     pad: u32,
 ) -> Result<Result<StepResult, String>, String> {
+    if micro_rows.is_empty() {
+        return Err("an optimizer step needs at least one micro-batch".into());
+    }
     let device = model.device.clone();
     let vocab = model.config.vocab_size;
     let num_items: usize = micro_rows
@@ -442,9 +445,10 @@ pub fn optimizer_step(
     for (k, rows) in micro_rows.iter().enumerate() {
         let batch = Batch::new(rows, pad, vocab, &device).map_err(|e| e.to_string())?;
         tokens += batch.real_tokens as u64;
-        let loss = model.loss(&batch).map_err(|e| e.to_string())?;
-        let scaled = (loss.sum / num_items.max(1) as f64).map_err(|e| e.to_string())?;
-        let mut store = scaled.backward().map_err(|e| e.to_string())?;
+        let scale = 1.0 / num_items.max(1) as f64;
+        let (stats, mut store) = model
+            .loss_backward(&batch, scale, model.gradient_checkpointing)
+            .map_err(|e| e.to_string())?;
         for (i, p) in params.iter().enumerate() {
             let g = store.remove(p.var.as_tensor());
             if single {
@@ -472,8 +476,8 @@ pub fn optimizer_step(
                 None => {}
             }
         }
-        step_loss += loss.stats.loss_sum / num_items.max(1) as f64;
-        ratios.push(ratio_of(&loss.stats));
+        step_loss += stats.loss_sum / num_items.max(1) as f64;
+        ratios.push(ratio_of(&stats));
     }
     if !step_loss.is_finite() {
         return Ok(Err(format!("loss {step_loss}")));
