@@ -191,7 +191,10 @@ fn rows_the_model_cannot_attend_over_are_refused_with_a_clear_error() {
             .err()
             .unwrap()
             .to_string(),
-        model.score(std::slice::from_ref(&long), 8, 2).unwrap_err().to_string(),
+        model
+            .score(std::slice::from_ref(&long), 8, 2)
+            .unwrap_err()
+            .to_string(),
     ] {
         assert!(
             err.contains("8192 positions") && err.contains(&format!("{max}")),
