@@ -416,3 +416,66 @@ fn eval_packing_follows_packing_and_keeps_the_eval_loss() {
         "packed {a} against unpacked {b}"
     );
 }
+
+/// Gradient checkpointing (the default, as TRL) trains to the same weights, bit for bit, as
+/// keeping every activation.
+#[test]
+fn gradient_checkpointing_changes_no_weight() {
+    let tmp = tempfile::tempdir().unwrap();
+    let on = tmp.path().join("on");
+    let off = tmp.path().join("off");
+    let steps = ["--max_steps", "3", "--gradient_accumulation_steps", "2"];
+    let r = train(&on, &steps);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let r = train(
+        &off,
+        &[&steps[..], &["--gradient_checkpointing", "false"]].concat(),
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(losses(&history(&on)), losses(&history(&off)));
+    let a = std::fs::read(on.join("model.safetensors")).unwrap();
+    let b = std::fs::read(off.join("model.safetensors")).unwrap();
+    assert!(a == b, "checkpointing changed the weights");
+}
+
+/// --dry_run prints the memory plan and exits before loading anything; a run whose plan
+/// exceeds the machine's memory stops before loading the data and names flags that fit.
+#[test]
+fn the_memory_plan_is_printed_and_an_oversized_run_stops_early() {
+    let r = sft_train(&["--model_name_or_path", MODEL, "--dry_run"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    for item in [
+        "weights",
+        "gradients",
+        "AdamW moments",
+        "activations, gradient checkpointing",
+        "activations, all layers kept",
+        "loss chunks",
+        "predicted peak",
+        "8 x 1024 tokens",
+    ] {
+        assert!(r.stderr.contains(item), "{item}: {}", r.stderr);
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("big");
+    let r = train(
+        &out,
+        &[
+            "--per_device_train_batch_size",
+            "100000",
+            "--max_length",
+            "2048",
+            "--gradient_checkpointing",
+            "false",
+        ],
+    );
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("predicted to need"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("--per_device_train_batch_size")
+            && r.stderr.contains("--gradient_accumulation_steps"),
+        "{}",
+        r.stderr
+    );
+    assert!(!out.join("data").exists(), "the data was loaded");
+}

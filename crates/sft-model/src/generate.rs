@@ -90,9 +90,15 @@ impl Llama {
         let mut past = 0;
         for _ in 0..opts.max_new_tokens {
             let mask = self.generation_mask(&valid, past, t)?;
-            let hidden = self.forward_hidden(&input, &positions, Some(mask), Some(&mut cache))?;
+            let hidden = self.forward_hidden(
+                &input,
+                &positions,
+                Some(mask),
+                Some(&mut cache),
+                crate::llama::Mode::Infer,
+            )?;
             let last = hidden.narrow(1, t - 1, 1)?.squeeze(1)?;
-            let logits = crate::linear::linear(&last, self.lm_head_weight(), None)?
+            let logits = crate::linear::linear(&last, &self.lm_head_weight().detach(), None)?
                 .to_dtype(candle_core::DType::F32)?;
             let logits = logits.to_vec2::<f32>()?;
             let mut step_ids = Vec::with_capacity(live.len());

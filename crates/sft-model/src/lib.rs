@@ -14,6 +14,7 @@ pub mod linear;
 pub mod llama;
 pub mod locate;
 pub mod loss;
+pub mod memory_plan;
 pub mod ops;
 pub mod rng;
 pub mod weights;
@@ -23,7 +24,7 @@ use std::path::{Path, PathBuf};
 pub use batch::{Batch, BatchRow};
 pub use config::LlamaConfig;
 pub use generate::{GenerateOptions, Generation};
-pub use llama::{KvCache, Llama, Param};
+pub use llama::{KvCache, Llama, Mode, Param, Scored};
 pub use loss::{LossStats, TokenLoss};
 
 /// Errors of loading, running and saving a model. Each names the file it concerns.

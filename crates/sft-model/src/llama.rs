@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
+use candle_core::backprop::GradStore;
 use candle_core::{DType, Device, Tensor, Var, D};
 
 use crate::batch::Batch;
@@ -54,6 +55,14 @@ impl KvCache {
     }
 }
 
+/// What [`Llama::score_within`] measured, and the smallest batch it had to use to stay
+/// within its memory budget (the asked batch size when nothing was split).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scored {
+    pub stats: crate::LossStats,
+    pub batch_size: usize,
+}
+
 /// One trainable tensor with its Hugging Face name.
 #[derive(Debug, Clone)]
 pub struct Param {
@@ -93,6 +102,9 @@ pub struct Llama {
     lm_head: Option<Var>,
     params: Vec<Param>,
     inv_freq: Vec<f32>,
+    /// Whether training steps recompute each decoder layer's forward during the backward
+    /// instead of keeping its activations ([`Llama::loss_backward`]); off when loaded.
+    pub gradient_checkpointing: bool,
 }
 
 /// transformers' rule for which parameters get no weight decay: biases and anything whose
@@ -228,6 +240,7 @@ impl Llama {
             lm_head,
             params,
             inv_freq,
+            gradient_checkpointing: false,
         })
     }
 
@@ -306,14 +319,95 @@ impl Llama {
         self.lm_head.as_ref().unwrap_or(&self.embed).as_tensor()
     }
 
-    /// Final hidden states `[rows, len, hidden]` for a batch.
+    /// Final hidden states `[rows, len, hidden]` for a batch, recording the graph for a
+    /// backward (training).
     pub fn hidden_states(&self, batch: &Batch) -> Result<Tensor> {
-        let mask = if batch.needs_mask() || batch.len > 1 {
+        self.hidden_states_in(batch, Mode::Train)
+    }
+
+    /// Final hidden states `[rows, len, hidden]` for a batch in either mode.
+    pub fn hidden_states_in(&self, batch: &Batch, mode: Mode) -> Result<Tensor> {
+        self.check_span(&batch.position_ids)?;
+        let mask = self.batch_mask(batch)?;
+        self.forward_hidden(&batch.input_ids, &batch.position_ids, mask, None, mode)
+    }
+
+    /// The attention mask a batch needs: none for one unpadded single-document row of one
+    /// position, else the block-diagonal causal mask.
+    fn batch_mask(&self, batch: &Batch) -> Result<Option<Tensor>> {
+        Ok(if batch.needs_mask() || batch.len > 1 {
             Some(batch.attention_mask(&self.device)?)
         } else {
             None
+        })
+    }
+
+    /// Checks a forward's input against what the model can attend to.
+    fn check_span(&self, positions: &[u32]) -> Result<()> {
+        let c = &self.config;
+        // Positions restart at every packed document, so the largest is the longest span
+        // any token attends over.
+        let span = positions.iter().max().map_or(0, |&p| p as usize + 1);
+        if let Some(window) = c.sliding_window.filter(|&w| span > w) {
+            return Err(ModelError::Input(format!(
+                "a sequence of {span} positions is longer than the model's sliding_window of {window}; this model code attends to every earlier position (use a max_length of at most {window})"
+            )));
+        }
+        let max = c.max_position_embeddings;
+        if span > max {
+            return Err(ModelError::Input(format!(
+                "a sequence of {span} positions is longer than the model's max_position_embeddings of {max} (use a max_length of at most {max}, or packing, whose documents restart their positions)"
+            )));
+        }
+        Ok(())
+    }
+
+    /// What every layer of one forward shares: RoPE tables and the mask.
+    fn forward_context(
+        &self,
+        positions: &[u32],
+        b: usize,
+        t: usize,
+        mask: Option<Tensor>,
+    ) -> Result<Context> {
+        self.check_span(positions)?;
+        let (cos, sin) = self.rope_tables(positions, b, t)?;
+        let mask = match mask {
+            Some(m) => Some(crate::ops::SoftmaxMask::new(
+                m.to_dtype(self.embed.dtype())?,
+            )?),
+            None => None,
         };
-        self.forward_hidden(&batch.input_ids, &batch.position_ids, mask, None)
+        Ok(Context { cos, sin, mask })
+    }
+
+    /// The token embeddings `[rows, len, hidden]` of `ids [rows, len]`.
+    fn embed_tokens(&self, ids: &Tensor, mode: Mode) -> Result<Tensor> {
+        let (b, t) = ids.dims2()?;
+        Ok(weight(&self.embed, mode)
+            .index_select(&ids.flatten_all()?, 0)?
+            .reshape((b, t, self.config.hidden_size))?)
+    }
+
+    /// Decoder layer `i` over `x [rows, len, hidden]`.
+    fn layer_forward(
+        &self,
+        i: usize,
+        x: &Tensor,
+        ctx: &Context,
+        slot: Option<CacheSlot<'_>>,
+        mode: Mode,
+    ) -> Result<Tensor> {
+        let c = &self.config;
+        let layer = &self.layers[i];
+        let h = rms_norm(x, &layer.input_norm, c.rms_norm_eps, mode)?;
+        let attn = self.attention(layer, &h, ctx, slot, mode)?;
+        let x = (x + attn)?;
+        let h = rms_norm(&x, &layer.post_norm, c.rms_norm_eps, mode)?;
+        let gate = linear(&h, &layer.gate, None, mode)?;
+        let up = linear(&h, &layer.up, None, mode)?;
+        let mlp = linear(&(gate.silu()? * up)?, &layer.down, None, mode)?;
+        Ok((x + mlp)?)
     }
 
     /// The decoder stack over `ids [rows, len]` with per-token positions and an additive
@@ -325,52 +419,31 @@ impl Llama {
         positions: &[u32],
         mask: Option<Tensor>,
         mut cache: Option<&mut KvCache>,
+        mode: Mode,
     ) -> Result<Tensor> {
-        let c = &self.config;
         let (b, t) = ids.dims2()?;
-        // Positions restart at every packed document, so the largest is the longest span
-        // any token attends over.
-        let span = positions.iter().max().map_or(0, |&p| p as usize + 1);
-        if let Some(window) = c.sliding_window.filter(|&w| span > w) {
-            return Err(ModelError::Input(format!(
-                "a sequence of {span} positions is longer than the model's sliding_window of {window}; this model code attends to every earlier position (use a max_length of at most {window})"
-            )));
-        }
-        let mut x =
-            self.embed
-                .index_select(&ids.flatten_all()?, 0)?
-                .reshape((b, t, c.hidden_size))?;
-        let (cos, sin) = self.rope_tables(positions, b, t)?;
-        let mask = match mask {
-            Some(m) => Some(m.to_dtype(self.embed.dtype())?),
-            None => None,
-        };
-        for (i, layer) in self.layers.iter().enumerate() {
-            let h = rms_norm(&x, &layer.input_norm, c.rms_norm_eps)?;
+        let ctx = self.forward_context(positions, b, t, mask)?;
+        let mut x = self.embed_tokens(ids, mode)?;
+        for i in 0..self.layers.len() {
             let slot = cache
                 .as_deref_mut()
                 .map(|c| (&mut c.layers[i], c.len, c.capacity));
-            let attn = self.attention(layer, &h, &cos, &sin, mask.as_ref(), slot)?;
-            x = (x + attn)?;
-            let h = rms_norm(&x, &layer.post_norm, c.rms_norm_eps)?;
-            let gate = linear(&h, &layer.gate, None)?;
-            let up = linear(&h, &layer.up, None)?;
-            let mlp = linear(&(gate.silu()? * up)?, &layer.down, None)?;
-            x = (x + mlp)?;
+            x = self.layer_forward(i, &x, &ctx, slot, mode)?;
         }
         if let Some(c) = cache {
             c.len += t;
         }
-        rms_norm(&x, &self.norm, c.rms_norm_eps)
+        rms_norm(&x, &self.norm, self.config.rms_norm_eps, mode)
     }
 
-    /// Full logits `[rows, len, vocab]` (for tests and generation; training uses [`Self::loss`]).
+    /// Full logits `[rows, len, vocab]`, with no graph (for tests and generation; training
+    /// uses [`Self::loss`]).
     pub fn logits(&self, batch: &Batch) -> Result<Tensor> {
-        let hidden = self.hidden_states(batch)?;
+        let hidden = self.hidden_states_in(batch, Mode::Infer)?;
         let (b, t, h) = hidden.dims3()?;
         let logits = hidden
             .reshape((b * t, h))?
-            .matmul(&self.lm_head_weight().t()?)?;
+            .matmul(&self.lm_head_weight().detach().t()?)?;
         Ok(logits.reshape((b, t, self.config.vocab_size))?)
     }
 
@@ -381,9 +454,84 @@ impl Llama {
         token_loss(&selected, self.lm_head_weight(), &batch.targets)
     }
 
+    /// The loss statistics of a batch and the gradients of `scale` times its summed loss
+    /// with respect to every parameter ([`Param::var`]).
+    ///
+    /// Without checkpointing this is [`Self::loss`] and one backward over the whole graph,
+    /// which keeps every layer's activations until the end. With `checkpointing`, the
+    /// decoder layers run without a graph keeping only each layer's input; the final norm
+    /// and the loss are differentiated first, then the layers in reverse order: each one's
+    /// forward is recomputed from its saved input (a fresh leaf) and differentiated through
+    /// the surrogate `sum(out * grad_out)`, which yields its parameters' gradients and the
+    /// gradient of its input. The embedding's gradient is scattered into the tied head's
+    /// in the order candle's own backward adds them, so the gradients equal the
+    /// non-checkpointed ones bit for bit (up to the sign of zeros; tested).
+    pub fn loss_backward(
+        &self,
+        batch: &Batch,
+        scale: f64,
+        checkpointing: bool,
+    ) -> Result<(crate::LossStats, GradStore)> {
+        if !checkpointing {
+            let loss = self.loss(batch)?;
+            let store = (loss.sum * scale)?.backward()?;
+            return Ok((loss.stats, store));
+        }
+        self.check_span(&batch.position_ids)?;
+        let (b, t) = batch.input_ids.dims2()?;
+        let ctx = self.forward_context(&batch.position_ids, b, t, self.batch_mask(batch)?)?;
+        let mut inputs = Vec::with_capacity(self.layers.len());
+        let mut x = self.embed_tokens(&batch.input_ids, Mode::Infer)?;
+        for i in 0..self.layers.len() {
+            let next = self.layer_forward(i, &x, &ctx, None, Mode::Infer)?;
+            inputs.push(x);
+            x = next;
+        }
+        // The head: final norm and loss, with the last layer's output as a leaf.
+        let last = Var::from_tensor(&x)?;
+        drop(x);
+        let (stats, mut store, mut grad) = {
+            let hidden = rms_norm(
+                last.as_tensor(),
+                &self.norm,
+                self.config.rms_norm_eps,
+                Mode::Train,
+            )?;
+            let selected = self.trained_positions(hidden, batch)?;
+            let loss = token_loss(&selected, self.lm_head_weight(), &batch.targets)?;
+            let mut store = (loss.sum * scale)?.backward()?;
+            let grad = take_grad(&mut store, last.as_tensor())?;
+            (loss.stats, store, grad)
+        };
+        drop(last);
+        for i in (0..self.layers.len()).rev() {
+            let input = Var::from_tensor(&inputs.pop().expect("one input per layer"))?;
+            let out = self.layer_forward(i, input.as_tensor(), &ctx, None, Mode::Train)?;
+            let mut layer_store = (out * &grad)?.sum_all()?.backward()?;
+            for var in self.layers[i].vars() {
+                if let Some(g) = layer_store.remove(var.as_tensor()) {
+                    store.insert(var.as_tensor(), g);
+                }
+            }
+            grad = take_grad(&mut layer_store, input.as_tensor())?;
+        }
+        // The embedding: candle's backward of index_select adds the rows' gradients into
+        // the gradient accumulated so far (the tied head's), one row after another.
+        let embed = self.embed.as_tensor();
+        let acc = match store.remove(embed) {
+            Some(g) => g,
+            None => embed.zeros_like()?,
+        };
+        let grad = grad.reshape((b * t, self.config.hidden_size))?;
+        let merged = acc.index_add(&batch.input_ids.flatten_all()?, &grad, 0)?;
+        store.insert(embed, merged);
+        Ok((stats, store))
+    }
+
     /// The loss statistics of a batch without building anything for a backward.
     pub fn loss_stats(&self, batch: &Batch) -> Result<crate::LossStats> {
-        let selected = self.trained_positions(self.hidden_states(batch)?.detach(), batch)?;
+        let hidden = self.hidden_states_in(batch, Mode::Infer)?;
+        let selected = self.trained_positions(hidden, batch)?;
         crate::loss::token_stats(&selected, self.lm_head_weight(), &batch.targets)
     }
 
@@ -405,50 +553,93 @@ impl Llama {
     /// similar length: the sums do not depend on the order, and on the 40 conversations of
     /// `data-samples/formats/messages.jsonl` (batches of 8) it cut the padded positions
     /// computed from 4,472 to 3,368 for 3,125 real tokens.
+    ///
+    /// A batch whose working set ([`crate::memory_plan::inference_plan`]) would not fit in
+    /// the memory available now is scored in smaller pieces instead ([`Self::score_within`]
+    /// says how small they got).
     pub fn score(
         &self,
         rows: &[crate::BatchRow],
         batch_size: usize,
         pad: u32,
     ) -> Result<crate::LossStats> {
+        let budget = crate::memory_plan::mem_available();
+        Ok(self.score_within(rows, batch_size, pad, budget)?.stats)
+    }
+
+    /// [`Self::score`] with at most `budget` bytes of working memory (beyond the weights)
+    /// per batch: a batch of `batch_size` rows that would need more is split in halves
+    /// until it fits; a single row that does not fit is an error naming its length.
+    pub fn score_within(
+        &self,
+        rows: &[crate::BatchRow],
+        batch_size: usize,
+        pad: u32,
+        budget: Option<u64>,
+    ) -> Result<Scored> {
         let mut order: Vec<usize> = (0..rows.len()).collect();
         order.sort_by_key(|&i| rows[i].input_ids.len());
         let mut total = crate::LossStats::default();
-        for chunk in order.chunks(batch_size.max(1)) {
+        let mut smallest = batch_size.max(1);
+        let mut pending: Vec<&[usize]> = order.chunks(batch_size.max(1)).rev().collect();
+        while let Some(chunk) = pending.pop() {
+            let len = chunk
+                .iter()
+                .map(|&i| rows[i].input_ids.len())
+                .max()
+                .unwrap_or(0);
+            let need = crate::memory_plan::inference_working_bytes(&self.config, chunk.len(), len);
+            if budget.is_some_and(|b| need > b) {
+                if chunk.len() == 1 {
+                    return Err(ModelError::Input(format!(
+                        "scoring a row of {len} tokens needs about {} of memory beyond the weights, and {} is available (truncate the rows, a shorter max_length)",
+                        crate::memory_plan::gib(need),
+                        crate::memory_plan::gib(budget.unwrap_or(0)),
+                    )));
+                }
+                let (a, b) = chunk.split_at(chunk.len().div_ceil(2));
+                smallest = smallest.min(a.len());
+                pending.push(b);
+                pending.push(a);
+                continue;
+            }
             let chunk: Vec<crate::BatchRow> = chunk.iter().map(|&i| rows[i].clone()).collect();
             let batch = Batch::new(&chunk, pad, self.config.vocab_size, &self.device)?;
             total.add(&self.loss_stats(&batch)?);
         }
-        Ok(total)
+        Ok(Scored {
+            stats: total,
+            batch_size: smallest,
+        })
     }
 
     fn attention(
         &self,
         layer: &Layer,
         x: &Tensor,
-        cos: &Tensor,
-        sin: &Tensor,
-        mask: Option<&Tensor>,
+        ctx: &Context,
         cache: Option<CacheSlot<'_>>,
+        mode: Mode,
     ) -> Result<Tensor> {
+        let (cos, sin) = (&ctx.cos, &ctx.sin);
         let c = &self.config;
         let (b, t, _) = x.dims3()?;
         let (nh, nkv, hd) = (c.num_attention_heads, c.num_key_value_heads, c.head_dim);
         let rep = nh / nkv;
-        let q = linear(x, &layer.q, layer.q_bias.as_ref())?.reshape((b, t, nh, hd))?;
-        let k = linear(x, &layer.k, layer.k_bias.as_ref())?.reshape((b, t, nkv, hd))?;
+        let q = linear(x, &layer.q, layer.q_bias.as_ref(), mode)?.reshape((b, t, nh, hd))?;
+        let k = linear(x, &layer.k, layer.k_bias.as_ref(), mode)?.reshape((b, t, nkv, hd))?;
         // Qwen3 normalises each head's queries and keys before RoPE.
         let q = match &layer.q_norm {
-            Some(w) => rms_norm(&q, w, c.rms_norm_eps)?,
+            Some(w) => rms_norm(&q, w, c.rms_norm_eps, mode)?,
             None => q,
         };
         let k = match &layer.k_norm {
-            Some(w) => rms_norm(&k, w, c.rms_norm_eps)?,
+            Some(w) => rms_norm(&k, w, c.rms_norm_eps, mode)?,
             None => k,
         };
         let q = q.transpose(1, 2)?;
         let k = k.transpose(1, 2)?;
-        let v = linear(x, &layer.v, layer.v_bias.as_ref())?
+        let v = linear(x, &layer.v, layer.v_bias.as_ref(), mode)?
             .reshape((b, t, nkv, hd))?
             .transpose(1, 2)?
             .contiguous()?;
@@ -485,11 +676,11 @@ impl Llama {
         let q = q.reshape((b, nkv, rep * t, hd))?;
         let scale = 1.0 / (hd as f64).sqrt();
         let scores = q.matmul(&k.t()?)?.reshape((b, nh, t, keys))?;
-        let probs =
-            crate::ops::masked_softmax(&scores, scale, mask)?.reshape((b, nkv, rep * t, keys))?;
+        let probs = crate::ops::masked_softmax_shared(&scores, scale, ctx.mask.as_ref())?
+            .reshape((b, nkv, rep * t, keys))?;
         let out = probs.matmul(&v)?.reshape((b, nh, t, hd))?;
         let out = out.transpose(1, 2)?.reshape((b, t, nh * hd))?;
-        linear(&out, &layer.o, None)
+        linear(&out, &layer.o, None, mode)
     }
 
     /// cos and sin `[rows, 1, len, head_dim / 2]` for the batch's position ids.
@@ -533,13 +724,77 @@ impl Llama {
     }
 }
 
-fn linear(x: &Tensor, w: &Var, bias: Option<&Var>) -> Result<Tensor> {
-    crate::linear::linear(x, w.as_tensor(), bias.map(Var::as_tensor))
+/// Whether a forward records a graph for a backward ([`Mode::Train`]: the parameters enter
+/// as the `Var`s they are) or runs on detached views of the same weights ([`Mode::Infer`]:
+/// no op is recorded, so each layer's activations are freed as soon as the next layer has
+/// used them). Both compute the same values bit for bit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Train,
+    Infer,
+}
+
+/// A parameter as a forward in `mode` uses it.
+fn weight(v: &Var, mode: Mode) -> Tensor {
+    match mode {
+        Mode::Train => v.as_tensor().clone(),
+        Mode::Infer => v.as_detached_tensor(),
+    }
+}
+
+/// What every layer of one forward shares.
+struct Context {
+    cos: Tensor,
+    sin: Tensor,
+    mask: Option<crate::ops::SoftmaxMask>,
+}
+
+impl Layer {
+    /// The layer's parameters.
+    fn vars(&self) -> Vec<&Var> {
+        let mut v = vec![
+            &self.input_norm,
+            &self.q,
+            &self.k,
+            &self.v,
+            &self.o,
+            &self.post_norm,
+            &self.gate,
+            &self.up,
+            &self.down,
+        ];
+        v.extend(
+            [
+                &self.q_bias,
+                &self.k_bias,
+                &self.v_bias,
+                &self.q_norm,
+                &self.k_norm,
+            ]
+            .into_iter()
+            .flatten(),
+        );
+        v
+    }
+}
+
+/// Removes the gradient of a leaf from a store; a leaf the loss does not depend on gets
+/// zeros.
+fn take_grad(store: &mut GradStore, leaf: &Tensor) -> Result<Tensor> {
+    match store.remove(leaf) {
+        Some(g) => Ok(g),
+        None => Ok(leaf.zeros_like()?),
+    }
+}
+
+fn linear(x: &Tensor, w: &Var, bias: Option<&Var>, mode: Mode) -> Result<Tensor> {
+    let bias = bias.map(|b| weight(b, mode));
+    crate::linear::linear(x, &weight(w, mode), bias.as_ref())
 }
 
 /// transformers' LlamaRMSNorm: `w * x / sqrt(mean(x^2) + eps)` (fused on the CPU).
-fn rms_norm(x: &Tensor, w: &Var, eps: f64) -> Result<Tensor> {
-    crate::ops::rms_norm(x, w.as_tensor(), eps)
+fn rms_norm(x: &Tensor, w: &Var, eps: f64, mode: Mode) -> Result<Tensor> {
+    crate::ops::rms_norm(x, &weight(w, mode), eps)
 }
 
 /// Rotate-half RoPE: `x * cos + rotate_half(x) * sin`, with cos and sin per token.

@@ -127,8 +127,50 @@ impl CustomOp1 for MaskedSoftmax {
     }
 }
 
+/// An additive attention mask `[rows, 1, t, s]` prepared once per forward: the tensor (for
+/// other devices) and, on the CPU, its values shared by every layer's softmax (each fused
+/// softmax keeps its mask for the backward, so one copy per layer would hold
+/// `layers x rows x t x s` floats for a training step).
+#[derive(Clone)]
+pub struct SoftmaxMask {
+    tensor: Tensor,
+    host: Option<Arc<Vec<f32>>>,
+}
+
+impl SoftmaxMask {
+    pub fn new(mask: Tensor) -> Result<Self> {
+        let host = if mask.device().is_cpu() {
+            Some(Arc::new(
+                mask.to_dtype(candle_core::DType::F32)?
+                    .flatten_all()?
+                    .to_vec1::<f32>()?,
+            ))
+        } else {
+            None
+        };
+        Ok(Self { tensor: mask, host })
+    }
+
+    pub fn tensor(&self) -> &Tensor {
+        &self.tensor
+    }
+}
+
 /// `softmax(scale * scores + mask)` over the last axis, with a backward.
 pub fn masked_softmax(scores: &Tensor, scale: f64, mask: Option<&Tensor>) -> Result<Tensor> {
+    let prepared = match mask {
+        Some(m) => Some(SoftmaxMask::new(m.clone())?),
+        None => None,
+    };
+    masked_softmax_shared(scores, scale, prepared.as_ref())
+}
+
+/// [`masked_softmax`] with a mask prepared once for all layers.
+pub fn masked_softmax_shared(
+    scores: &Tensor,
+    scale: f64,
+    mask: Option<&SoftmaxMask>,
+) -> Result<Tensor> {
     let fused = scores.device().is_cpu()
         && matches!(
             scores.dtype(),
@@ -137,7 +179,7 @@ pub fn masked_softmax(scores: &Tensor, scale: f64, mask: Option<&Tensor>) -> Res
     if !fused {
         let x = (scores * scale)?;
         let x = match mask {
-            Some(m) => x.broadcast_add(m)?,
+            Some(m) => x.broadcast_add(&m.tensor.to_dtype(x.dtype())?)?,
             None => x,
         };
         let max = x.max_keepdim(D::Minus1)?.detach();
@@ -147,11 +189,15 @@ pub fn masked_softmax(scores: &Tensor, scale: f64, mask: Option<&Tensor>) -> Res
     }
     let heads = scores.dim(1)?;
     let mask = match mask {
-        Some(m) => Some(Arc::new(
-            m.to_dtype(candle_core::DType::F32)?
-                .flatten_all()?
-                .to_vec1::<f32>()?,
-        )),
+        Some(m) => Some(match &m.host {
+            Some(h) => h.clone(),
+            None => Arc::new(
+                m.tensor
+                    .to_dtype(candle_core::DType::F32)?
+                    .flatten_all()?
+                    .to_vec1::<f32>()?,
+            ),
+        }),
         None => None,
     };
     Ok(scores

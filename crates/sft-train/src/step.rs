@@ -54,6 +54,9 @@ pub fn optimizer_step(
     max_grad_norm: f64,
     pad: u32,
 ) -> Result<StepOutcome, String> {
+    if micro_rows.is_empty() {
+        return Err("an optimizer step needs at least one micro-batch".into());
+    }
     let num_items: usize = micro_rows
         .iter()
         .flatten()
@@ -70,9 +73,12 @@ pub fn optimizer_step(
         let batch = Batch::new(rows, pad, model.config.vocab_size, &model.device)
             .map_err(|e| e.to_string())?;
         tokens += batch.real_tokens as u64;
-        let loss = model.loss(&batch).map_err(|e| e.to_string())?;
-        let scaled = (loss.sum / num_items.max(1) as f64).map_err(|e| e.to_string())?;
-        let mut store = scaled.backward().map_err(|e| e.to_string())?;
+        // The backward, with each layer recomputed from its input when the model is set
+        // to gradient checkpointing.
+        let scale = 1.0 / num_items.max(1) as f64;
+        let (stats, mut store) = model
+            .loss_backward(&batch, scale, model.gradient_checkpointing)
+            .map_err(|e| e.to_string())?;
         if single {
             for (g, p) in last.iter_mut().zip(params) {
                 *g = store.remove(p.var.as_tensor());
@@ -80,8 +86,8 @@ pub fn optimizer_step(
         } else {
             accumulator.add(params, &mut store)?;
         }
-        step_loss += loss.stats.loss_sum / num_items.max(1) as f64;
-        ratios.push(ratio_of(&loss.stats));
+        step_loss += stats.loss_sum / num_items.max(1) as f64;
+        ratios.push(ratio_of(&stats));
     }
     if !step_loss.is_finite() {
         return Ok(StepOutcome::NonFinite(format!("loss {step_loss}")));

@@ -101,9 +101,75 @@ fn adamw_for(model: &Llama, weight_decay: f64) -> AdamW {
 
 #[test]
 fn three_optimizer_steps_equal_pytorch() {
+    three_optimizer_steps(false);
+}
+
+/// The same fixture with gradient checkpointing (TRL's default).
+#[test]
+fn three_optimizer_steps_with_gradient_checkpointing_equal_pytorch() {
+    three_optimizer_steps(true);
+}
+
+/// Gradient checkpointing changes nothing: the weights after three steps (two micro-batches
+/// each) are bit for bit those of the run that keeps the activations.
+#[test]
+fn checkpointed_steps_give_the_same_weights() {
+    let f = fixture("step.json");
+    let micro = micro_batches(&f);
+    let mut states = Vec::new();
+    for checkpointing in [false, true] {
+        let mut model = tiny();
+        model.gradient_checkpointing = checkpointing;
+        let mut opt = adamw_for(&model, 0.1);
+        let mut norms = Vec::new();
+        for k in 0..3 {
+            let r = optimizer_step(
+                &model,
+                &mut opt,
+                &mut GradAccumulator::new(),
+                &micro[2 * k..2 * k + 2],
+                1e-3,
+                1.0,
+                2,
+            )
+            .unwrap()
+            .done()
+            .unwrap();
+            norms.push((r.loss, r.grad_norm));
+        }
+        // One single-micro-batch step (gradients used where backward left them).
+        let r = optimizer_step(
+            &model,
+            &mut opt,
+            &mut GradAccumulator::new(),
+            &micro[..1],
+            1e-3,
+            1.0,
+            2,
+        )
+        .unwrap()
+        .done()
+        .unwrap();
+        norms.push((r.loss, r.grad_norm));
+        let weights: Vec<(String, Vec<f32>)> = model
+            .state_dict()
+            .into_iter()
+            .map(|(k, v)| (k, v.flatten_all().unwrap().to_vec1().unwrap()))
+            .collect();
+        states.push((norms, weights, opt.moments.clone()));
+    }
+    assert_eq!(states[0].0, states[1].0, "losses and gradient norms differ");
+    for ((name, a), (_, b)) in states[0].1.iter().zip(&states[1].1) {
+        assert!(a == b, "{name} differs");
+    }
+    assert!(states[0].2 == states[1].2, "AdamW moments differ");
+}
+
+fn three_optimizer_steps(checkpointing: bool) {
     let f = fixture("step.json");
     let hp = &f["hyperparameters"];
-    let model = tiny();
+    let mut model = tiny();
+    model.gradient_checkpointing = checkpointing;
     // transformers' decay groups.
     let decayed: Vec<&str> = f["decay"]
         .as_array()
@@ -349,8 +415,16 @@ fn saved_checkpoint_loads_back_and_in_transformers() {
 /// equals the same step done by hand on copies.
 #[test]
 fn single_micro_batch_step_equals_the_update_by_hand() {
+    for checkpointing in [false, true] {
+        single_micro_batch_step(checkpointing);
+    }
+}
+
+/// With checkpointing the step's gradients still equal the by-hand full backward's.
+fn single_micro_batch_step(checkpointing: bool) {
     let f = fixture("step.json");
-    let model = tiny();
+    let mut model = tiny();
+    model.gradient_checkpointing = checkpointing;
     let reference = tiny();
     let micro = micro_batches(&f);
     let mut opt = adamw_for(&model, 0.1);
