@@ -220,6 +220,7 @@ fn run(args: EvalArgs) -> Result<i32, i32> {
         },
     };
     let quiet = args.quiet;
+    let batch_size = args.batch_size;
     let mut on = |event: EvalEvent| match event {
         EvalEvent::Rows(loaded) => {
             if !quiet {
@@ -230,6 +231,16 @@ fn run(args: EvalArgs) -> Result<i32, i32> {
         }
         EvalEvent::Note(note) => eprintln!("sft-eval: note: {note}"),
         EvalEvent::Checkpoint { report, seconds } => {
+            if let Some(h) = report
+                .heldout
+                .as_ref()
+                .filter(|h| h.batch_size < batch_size)
+            {
+                eprintln!(
+                    "sft-eval: note: {}: scored {} rows a batch instead of {batch_size}: larger batches would not fit in the memory available",
+                    report.path, h.batch_size
+                );
+            }
             if !quiet {
                 eprintln!("{} ({seconds:.1} s)", report.progress_line());
             }

@@ -486,9 +486,17 @@ fn score(
     pad: u32,
 ) -> Result<HeldOut, EvalError> {
     let t0 = Instant::now();
-    let s = model
-        .score(rows, batch_size, pad)
+    // Batches whose working set would not fit in the memory available are split, and the
+    // report says the batch size that ran.
+    let scored = model
+        .score_within(
+            rows,
+            batch_size,
+            pad,
+            sft_model::memory_plan::mem_available(),
+        )
         .map_err(EvalError::Model)?;
+    let s = scored.stats;
     let n = s.tokens.max(1) as f64;
     let seconds = t0.elapsed().as_secs_f64();
     Ok(HeldOut {
@@ -501,6 +509,7 @@ fn score(
         seconds,
         tokens_per_second: rows.iter().map(|r| r.input_ids.len()).sum::<usize>() as f64
             / seconds.max(1e-9),
+        batch_size: scored.batch_size,
     })
 }
 

@@ -18,6 +18,9 @@ pub struct HeldOut {
     pub rows: usize,
     pub seconds: f64,
     pub tokens_per_second: f64,
+    /// The rows per scoring batch that ran: the asked batch size, or less where a batch
+    /// would not have fit in the memory available.
+    pub batch_size: usize,
 }
 
 /// One generated sample with its checks.

@@ -69,6 +69,8 @@ fn the_report_holds_transformers_heldout_loss_and_checked_samples() {
         h.loss
     );
     assert!((h.perplexity - h.loss.exp()).abs() < 1e-9);
+    // 16 short rows fit: the asked batch size ran.
+    assert_eq!(h.batch_size, 8);
     let g = c.generation.as_ref().unwrap();
     assert_eq!((g.samples, c.samples.len()), (3, 3));
     for s in &c.samples {
