@@ -1070,3 +1070,220 @@ fn sft_train_and_sft_eval_refuse_wrong_outputs_before_any_work() {
     assert!(r.stderr.contains("report"), "{}", r.stderr);
     assert_eq!(std::fs::read(&data).unwrap(), before);
 }
+
+/// Runs sft-train on the tiny model for `steps` steps, saving every 2.
+fn train_tiny(data: &Path, out: &Path, steps: &str, extra: &[&str]) -> common::Run {
+    let mut args = vec![
+        "--model_name_or_path",
+        "data-samples/models/tiny-llama",
+        "--dataset_name",
+        s(data),
+        "--output_dir",
+        s(out),
+        "--per_device_train_batch_size",
+        "2",
+        "--max_length",
+        "64",
+        "--max_steps",
+        steps,
+        "--save_steps",
+        "2",
+        "-q",
+    ];
+    args.extend_from_slice(extra);
+    common::sft_train(&args)
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap().flatten() {
+        if e.path().is_dir() {
+            copy_dir(&e.path(), &to.join(e.file_name()));
+        } else {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+}
+
+/// Rewrites one safetensors file of a checkpoint through `edit`.
+fn edit_safetensors(
+    path: &Path,
+    edit: impl FnOnce(&mut std::collections::HashMap<String, candle_core::Tensor>),
+) {
+    let mut tensors = candle_core::safetensors::load(path, &candle_core::Device::Cpu).unwrap();
+    edit(&mut tensors);
+    candle_core::safetensors::save(&tensors, path).unwrap();
+}
+
+fn filled(like: &candle_core::Tensor, value: f32) -> candle_core::Tensor {
+    candle_core::Tensor::full(value, like.shape(), like.device()).unwrap()
+}
+
+#[test]
+fn resuming_from_a_damaged_checkpoint_names_the_file_and_an_earlier_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = write_rows(
+        dir.path(),
+        "train.jsonl",
+        &(0..8).map(chat).collect::<Vec<_>>(),
+    );
+    let good = dir.path().join("good");
+    let r = train_tiny(&data, &good, "4", &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let layer = "model.layers.0.mlp.up_proj.weight";
+    type Damage = Box<dyn Fn(&Path)>;
+    let cases: Vec<(&str, Damage, Vec<String>)> = vec![
+        (
+            "NaN moments",
+            Box::new(|c: &Path| {
+                edit_safetensors(&c.join("optimizer.safetensors"), |t| {
+                    for v in t.values_mut() {
+                        *v = filled(v, f32::NAN);
+                    }
+                })
+            }),
+            vec![
+                "optimizer.safetensors: tensor exp_avg".into(),
+                "values are not finite".into(),
+            ],
+        ),
+        (
+            "a NaN weight",
+            Box::new(move |c: &Path| {
+                edit_safetensors(&c.join("model.safetensors"), |t| {
+                    let v = t.get_mut(layer).unwrap();
+                    *v = filled(v, f32::INFINITY);
+                })
+            }),
+            vec![
+                format!("model.safetensors: tensor {layer}"),
+                "not finite".into(),
+            ],
+        ),
+        (
+            "a truncated model file",
+            Box::new(|c: &Path| {
+                let p = c.join("model.safetensors");
+                let len = std::fs::metadata(&p).unwrap().len();
+                let f = std::fs::OpenOptions::new().write(true).open(&p).unwrap();
+                f.set_len(len / 2).unwrap();
+            }),
+            vec!["model.safetensors: cannot read safetensors: cut short".into()],
+        ),
+        (
+            "a truncated optimizer file",
+            Box::new(|c: &Path| {
+                let p = c.join("optimizer.safetensors");
+                let len = std::fs::metadata(&p).unwrap().len();
+                let f = std::fs::OpenOptions::new().write(true).open(&p).unwrap();
+                f.set_len(len - 100).unwrap();
+            }),
+            vec!["optimizer.safetensors: cannot read safetensors: cut short".into()],
+        ),
+        (
+            "a missing tensor",
+            Box::new(move |c: &Path| {
+                edit_safetensors(&c.join("model.safetensors"), |t| {
+                    t.remove(layer);
+                })
+            }),
+            vec![format!("model.safetensors: tensor {layer} is missing")],
+        ),
+        (
+            "a missing moment",
+            Box::new(move |c: &Path| {
+                edit_safetensors(&c.join("optimizer.safetensors"), |t| {
+                    t.remove(&format!("exp_avg_sq.{layer}"));
+                })
+            }),
+            vec![format!(
+                "optimizer.safetensors: tensor exp_avg_sq.{layer}: missing"
+            )],
+        ),
+        (
+            "a moment of the wrong size",
+            Box::new(move |c: &Path| {
+                edit_safetensors(&c.join("optimizer.safetensors"), |t| {
+                    let k = format!("exp_avg.{layer}");
+                    let n = t[&k].elem_count();
+                    t.insert(
+                        k,
+                        candle_core::Tensor::zeros(
+                            n / 2,
+                            candle_core::DType::F32,
+                            &candle_core::Device::Cpu,
+                        )
+                        .unwrap(),
+                    );
+                })
+            }),
+            vec![format!(
+                "optimizer.safetensors: tensor exp_avg.{layer}: shape"
+            )],
+        ),
+        (
+            "a weight of the wrong size",
+            Box::new(move |c: &Path| {
+                edit_safetensors(&c.join("model.safetensors"), |t| {
+                    let v = t.get_mut(layer).unwrap();
+                    *v = v.narrow(0, 0, 1).unwrap();
+                })
+            }),
+            vec![format!("model.safetensors: tensor {layer} has shape")],
+        ),
+    ];
+    for (what, damage, expected) in cases {
+        let out = dir.path().join(what.replace(' ', "-"));
+        copy_dir(&good, &out);
+        let _ = std::fs::remove_dir_all(out.join("data"));
+        damage(&out.join("checkpoint-4"));
+        let r = train_tiny(&data, &out, "6", &["--resume_from_checkpoint"]);
+        assert_eq!(r.code, 1, "{what}: {}", r.stderr);
+        let e = &r.stderr;
+        for text in &expected {
+            assert!(e.contains(text.as_str()), "{what}: no {text:?} in {e}");
+        }
+        assert!(e.contains("checkpoint-4 is damaged"), "{what}: {e}");
+        assert!(
+            e.contains(&format!(
+                "--resume_from_checkpoint {}",
+                out.join("checkpoint-2").display()
+            )) && e.contains("has checkpoint-2"),
+            "{what}: the earlier checkpoint is not offered: {e}"
+        );
+        assert!(
+            !e.contains("learning_rate"),
+            "{what}: blamed on the rate: {e}"
+        );
+        assert!(!e.contains("last good"), "{what}: {e}");
+        assert!(
+            !out.join("data").exists(),
+            "{what}: the data was prepared before the checkpoint was checked"
+        );
+        // The earlier checkpoint it offers resumes.
+        let r = train_tiny(
+            &data,
+            &out,
+            "6",
+            &["--resume_from_checkpoint", s(&out.join("checkpoint-2"))],
+        );
+        assert_eq!(r.code, 0, "{what}: {}", r.stderr);
+    }
+    // With no earlier checkpoint the hint says to start over.
+    let only = dir.path().join("only");
+    std::fs::create_dir_all(&only).unwrap();
+    copy_dir(&good.join("checkpoint-2"), &only.join("checkpoint-2"));
+    edit_safetensors(&only.join("checkpoint-2/optimizer.safetensors"), |t| {
+        for v in t.values_mut() {
+            *v = filled(v, f32::NAN);
+        }
+    });
+    let r = train_tiny(&data, &only, "4", &["--resume_from_checkpoint"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("no other checkpoint-N: train from the start"),
+        "{}",
+        r.stderr
+    );
+}
