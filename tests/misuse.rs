@@ -1287,3 +1287,51 @@ fn resuming_from_a_damaged_checkpoint_names_the_file_and_an_earlier_checkpoint()
         r.stderr
     );
 }
+
+#[test]
+fn check_report_caps_the_issues_listed_per_code_and_keeps_the_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = write_rows(dir.path(), "dup.jsonl", &vec![chat(1); 40]);
+    let report = dir.path().join("r.json");
+    let read =
+        || -> Value { serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap() };
+    let listed = |r: &Value, code: &str| {
+        r["issues"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|i| i["code"] == code)
+            .count()
+    };
+    let r = sft_data(&[
+        "check",
+        s(&data),
+        "--report",
+        s(&report),
+        "--report-limit",
+        "5",
+    ]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert!(
+        r.stdout.contains("first 5 issues of each code; 34 more are counted but not listed (--report-limit 0 lists every issue)"),
+        "{}",
+        r.stdout
+    );
+    let v = read();
+    assert_eq!(v["codes"]["duplicate_row"]["count"], 39);
+    assert_eq!(listed(&v, "duplicate_row"), 5);
+    assert_eq!(v["issues_left_out"]["duplicate_row"], 34);
+    assert_eq!(v["issues_per_code_limit"], 5);
+    assert_eq!(v["issues_complete"], false);
+    // 0 lists every issue; the default cap (10,000) is not reached here.
+    for extra in [&["--report-limit", "0"][..], &[]] {
+        let mut args = vec!["check", s(&data), "--report", s(&report)];
+        args.extend_from_slice(extra);
+        let r = sft_data(&args);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        let v = read();
+        assert_eq!(listed(&v, "duplicate_row"), 39, "{extra:?}");
+        assert_eq!(v["issues_complete"], true, "{extra:?}");
+        assert!(!r.stdout.contains("not listed"), "{}", r.stdout);
+    }
+}

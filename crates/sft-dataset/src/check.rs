@@ -53,6 +53,10 @@ pub struct CheckOptions {
     pub read: ReadOptions,
     /// Keep every issue (in a temporary file) for the JSON report.
     pub keep_all_issues: bool,
+    /// With `keep_all_issues`: keep at most this many issues of each code (the counts stay
+    /// whole), so millions of one issue (duplicate rows) do not make a huge report.
+    /// `None` keeps every issue.
+    pub issues_per_code: Option<u64>,
     /// Counts bytes read, for a progress bar.
     pub progress: ByteCounter,
     /// Render conversational rows with this template and report what it rejects.
@@ -183,6 +187,10 @@ pub struct CheckReport {
     /// Every issue as JSON lines, when asked for.
     /// An unnamed temporary file: nothing is left behind, however the process ends.
     all_issues: Option<BufWriter<std::fs::File>>,
+    /// The cap on issues kept per code ([`CheckOptions::issues_per_code`]).
+    pub issues_per_code: Option<u64>,
+    /// Issues counted but left out of the report's list by that cap, per code.
+    pub issues_left_out: BTreeMap<IssueCode, u64>,
 }
 
 impl CheckReport {
@@ -441,12 +449,16 @@ struct Checker<'a> {
 
 impl<'a> Checker<'a> {
     fn issue(&mut self, issue: Issue) {
-        *self.report.counts.entry(issue.code).or_default() += 1;
+        let count = self.report.counts.entry(issue.code).or_default();
+        *count += 1;
+        let over_cap = self.report.issues_per_code.is_some_and(|cap| *count > cap);
         match issue.severity {
             Severity::Error => self.report.errors += 1,
             Severity::Warning => self.report.warnings += 1,
         }
-        if let Some(out) = self.report.all_issues.as_mut() {
+        if over_cap && self.report.all_issues.is_some() {
+            *self.report.issues_left_out.entry(issue.code).or_default() += 1;
+        } else if let Some(out) = self.report.all_issues.as_mut() {
             // A failed write to the temporary file only loses the report's list; the
             // summary and counts stay right, and the report says the list is incomplete.
             if serde_json::to_writer(&mut *out, &issue).is_ok() {
@@ -927,6 +939,8 @@ pub fn check(files: &[DataFile], options: &CheckOptions) -> CheckReport {
                 .as_ref()
                 .map(|t| t.template.name().to_string()),
             all_issues,
+            issues_per_code: options.issues_per_code,
+            issues_left_out: BTreeMap::new(),
         },
         first_of_kind: HashMap::new(),
         files_of_kind: HashMap::new(),

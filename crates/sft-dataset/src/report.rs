@@ -59,7 +59,9 @@ impl CheckReport {
     /// Writes the JSON report: the header fields, then `issues`, one per line, in the order
     /// found (file by file, row by row, then dataset-level findings). Needs the check to
     /// have run with `keep_all_issues`; otherwise the issues are the per-code samples and
-    /// `issues_complete` is false.
+    /// `issues_complete` is false. With `issues_per_code`, the first that many of each code
+    /// are listed, `issues_left_out` counts the others per code, and `issues_complete` is
+    /// false when any was left out.
     pub fn write_json(&mut self, path: &Path, strict: bool) -> Result<(), WriteError> {
         let fail = |e: std::io::Error| WriteError {
             path: path.to_path_buf(),
@@ -67,7 +69,17 @@ impl CheckReport {
         };
         let mut header = self.header_json(strict);
         let spill = self.take_all_issues();
-        header.insert("issues_complete".into(), json!(spill.is_some()));
+        header.insert(
+            "issues_complete".into(),
+            json!(spill.is_some() && self.issues_left_out.is_empty()),
+        );
+        header.insert("issues_per_code_limit".into(), json!(self.issues_per_code));
+        let left_out: Map<String, Value> = self
+            .issues_left_out
+            .iter()
+            .map(|(code, n)| (code.as_str().to_string(), json!(n)))
+            .collect();
+        header.insert("issues_left_out".into(), Value::Object(left_out));
         let header_text = serde_json::to_string_pretty(&Value::Object(header))
             .expect("a JSON map always serialises");
         let mut out = AtomicFile::create(path)?;
