@@ -1335,3 +1335,38 @@ fn check_report_caps_the_issues_listed_per_code_and_keeps_the_counts() {
         assert!(!r.stdout.contains("not listed"), "{}", r.stdout);
     }
 }
+
+#[test]
+fn sft_eval_run_that_is_a_file_is_named_as_such() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("run.txt");
+    std::fs::write(&file, "x").unwrap();
+    let data = write_rows(dir.path(), "d.jsonl", &[chat(1)]);
+    let r = common::sft_eval(&["--run", s(&file), "--dataset", s(&data), "-q"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("a file, not a run folder"),
+        "{}",
+        r.stderr
+    );
+    assert!(!r.stderr.contains("no such folder"), "{}", r.stderr);
+}
+
+#[test]
+fn sft_eval_checkpoint_without_config_or_tokenizer_is_a_wrong_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = write_rows(dir.path(), "d.jsonl", &[chat(1)]);
+    let model = common::root().join("data-samples/models/tiny-llama");
+    for missing in ["config.json", "tokenizer.json"] {
+        let ckpt = dir.path().join(format!("no-{missing}"));
+        std::fs::create_dir_all(&ckpt).unwrap();
+        for e in std::fs::read_dir(&model).unwrap().flatten() {
+            if e.file_name() != missing {
+                std::fs::copy(e.path(), ckpt.join(e.file_name())).unwrap();
+            }
+        }
+        let r = common::sft_eval(&["--checkpoint", s(&ckpt), "--dataset", s(&data), "-q"]);
+        assert_eq!(r.code, 2, "{missing}: {}", r.stderr);
+        assert!(r.stderr.contains(missing), "{missing}: {}", r.stderr);
+    }
+}
