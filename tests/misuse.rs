@@ -1370,3 +1370,34 @@ fn sft_eval_checkpoint_without_config_or_tokenizer_is_a_wrong_command() {
         assert!(r.stderr.contains(missing), "{missing}: {}", r.stderr);
     }
 }
+
+#[test]
+fn check_throughput_is_of_the_data_not_the_compressed_file() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("big.jsonl.gz");
+    let mut gz = flate2::write::GzEncoder::new(
+        std::fs::File::create(&path).unwrap(),
+        flate2::Compression::default(),
+    );
+    let mut data = 0u64;
+    for i in 0..20_000 {
+        let line = chat(i).to_string() + "\n";
+        data += line.len() as u64;
+        gz.write_all(line.as_bytes()).unwrap();
+    }
+    gz.finish().unwrap();
+    let file = std::fs::metadata(&path).unwrap().len();
+    let r = sft_data(&["check", s(&path)]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    let expected = format!(
+        "{:.1} MB of data ({:.1} MB of files) in",
+        data as f64 / 1e6,
+        file as f64 / 1e6
+    );
+    assert!(
+        r.stdout.contains(&expected),
+        "no {expected:?} in {}",
+        r.stdout
+    );
+}

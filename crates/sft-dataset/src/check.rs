@@ -178,7 +178,10 @@ pub struct CheckReport {
     pub warnings: u64,
     pub stats: Stats,
     pub eval: Option<EvalSummary>,
+    /// Bytes of the files on disk (compressed, for compressed files and Parquet).
     pub bytes: u64,
+    /// Bytes of the rows as data (their JSON text, one line each): what throughput is of.
+    pub data_bytes: u64,
     pub seconds: f64,
     /// The chat template rows were rendered with, if any.
     pub template: Option<String>,
@@ -219,6 +222,8 @@ impl CheckReport {
 /// The verdict of the parallel stage on one row.
 struct RowOutcome {
     parsed: Result<Parsed, ParseProblem>,
+    /// The row's size as data (its JSON text), whatever the file's compression.
+    bytes: u64,
 }
 
 struct Parsed {
@@ -495,6 +500,7 @@ impl<'a> Checker<'a> {
 
     fn row(&mut self, file: usize, raw: &sft_io::RawRow, outcome: RowOutcome) {
         self.report.rows += 1;
+        self.report.data_bytes += outcome.bytes;
         self.report.files[file].rows += 1;
         let location = row_location(&self.files[file], raw);
         let parsed = match outcome.parsed {
@@ -932,6 +938,7 @@ pub fn check(files: &[DataFile], options: &CheckOptions) -> CheckReport {
             stats: Stats::default(),
             eval,
             bytes: files.iter().map(|f| f.size).sum(),
+            data_bytes: 0,
             seconds: 0.0,
             tokens: None,
             template: options
@@ -965,6 +972,10 @@ pub fn check(files: &[DataFile], options: &CheckOptions) -> CheckReport {
         .map(|t| (t, generation_prompt.as_deref()));
     let work = |batch: &sft_io::RowBatch, raw: &sft_io::RawRow| RowOutcome {
         parsed: parse_row(batch, raw).map(|v| examine(&v, template, options.tokens.as_ref())),
+        bytes: match &raw.content {
+            sft_io::RowContent::Json(r) => r.len() as u64 + 1,
+            sft_io::RowContent::Value(v) => v.to_string().len() as u64 + 1,
+        },
     };
     pipeline::run(
         files,

@@ -49,6 +49,7 @@ impl CheckReport {
             m.insert("tokens".into(), json!(tokens));
         }
         m.insert("bytes".into(), json!(self.bytes));
+        m.insert("data_bytes".into(), json!(self.data_bytes));
         m.insert(
             "seconds".into(),
             json!((self.seconds * 1000.0).round() / 1000.0),
@@ -132,10 +133,17 @@ impl CheckReport {
             }
         };
         let mut s = String::new();
-        let mb = self.bytes as f64 / 1e6;
+        // Throughput is of the data read (rows as JSON text), not of compressed files.
+        let mb = self.data_bytes as f64 / 1e6;
+        let file_mb = self.bytes as f64 / 1e6;
+        let on_disk = if (mb - file_mb).abs() > 0.1 * mb.max(file_mb) && mb.max(file_mb) >= 0.1 {
+            format!(" ({file_mb:.1} MB of files)")
+        } else {
+            String::new()
+        };
         let _ = writeln!(
             s,
-            "checked {} {}, {}, {:.1} MB in {:.2} s ({:.0} MB/s)",
+            "checked {} {}, {}, {:.1} MB of data{on_disk} in {:.2} s ({:.0} MB/s)",
             self.files.len(),
             plural(self.files.len() as u64, "file", "files"),
             counted(self.rows, "row", "rows"),
