@@ -1401,3 +1401,50 @@ fn check_throughput_is_of_the_data_not_the_compressed_file() {
         r.stdout
     );
 }
+
+/// One huge reply: only what `--max-length` keeps is tokenized (a prefix), and the tokens
+/// kept are those of a short row that starts the same way, tokenized whole.
+#[test]
+fn a_huge_reply_is_cut_before_tokenizing_and_keeps_the_same_tokens() {
+    let dir = tempfile::tempdir().unwrap();
+    let reply = |n: usize| -> Value {
+        let words: String = (0..n).map(|i| format!("word{} ", i % 97)).collect();
+        json!({"messages": [
+            {"role": "user", "content": "Say many words."},
+            {"role": "assistant", "content": words}
+        ]})
+    };
+    let mut ids = Vec::new();
+    for (name, n) in [("huge", 400_000), ("short", 300)] {
+        let input = write_rows(dir.path(), &format!("{name}.jsonl"), &[reply(n)]);
+        let out = dir.path().join(format!("{name}.parquet"));
+        let started = std::time::Instant::now();
+        let run = sft_data(&[
+            "prepare",
+            s(&input),
+            "--tokenizer",
+            TOKENIZER,
+            "--max-length",
+            "64",
+            "-o",
+            s(&out),
+        ]);
+        assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+        assert!(
+            started.elapsed().as_secs() < 20,
+            "{name}: {:?}",
+            started.elapsed()
+        );
+        assert!(
+            run.stdout.contains("1 example truncated"),
+            "{name}: {}",
+            run.stdout
+        );
+        let table = sft_io::tokens::read_token_table(&out).unwrap();
+        let column = &table.iter().find(|(n, _)| n == "input_ids").unwrap().1;
+        assert_eq!(column.len(), 1);
+        assert_eq!(column[0].len(), 64);
+        ids.push(column[0].clone());
+    }
+    assert_eq!(ids[0], ids[1]);
+}
