@@ -369,7 +369,7 @@ fn spill_to_parquet(
         schema,
         Some(props),
     )
-    .map_err(|e| format!("cannot start the Parquet file: {e}"))?;
+    .map_err(|e| format!("cannot start the Parquet file: {e}: write .jsonl instead"))?;
     for batch in reader {
         let batch = batch.map_err(|e| {
             format!("the rows do not fit one Parquet schema ({e}): write .jsonl instead")
