@@ -50,3 +50,40 @@ fn save_to_disk_folder_and_dataset_dict() {
         "splits in dataset_dict.json order: train, then test"
     );
 }
+
+/// Fields whose rows hold different JSON types: datasets 5.2 stores them as the arrow.json
+/// extension type (JSON text), read as the values, not as strings.
+#[test]
+fn arrow_json_fields_written_by_datasets_read_as_values() {
+    assert_reads_as_python("mixed_types.parquet", "mixed_types.expected.jsonl");
+    let r = common::sft_data(&["check", "tests/fixtures/interop/mixed_types.parquet"]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+}
+
+/// `convert` writes such rows to Parquet (a mixed field as arrow.json text, with a note),
+/// and they read back as the same values.
+#[test]
+fn convert_writes_fields_of_mixed_types_to_parquet() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("mixed.parquet");
+    let r = common::sft_data(&[
+        "convert",
+        "tests/fixtures/interop/mixed_types.jsonl",
+        "--to",
+        "messages",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    let all = format!("{}{}", r.stdout, r.stderr);
+    assert!(
+        all.contains("messages[].tool_calls[].function.arguments") && all.contains("arrow.json"),
+        "no note on the fields stored as JSON text: {all}"
+    );
+    let ours: Vec<_> = read_rows(&out).iter().map(strip_nulls).collect();
+    let python: Vec<_> = read_jsonl(&sample("tests/fixtures/interop/mixed_types.expected.jsonl"))
+        .iter()
+        .map(strip_nulls)
+        .collect();
+    assert_eq!(ours, python);
+}

@@ -1070,3 +1070,381 @@ fn sft_train_and_sft_eval_refuse_wrong_outputs_before_any_work() {
     assert!(r.stderr.contains("report"), "{}", r.stderr);
     assert_eq!(std::fs::read(&data).unwrap(), before);
 }
+
+/// Runs sft-train on the tiny model for `steps` steps, saving every 2.
+fn train_tiny(data: &Path, out: &Path, steps: &str, extra: &[&str]) -> common::Run {
+    let mut args = vec![
+        "--model_name_or_path",
+        "data-samples/models/tiny-llama",
+        "--dataset_name",
+        s(data),
+        "--output_dir",
+        s(out),
+        "--per_device_train_batch_size",
+        "2",
+        "--max_length",
+        "64",
+        "--max_steps",
+        steps,
+        "--save_steps",
+        "2",
+        "-q",
+    ];
+    args.extend_from_slice(extra);
+    common::sft_train(&args)
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap().flatten() {
+        if e.path().is_dir() {
+            copy_dir(&e.path(), &to.join(e.file_name()));
+        } else {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+}
+
+/// Rewrites one safetensors file of a checkpoint through `edit`.
+fn edit_safetensors(
+    path: &Path,
+    edit: impl FnOnce(&mut std::collections::HashMap<String, candle_core::Tensor>),
+) {
+    let mut tensors = candle_core::safetensors::load(path, &candle_core::Device::Cpu).unwrap();
+    edit(&mut tensors);
+    candle_core::safetensors::save(&tensors, path).unwrap();
+}
+
+fn filled(like: &candle_core::Tensor, value: f32) -> candle_core::Tensor {
+    candle_core::Tensor::full(value, like.shape(), like.device()).unwrap()
+}
+
+#[test]
+fn resuming_from_a_damaged_checkpoint_names_the_file_and_an_earlier_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = write_rows(
+        dir.path(),
+        "train.jsonl",
+        &(0..8).map(chat).collect::<Vec<_>>(),
+    );
+    let good = dir.path().join("good");
+    let r = train_tiny(&data, &good, "4", &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let layer = "model.layers.0.mlp.up_proj.weight";
+    type Damage = Box<dyn Fn(&Path)>;
+    let cases: Vec<(&str, Damage, Vec<String>)> = vec![
+        (
+            "NaN moments",
+            Box::new(|c: &Path| {
+                edit_safetensors(&c.join("optimizer.safetensors"), |t| {
+                    for v in t.values_mut() {
+                        *v = filled(v, f32::NAN);
+                    }
+                })
+            }),
+            vec![
+                "optimizer.safetensors: tensor exp_avg".into(),
+                "values are not finite".into(),
+            ],
+        ),
+        (
+            "a NaN weight",
+            Box::new(move |c: &Path| {
+                edit_safetensors(&c.join("model.safetensors"), |t| {
+                    let v = t.get_mut(layer).unwrap();
+                    *v = filled(v, f32::INFINITY);
+                })
+            }),
+            vec![
+                format!("model.safetensors: tensor {layer}"),
+                "not finite".into(),
+            ],
+        ),
+        (
+            "a truncated model file",
+            Box::new(|c: &Path| {
+                let p = c.join("model.safetensors");
+                let len = std::fs::metadata(&p).unwrap().len();
+                let f = std::fs::OpenOptions::new().write(true).open(&p).unwrap();
+                f.set_len(len / 2).unwrap();
+            }),
+            vec!["model.safetensors: cannot read safetensors: cut short".into()],
+        ),
+        (
+            "a truncated optimizer file",
+            Box::new(|c: &Path| {
+                let p = c.join("optimizer.safetensors");
+                let len = std::fs::metadata(&p).unwrap().len();
+                let f = std::fs::OpenOptions::new().write(true).open(&p).unwrap();
+                f.set_len(len - 100).unwrap();
+            }),
+            vec!["optimizer.safetensors: cannot read safetensors: cut short".into()],
+        ),
+        (
+            "a missing tensor",
+            Box::new(move |c: &Path| {
+                edit_safetensors(&c.join("model.safetensors"), |t| {
+                    t.remove(layer);
+                })
+            }),
+            vec![format!("model.safetensors: tensor {layer} is missing")],
+        ),
+        (
+            "a missing moment",
+            Box::new(move |c: &Path| {
+                edit_safetensors(&c.join("optimizer.safetensors"), |t| {
+                    t.remove(&format!("exp_avg_sq.{layer}"));
+                })
+            }),
+            vec![format!(
+                "optimizer.safetensors: tensor exp_avg_sq.{layer}: missing"
+            )],
+        ),
+        (
+            "a moment of the wrong size",
+            Box::new(move |c: &Path| {
+                edit_safetensors(&c.join("optimizer.safetensors"), |t| {
+                    let k = format!("exp_avg.{layer}");
+                    let n = t[&k].elem_count();
+                    t.insert(
+                        k,
+                        candle_core::Tensor::zeros(
+                            n / 2,
+                            candle_core::DType::F32,
+                            &candle_core::Device::Cpu,
+                        )
+                        .unwrap(),
+                    );
+                })
+            }),
+            vec![format!(
+                "optimizer.safetensors: tensor exp_avg.{layer}: shape"
+            )],
+        ),
+        (
+            "a weight of the wrong size",
+            Box::new(move |c: &Path| {
+                edit_safetensors(&c.join("model.safetensors"), |t| {
+                    let v = t.get_mut(layer).unwrap();
+                    *v = v.narrow(0, 0, 1).unwrap();
+                })
+            }),
+            vec![format!("model.safetensors: tensor {layer} has shape")],
+        ),
+    ];
+    for (what, damage, expected) in cases {
+        let out = dir.path().join(what.replace(' ', "-"));
+        copy_dir(&good, &out);
+        let _ = std::fs::remove_dir_all(out.join("data"));
+        damage(&out.join("checkpoint-4"));
+        let r = train_tiny(&data, &out, "6", &["--resume_from_checkpoint"]);
+        assert_eq!(r.code, 1, "{what}: {}", r.stderr);
+        let e = &r.stderr;
+        for text in &expected {
+            assert!(e.contains(text.as_str()), "{what}: no {text:?} in {e}");
+        }
+        assert!(e.contains("checkpoint-4 is damaged"), "{what}: {e}");
+        assert!(
+            e.contains(&format!(
+                "--resume_from_checkpoint {}",
+                out.join("checkpoint-2").display()
+            )) && e.contains("has checkpoint-2"),
+            "{what}: the earlier checkpoint is not offered: {e}"
+        );
+        assert!(
+            !e.contains("learning_rate"),
+            "{what}: blamed on the rate: {e}"
+        );
+        assert!(!e.contains("last good"), "{what}: {e}");
+        assert!(
+            !out.join("data").exists(),
+            "{what}: the data was prepared before the checkpoint was checked"
+        );
+        // The earlier checkpoint it offers resumes.
+        let r = train_tiny(
+            &data,
+            &out,
+            "6",
+            &["--resume_from_checkpoint", s(&out.join("checkpoint-2"))],
+        );
+        assert_eq!(r.code, 0, "{what}: {}", r.stderr);
+    }
+    // With no earlier checkpoint the hint says to start over.
+    let only = dir.path().join("only");
+    std::fs::create_dir_all(&only).unwrap();
+    copy_dir(&good.join("checkpoint-2"), &only.join("checkpoint-2"));
+    edit_safetensors(&only.join("checkpoint-2/optimizer.safetensors"), |t| {
+        for v in t.values_mut() {
+            *v = filled(v, f32::NAN);
+        }
+    });
+    let r = train_tiny(&data, &only, "4", &["--resume_from_checkpoint"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("no other checkpoint-N: train from the start"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn check_report_caps_the_issues_listed_per_code_and_keeps_the_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = write_rows(dir.path(), "dup.jsonl", &vec![chat(1); 40]);
+    let report = dir.path().join("r.json");
+    let read =
+        || -> Value { serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap() };
+    let listed = |r: &Value, code: &str| {
+        r["issues"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|i| i["code"] == code)
+            .count()
+    };
+    let r = sft_data(&[
+        "check",
+        s(&data),
+        "--report",
+        s(&report),
+        "--report-limit",
+        "5",
+    ]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert!(
+        r.stdout.contains("first 5 issues of each code; 34 more are counted but not listed (--report-limit 0 lists every issue)"),
+        "{}",
+        r.stdout
+    );
+    let v = read();
+    assert_eq!(v["codes"]["duplicate_row"]["count"], 39);
+    assert_eq!(listed(&v, "duplicate_row"), 5);
+    assert_eq!(v["issues_left_out"]["duplicate_row"], 34);
+    assert_eq!(v["issues_per_code_limit"], 5);
+    assert_eq!(v["issues_complete"], false);
+    // 0 lists every issue; the default cap (10,000) is not reached here.
+    for extra in [&["--report-limit", "0"][..], &[]] {
+        let mut args = vec!["check", s(&data), "--report", s(&report)];
+        args.extend_from_slice(extra);
+        let r = sft_data(&args);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        let v = read();
+        assert_eq!(listed(&v, "duplicate_row"), 39, "{extra:?}");
+        assert_eq!(v["issues_complete"], true, "{extra:?}");
+        assert!(!r.stdout.contains("not listed"), "{}", r.stdout);
+    }
+}
+
+#[test]
+fn sft_eval_run_that_is_a_file_is_named_as_such() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("run.txt");
+    std::fs::write(&file, "x").unwrap();
+    let data = write_rows(dir.path(), "d.jsonl", &[chat(1)]);
+    let r = common::sft_eval(&["--run", s(&file), "--dataset", s(&data), "-q"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("a file, not a run folder"),
+        "{}",
+        r.stderr
+    );
+    assert!(!r.stderr.contains("no such folder"), "{}", r.stderr);
+}
+
+#[test]
+fn sft_eval_checkpoint_without_config_or_tokenizer_is_a_wrong_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = write_rows(dir.path(), "d.jsonl", &[chat(1)]);
+    let model = common::root().join("data-samples/models/tiny-llama");
+    for missing in ["config.json", "tokenizer.json"] {
+        let ckpt = dir.path().join(format!("no-{missing}"));
+        std::fs::create_dir_all(&ckpt).unwrap();
+        for e in std::fs::read_dir(&model).unwrap().flatten() {
+            if e.file_name() != missing {
+                std::fs::copy(e.path(), ckpt.join(e.file_name())).unwrap();
+            }
+        }
+        let r = common::sft_eval(&["--checkpoint", s(&ckpt), "--dataset", s(&data), "-q"]);
+        assert_eq!(r.code, 2, "{missing}: {}", r.stderr);
+        assert!(r.stderr.contains(missing), "{missing}: {}", r.stderr);
+    }
+}
+
+#[test]
+fn check_throughput_is_of_the_data_not_the_compressed_file() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("big.jsonl.gz");
+    let mut gz = flate2::write::GzEncoder::new(
+        std::fs::File::create(&path).unwrap(),
+        flate2::Compression::default(),
+    );
+    let mut data = 0u64;
+    for i in 0..20_000 {
+        let line = chat(i).to_string() + "\n";
+        data += line.len() as u64;
+        gz.write_all(line.as_bytes()).unwrap();
+    }
+    gz.finish().unwrap();
+    let file = std::fs::metadata(&path).unwrap().len();
+    let r = sft_data(&["check", s(&path)]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    let expected = format!(
+        "{:.1} MB of data ({:.1} MB of files) in",
+        data as f64 / 1e6,
+        file as f64 / 1e6
+    );
+    assert!(
+        r.stdout.contains(&expected),
+        "no {expected:?} in {}",
+        r.stdout
+    );
+}
+
+/// One huge reply: only what `--max-length` keeps is tokenized (a prefix), and the tokens
+/// kept are those of a short row that starts the same way, tokenized whole.
+#[test]
+fn a_huge_reply_is_cut_before_tokenizing_and_keeps_the_same_tokens() {
+    let dir = tempfile::tempdir().unwrap();
+    let reply = |n: usize| -> Value {
+        let words: String = (0..n).map(|i| format!("word{} ", i % 97)).collect();
+        json!({"messages": [
+            {"role": "user", "content": "Say many words."},
+            {"role": "assistant", "content": words}
+        ]})
+    };
+    let mut ids = Vec::new();
+    for (name, n) in [("huge", 400_000), ("short", 300)] {
+        let input = write_rows(dir.path(), &format!("{name}.jsonl"), &[reply(n)]);
+        let out = dir.path().join(format!("{name}.parquet"));
+        let started = std::time::Instant::now();
+        let run = sft_data(&[
+            "prepare",
+            s(&input),
+            "--tokenizer",
+            TOKENIZER,
+            "--max-length",
+            "64",
+            "-o",
+            s(&out),
+        ]);
+        assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+        assert!(
+            started.elapsed().as_secs() < 20,
+            "{name}: {:?}",
+            started.elapsed()
+        );
+        assert!(
+            run.stdout.contains("1 example truncated"),
+            "{name}: {}",
+            run.stdout
+        );
+        let table = sft_io::tokens::read_token_table(&out).unwrap();
+        let column = &table.iter().find(|(n, _)| n == "input_ids").unwrap().1;
+        assert_eq!(column.len(), 1);
+        assert_eq!(column[0].len(), 64);
+        ids.push(column[0].clone());
+    }
+    assert_eq!(ids[0], ids[1]);
+}

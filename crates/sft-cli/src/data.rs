@@ -298,9 +298,12 @@ struct CheckArgs {
     /// The format every row must have; auto detects it per row.
     #[arg(long, value_enum, default_value = "auto")]
     format: FormatArg,
-    /// Write a JSON report with every issue.
+    /// Write a JSON report with every issue (the first --report-limit of each code).
     #[arg(long, value_name = "FILE.json")]
     report: Option<PathBuf>,
+    /// Issues of one code listed in the report at most (the counts stay whole); 0 lists all.
+    #[arg(long = "report-limit", value_name = "N", default_value_t = 10_000)]
+    report_limit: u64,
     /// Fail (exit 1) on warnings too.
     #[arg(long)]
     strict: bool,
@@ -518,6 +521,7 @@ fn run_check(args: CheckArgs) -> i32 {
             text_split: args.input.text_split.clone(),
         },
         keep_all_issues: args.report.is_some(),
+        issues_per_code: (args.report_limit > 0).then_some(args.report_limit),
         progress: ByteCounter::default(),
     };
     let total: u64 = files.iter().map(|f| f.size).sum();
@@ -540,6 +544,14 @@ fn run_check(args: CheckArgs) -> i32 {
         }
         if !args.input.quiet {
             println!("report: {}", path.display());
+            let left_out: u64 = report.issues_left_out.values().sum();
+            if left_out > 0 {
+                println!(
+                    "  it lists the first {} issues of each code; {} more are counted but not listed (--report-limit 0 lists every issue)",
+                    sft_dataset::text::thousands(args.report_limit),
+                    sft_dataset::text::thousands(left_out)
+                );
+            }
         }
     }
     if report.passed(args.strict) {

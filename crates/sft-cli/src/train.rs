@@ -364,7 +364,12 @@ fn run(args: TrainArgs) -> i32 {
         return run_error(e);
     }
     let started = Instant::now();
-    let mut model = match Llama::load(load_from, DType::F32, &device) {
+    // A checkpoint is checked whole (weights, moments, sizes) before the data is prepared.
+    let loaded = match &resume {
+        Some(dir) => sft_train::checkpoint::load_model(dir, Some(&model_dir), &device),
+        None => Llama::load(load_from, DType::F32, &device).map_err(|e| e.to_string()),
+    };
+    let mut model = match loaded {
         Ok(m) => m,
         Err(e) => return run_error(e),
     };

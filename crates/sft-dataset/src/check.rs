@@ -53,6 +53,10 @@ pub struct CheckOptions {
     pub read: ReadOptions,
     /// Keep every issue (in a temporary file) for the JSON report.
     pub keep_all_issues: bool,
+    /// With `keep_all_issues`: keep at most this many issues of each code (the counts stay
+    /// whole), so millions of one issue (duplicate rows) do not make a huge report.
+    /// `None` keeps every issue.
+    pub issues_per_code: Option<u64>,
     /// Counts bytes read, for a progress bar.
     pub progress: ByteCounter,
     /// Render conversational rows with this template and report what it rejects.
@@ -174,7 +178,10 @@ pub struct CheckReport {
     pub warnings: u64,
     pub stats: Stats,
     pub eval: Option<EvalSummary>,
+    /// Bytes of the files on disk (compressed, for compressed files and Parquet).
     pub bytes: u64,
+    /// Bytes of the rows as data (their JSON text, one line each): what throughput is of.
+    pub data_bytes: u64,
     pub seconds: f64,
     /// The chat template rows were rendered with, if any.
     pub template: Option<String>,
@@ -183,6 +190,10 @@ pub struct CheckReport {
     /// Every issue as JSON lines, when asked for.
     /// An unnamed temporary file: nothing is left behind, however the process ends.
     all_issues: Option<BufWriter<std::fs::File>>,
+    /// The cap on issues kept per code ([`CheckOptions::issues_per_code`]).
+    pub issues_per_code: Option<u64>,
+    /// Issues counted but left out of the report's list by that cap, per code.
+    pub issues_left_out: BTreeMap<IssueCode, u64>,
 }
 
 impl CheckReport {
@@ -211,6 +222,8 @@ impl CheckReport {
 /// The verdict of the parallel stage on one row.
 struct RowOutcome {
     parsed: Result<Parsed, ParseProblem>,
+    /// The row's size as data (its JSON text), whatever the file's compression.
+    bytes: u64,
 }
 
 struct Parsed {
@@ -441,12 +454,16 @@ struct Checker<'a> {
 
 impl<'a> Checker<'a> {
     fn issue(&mut self, issue: Issue) {
-        *self.report.counts.entry(issue.code).or_default() += 1;
+        let count = self.report.counts.entry(issue.code).or_default();
+        *count += 1;
+        let over_cap = self.report.issues_per_code.is_some_and(|cap| *count > cap);
         match issue.severity {
             Severity::Error => self.report.errors += 1,
             Severity::Warning => self.report.warnings += 1,
         }
-        if let Some(out) = self.report.all_issues.as_mut() {
+        if over_cap && self.report.all_issues.is_some() {
+            *self.report.issues_left_out.entry(issue.code).or_default() += 1;
+        } else if let Some(out) = self.report.all_issues.as_mut() {
             // A failed write to the temporary file only loses the report's list; the
             // summary and counts stay right, and the report says the list is incomplete.
             if serde_json::to_writer(&mut *out, &issue).is_ok() {
@@ -483,6 +500,7 @@ impl<'a> Checker<'a> {
 
     fn row(&mut self, file: usize, raw: &sft_io::RawRow, outcome: RowOutcome) {
         self.report.rows += 1;
+        self.report.data_bytes += outcome.bytes;
         self.report.files[file].rows += 1;
         let location = row_location(&self.files[file], raw);
         let parsed = match outcome.parsed {
@@ -920,6 +938,7 @@ pub fn check(files: &[DataFile], options: &CheckOptions) -> CheckReport {
             stats: Stats::default(),
             eval,
             bytes: files.iter().map(|f| f.size).sum(),
+            data_bytes: 0,
             seconds: 0.0,
             tokens: None,
             template: options
@@ -927,6 +946,8 @@ pub fn check(files: &[DataFile], options: &CheckOptions) -> CheckReport {
                 .as_ref()
                 .map(|t| t.template.name().to_string()),
             all_issues,
+            issues_per_code: options.issues_per_code,
+            issues_left_out: BTreeMap::new(),
         },
         first_of_kind: HashMap::new(),
         files_of_kind: HashMap::new(),
@@ -951,6 +972,10 @@ pub fn check(files: &[DataFile], options: &CheckOptions) -> CheckReport {
         .map(|t| (t, generation_prompt.as_deref()));
     let work = |batch: &sft_io::RowBatch, raw: &sft_io::RawRow| RowOutcome {
         parsed: parse_row(batch, raw).map(|v| examine(&v, template, options.tokens.as_ref())),
+        bytes: match &raw.content {
+            sft_io::RowContent::Json(r) => r.len() as u64 + 1,
+            sft_io::RowContent::Value(v) => v.to_string().len() as u64 + 1,
+        },
     };
     pipeline::run(
         files,

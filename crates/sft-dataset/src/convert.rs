@@ -53,6 +53,9 @@ pub struct ConvertSummary {
     pub rejects_file: Option<PathBuf>,
     pub bytes: u64,
     pub seconds: f64,
+    /// Fields a Parquet output stores as JSON text (the `arrow.json` extension type),
+    /// because their rows hold different JSON types.
+    pub json_text_fields: Vec<String>,
 }
 
 enum Converted {
@@ -143,6 +146,7 @@ pub fn convert(job: &ConvertJob) -> Result<ConvertSummary, WriteError> {
         rejects_file: None,
         bytes: job.inputs.iter().map(|f| f.size).sum(),
         seconds: 0.0,
+        json_text_fields: Vec::new(),
     };
     let mut failure: Option<WriteError> = None;
     let mut file_rows = vec![0u64; job.inputs.len()];
@@ -240,6 +244,7 @@ pub fn convert(job: &ConvertJob) -> Result<ConvertSummary, WriteError> {
         summary.withheld = summary.written;
         summary.written = 0;
     } else {
+        summary.json_text_fields = writer.json_text_fields();
         summary.written = writer.finish()?;
         summary.output_written = true;
     }

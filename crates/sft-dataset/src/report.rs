@@ -49,6 +49,7 @@ impl CheckReport {
             m.insert("tokens".into(), json!(tokens));
         }
         m.insert("bytes".into(), json!(self.bytes));
+        m.insert("data_bytes".into(), json!(self.data_bytes));
         m.insert(
             "seconds".into(),
             json!((self.seconds * 1000.0).round() / 1000.0),
@@ -59,7 +60,9 @@ impl CheckReport {
     /// Writes the JSON report: the header fields, then `issues`, one per line, in the order
     /// found (file by file, row by row, then dataset-level findings). Needs the check to
     /// have run with `keep_all_issues`; otherwise the issues are the per-code samples and
-    /// `issues_complete` is false.
+    /// `issues_complete` is false. With `issues_per_code`, the first that many of each code
+    /// are listed, `issues_left_out` counts the others per code, and `issues_complete` is
+    /// false when any was left out.
     pub fn write_json(&mut self, path: &Path, strict: bool) -> Result<(), WriteError> {
         let fail = |e: std::io::Error| WriteError {
             path: path.to_path_buf(),
@@ -67,7 +70,17 @@ impl CheckReport {
         };
         let mut header = self.header_json(strict);
         let spill = self.take_all_issues();
-        header.insert("issues_complete".into(), json!(spill.is_some()));
+        header.insert(
+            "issues_complete".into(),
+            json!(spill.is_some() && self.issues_left_out.is_empty()),
+        );
+        header.insert("issues_per_code_limit".into(), json!(self.issues_per_code));
+        let left_out: Map<String, Value> = self
+            .issues_left_out
+            .iter()
+            .map(|(code, n)| (code.as_str().to_string(), json!(n)))
+            .collect();
+        header.insert("issues_left_out".into(), Value::Object(left_out));
         let header_text = serde_json::to_string_pretty(&Value::Object(header))
             .expect("a JSON map always serialises");
         let mut out = AtomicFile::create(path)?;
@@ -120,10 +133,17 @@ impl CheckReport {
             }
         };
         let mut s = String::new();
-        let mb = self.bytes as f64 / 1e6;
+        // Throughput is of the data read (rows as JSON text), not of compressed files.
+        let mb = self.data_bytes as f64 / 1e6;
+        let file_mb = self.bytes as f64 / 1e6;
+        let on_disk = if (mb - file_mb).abs() > 0.1 * mb.max(file_mb) && mb.max(file_mb) >= 0.1 {
+            format!(" ({file_mb:.1} MB of files)")
+        } else {
+            String::new()
+        };
         let _ = writeln!(
             s,
-            "checked {} {}, {}, {:.1} MB in {:.2} s ({:.0} MB/s)",
+            "checked {} {}, {}, {:.1} MB of data{on_disk} in {:.2} s ({:.0} MB/s)",
             self.files.len(),
             plural(self.files.len() as u64, "file", "files"),
             counted(self.rows, "row", "rows"),

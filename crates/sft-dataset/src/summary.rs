@@ -60,6 +60,14 @@ impl ConvertSummary {
                 f.location, f.reason, f.code
             );
         }
+        if !s.json_text_fields.is_empty() {
+            let _ = writeln!(
+                out,
+                "note: {} hold different JSON types in different rows; stored as JSON text of \
+                 the arrow.json type, which Python datasets reads back as the values",
+                s.json_text_fields.join(", ")
+            );
+        }
         if let Some(path) = &s.rejects_file {
             let _ = writeln!(out, "rejects: {}", path.display());
         }

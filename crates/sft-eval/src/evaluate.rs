@@ -188,6 +188,14 @@ pub fn checkpoints(
 ) -> Result<Vec<(PathBuf, Option<usize>)>, EvalError> {
     let mut out: Vec<(PathBuf, Option<usize>)> = Vec::new();
     if let Some(run) = run {
+        if run.exists() && !run.is_dir() {
+            return Err(EvalError::Options(format!(
+                "--run {}: a file, not a run folder\n  hint: --run takes the --output_dir of \
+                 sft-train (its checkpoint-N folders are scored); score one model folder \
+                 with --checkpoint",
+                run.display()
+            )));
+        }
         if !run.is_dir() {
             return Err(EvalError::Options(format!(
                 "--run {}: no such folder",
@@ -213,6 +221,13 @@ pub fn checkpoints(
         if !c.join("config.json").is_file() {
             return Err(EvalError::Options(format!(
                 "--checkpoint {}: not a model folder (no config.json)",
+                c.display()
+            )));
+        }
+        if !c.join("tokenizer.json").is_file() {
+            return Err(EvalError::Options(format!(
+                "--checkpoint {}: no tokenizer.json\n  hint: a model folder carries its tokenizer \
+                 (tokenizer.json, tokenizer_config.json); sft-train's checkpoints have them",
                 c.display()
             )));
         }

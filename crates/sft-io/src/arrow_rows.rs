@@ -1,6 +1,8 @@
 //! Parquet and Arrow IPC files: record batches become JSON text rows, so the rest of the
 //! flow treats every file alike. Null fields are left out, as `transformers` drops null
 //! message keys before rendering (Arrow fills every missing struct field with null).
+//! Fields of the `arrow.json` extension type (JSON text; Python `datasets` stores a field
+//! whose rows hold different JSON types so) are read as the JSON values they hold.
 
 use std::fs::File;
 use std::io::BufReader;
@@ -127,7 +129,17 @@ impl RowReader for ArrowRows {
         writer
             .finish()
             .map_err(|e| FileError::unreadable(format!("cannot turn rows into JSON: {e}")))?;
-        let buf = writer.into_inner();
+        let mut buf = writer.into_inner();
+        let json_fields = crate::json_type::paths(record_batch.schema().fields());
+        if !json_fields.is_empty() {
+            buf = crate::json_type::decode_lines(&buf, &json_fields).map_err(|e| {
+                self.corrupt(format!(
+                    "rows {}..{}: an arrow.json field does not hold JSON: {e}",
+                    self.index,
+                    self.index + record_batch.num_rows() as u64
+                ))
+            })?;
+        }
         let mut rows = Vec::with_capacity(record_batch.num_rows());
         let mut start = 0;
         for (i, &b) in buf.iter().enumerate() {

@@ -28,6 +28,7 @@
 mod arrow_rows;
 mod discover;
 mod json_array;
+pub mod json_type;
 mod lines;
 pub mod paths;
 mod sniff;

@@ -68,6 +68,8 @@ pub struct DatasetWriter {
     /// The JSON lines being written: the output itself, or the spill for Parquet.
     lines: BufWriter<Temp>,
     rows: u64,
+    /// For Parquet: the JSON types each field has held, to store mixed ones as JSON text.
+    kinds: crate::json_type::Kinds,
 }
 
 /// Temporary files of this process that are not finished yet, so that an interrupt can
@@ -254,6 +256,7 @@ impl DatasetWriter {
             format,
             lines: BufWriter::with_capacity(1 << 20, temp),
             rows: 0,
+            kinds: Default::default(),
         })
     }
 
@@ -269,8 +272,22 @@ impl DatasetWriter {
             .map_err(|e| e.to_string())
             .and_then(|_| self.lines.write_all(b"\n").map_err(|e| e.to_string()))
             .map_err(|e| self.error(e))?;
+        if self.format == OutputFormat::Parquet {
+            self.kinds.add(row);
+        }
         self.rows += 1;
         Ok(())
+    }
+
+    /// The fields (as `messages[].content`) whose rows hold different JSON types, which a
+    /// Parquet output stores as JSON text of the `arrow.json` extension type (Python
+    /// `datasets` reads them back as the values). Empty for JSON lines.
+    pub fn json_text_fields(&self) -> Vec<String> {
+        self.kinds
+            .mixed()
+            .iter()
+            .map(|p| crate::json_type::describe(p))
+            .collect()
     }
 
     pub fn rows(&self) -> u64 {
@@ -286,6 +303,7 @@ impl DatasetWriter {
         let path = self.path.clone();
         let rows = self.rows;
         let format = self.format;
+        let mixed = self.kinds.mixed();
         let temp = self.lines.into_inner().map_err(|e| WriteError {
             path: path.clone(),
             message: e.error().to_string(),
@@ -293,7 +311,7 @@ impl DatasetWriter {
         let temp = match format {
             OutputFormat::JsonLines => temp,
             OutputFormat::Parquet => {
-                spill_to_parquet(temp, &path).map_err(|message| WriteError {
+                spill_to_parquet(temp, &path, &mixed).map_err(|message| WriteError {
                     path: path.clone(),
                     message,
                 })?
@@ -308,12 +326,32 @@ impl DatasetWriter {
     }
 }
 
-fn spill_to_parquet(mut spill: Temp, path: &Path) -> Result<Temp, String> {
+/// Writes the spilled JSON lines as Parquet; the fields at `mixed` (different JSON types in
+/// different rows) as JSON text with the `arrow.json` extension type.
+fn spill_to_parquet(
+    mut spill: Temp,
+    path: &Path,
+    mixed: &[crate::json_type::JsonPath],
+) -> Result<Temp, String> {
+    if !mixed.is_empty() {
+        let mut encoded =
+            BufWriter::with_capacity(1 << 20, temp_beside(path).map_err(|e| e.to_string())?);
+        let file = spill.as_file_mut();
+        file.seek(SeekFrom::Start(0)).map_err(|e| e.to_string())?;
+        for line in io::BufRead::lines(BufReader::with_capacity(1 << 20, &*file)) {
+            let line = line.map_err(|e| e.to_string())?;
+            let mut row: Value = serde_json::from_str(&line).map_err(|e| e.to_string())?;
+            crate::json_type::encode(&mut row, mixed);
+            serde_json::to_writer(&mut encoded, &row).map_err(|e| e.to_string())?;
+            encoded.write_all(b"\n").map_err(|e| e.to_string())?;
+        }
+        spill = encoded.into_inner().map_err(|e| e.error().to_string())?;
+    }
     let file = spill.as_file_mut();
     file.seek(SeekFrom::Start(0)).map_err(|e| e.to_string())?;
     let (schema, _) = infer_json_schema(BufReader::new(&*file), None)
         .map_err(|e| format!("cannot derive a Parquet schema from the rows: {e}"))?;
-    let schema = Arc::new(schema);
+    let schema = Arc::new(crate::json_type::mark(&schema, mixed));
     file.seek(SeekFrom::Start(0)).map_err(|e| e.to_string())?;
     let reader = ReaderBuilder::new(schema.clone())
         .with_batch_size(4096)
@@ -331,10 +369,10 @@ fn spill_to_parquet(mut spill: Temp, path: &Path) -> Result<Temp, String> {
         schema,
         Some(props),
     )
-    .map_err(|e| format!("cannot start the Parquet file: {e}"))?;
+    .map_err(|e| format!("cannot start the Parquet file: {e}: write .jsonl instead"))?;
     for batch in reader {
         let batch = batch.map_err(|e| {
-            format!("the rows do not fit one Parquet schema ({e}); a field holds different JSON types in different rows: write .jsonl instead")
+            format!("the rows do not fit one Parquet schema ({e}): write .jsonl instead")
         })?;
         writer
             .write(&batch)

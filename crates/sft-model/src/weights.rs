@@ -19,8 +19,10 @@ pub fn load_folder(
     let files = weight_files(dir)?;
     let mut out = HashMap::new();
     for file in files {
-        let tensors = candle_core::safetensors::load(&file, &Device::Cpu)
-            .map_err(|e| ModelError::weights(&file, format!("cannot read safetensors: {e}")))?;
+        let tensors = candle_core::safetensors::load(&file, &Device::Cpu).map_err(|e| {
+            let why = safetensors_damage(&file).unwrap_or_else(|| e.to_string());
+            ModelError::weights(&file, format!("cannot read safetensors: {why}"))
+        })?;
         for (name, t) in tensors {
             let t = match t.dtype() {
                 DType::F32 | DType::F16 | DType::BF16 | DType::F64 => t
@@ -142,4 +144,95 @@ pub(crate) fn write_atomic(
 ) -> Result<(), ModelError> {
     sft_io::write::write_atomic_with(path, body)
         .map_err(|e| ModelError::io(path, std::io::Error::other(e.message)))
+}
+
+/// What is wrong with a safetensors file's layout, if anything: a file too short for its
+/// header, a header that is not JSON, a tensor whose bytes lie outside the file, or a file
+/// shorter (cut short) or longer than its tensors. `None` when the layout is sound, so a
+/// reader's own error can be reported as it is.
+pub fn safetensors_damage(path: &Path) -> Option<String> {
+    use std::io::Read;
+    let mut file = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) => return Some(e.to_string()),
+    };
+    let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let mut len = [0u8; 8];
+    if size < 8 || file.read_exact(&mut len).is_err() {
+        return Some(format!(
+            "only {size} bytes: cut short before its header (an interrupted copy or a full disk)"
+        ));
+    }
+    let header_len = u64::from_le_bytes(len);
+    if header_len > size - 8 {
+        return Some(format!(
+            "{size} bytes, but its header alone says it is {header_len} bytes: cut short (an \
+             interrupted copy or a full disk) or not a safetensors file"
+        ));
+    }
+    let mut header = vec![0u8; header_len as usize];
+    if let Err(e) = file.read_exact(&mut header) {
+        return Some(e.to_string());
+    }
+    let Ok(Value::Object(map)) = serde_json::from_slice::<Value>(&header) else {
+        return Some(
+            "its header is not a JSON object: not a safetensors file, or overwritten".into(),
+        );
+    };
+    let data = size - 8 - header_len;
+    let mut end = 0u64;
+    for (name, info) in &map {
+        if name == "__metadata__" {
+            continue;
+        }
+        let offsets = info
+            .get("data_offsets")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(Value::as_u64).collect::<Vec<_>>());
+        match offsets.as_deref() {
+            Some([from, to]) if from <= to => end = end.max(*to),
+            _ => {
+                return Some(format!(
+                    "tensor {name}: no valid data_offsets in the header"
+                ))
+            }
+        }
+    }
+    if end > data {
+        return Some(format!(
+            "cut short: its header describes {end} bytes of tensor data, the file holds {data} \
+             (an interrupted copy or a full disk)"
+        ));
+    }
+    if end < data {
+        return Some(format!(
+            "{} bytes after the last tensor its header describes: not one whole safetensors file",
+            data - end
+        ));
+    }
+    None
+}
+
+/// The values of a tensor that are not finite: how many, and the first (flat index, value).
+pub fn non_finite(t: &Tensor) -> candle_core::Result<Option<(usize, usize, f32)>> {
+    let values: Vec<f32> = t.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
+    let mut first = None;
+    let mut count = 0;
+    for (i, v) in values.iter().enumerate() {
+        if !v.is_finite() {
+            count += 1;
+            first.get_or_insert((i, *v));
+        }
+    }
+    Ok(first.map(|(i, v)| (count, i, v)))
+}
+
+/// The file of a model folder that holds tensor `name` (by the shard index, if any).
+pub fn file_of_tensor(dir: &Path, name: &str) -> PathBuf {
+    let index = dir.join("model.safetensors.index.json");
+    std::fs::read_to_string(&index)
+        .ok()
+        .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+        .and_then(|v| v["weight_map"][name].as_str().map(|f| dir.join(f)))
+        .unwrap_or_else(|| dir.join("model.safetensors"))
 }

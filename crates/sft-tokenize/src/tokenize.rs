@@ -53,7 +53,8 @@ pub struct Example {
     pub input_ids: Vec<u32>,
     /// 1 where the token is trained (its label is the token), 0 where it is not (-100).
     pub mask: Vec<u8>,
-    /// Tokens before truncation (equal to `input_ids.len()` when nothing was cut).
+    /// Tokens before truncation (equal to `input_ids.len()` when nothing was cut); for a
+    /// row far longer than `max_length`, estimated from the prefix that was tokenized.
     pub full_length: usize,
     pub format: Format,
 }
@@ -162,6 +163,45 @@ fn mask_from_spans(offsets: &[(usize, usize)], spans: &[std::ops::Range<usize>])
         .collect()
 }
 
+/// Bytes of text per kept token below which a text is always tokenized whole.
+const WHOLE_BELOW_BYTES_PER_TOKEN: usize = 8;
+/// Tokens past `max_length` a prefix must give before its first `max_length` are taken as
+/// the whole text's: only the tokens at the cut can differ from the whole text's.
+const MARGIN_TOKENS: usize = 64;
+
+/// `encode(text)`'s first `max` tokens (all of them, with more, when `max` is `None`), and
+/// how many tokens the whole text has. A text far longer than `max` tokens can hold (one
+/// 50 MB reply with `max_length` 1024) is tokenized by growing prefixes, from
+/// `(max + 64) * 8` bytes, until one gives `max + 64` tokens: its first `max` are the text's
+/// (a tokenizer's merges reach back only a few tokens from the cut), and the whole count is
+/// estimated from the prefix's tokens per byte. Any text that fits in `max` tokens is
+/// tokenized whole, so rows that fit are exactly as before (and as TRL tokenizes them).
+fn bounded<T, E>(
+    text: &str,
+    max: Option<usize>,
+    mut encode: impl FnMut(&str) -> Result<Vec<T>, E>,
+) -> Result<(Vec<T>, usize), E> {
+    if let Some(max) = max {
+        let mut len = ((max + MARGIN_TOKENS) * WHOLE_BELOW_BYTES_PER_TOKEN).max(4096);
+        while len < text.len() {
+            let mut cut = len;
+            while !text.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            let mut ids = encode(&text[..cut])?;
+            if ids.len() >= max + MARGIN_TOKENS {
+                let estimate = (ids.len() as f64 * text.len() as f64 / cut as f64) as usize;
+                ids.truncate(max);
+                return Ok((ids, estimate.max(max + MARGIN_TOKENS)));
+            }
+            len = len.saturating_mul(4);
+        }
+    }
+    let ids = encode(text)?;
+    let n = ids.len();
+    Ok((ids, n))
+}
+
 /// Tokenizes one row. `template` is needed for conversational rows.
 pub fn tokenize_row(
     tok: &SftTokenizer,
@@ -183,20 +223,27 @@ pub fn tokenize_row(
     };
     let tokenize_error =
         |e: crate::TokenizerError| fail(TokenizeErrorCode::TokenizerError, e.message);
+    let max = options.max_length;
+    // Tokens of the whole row (estimated when only a prefix had to be tokenized).
+    let full;
     let (input_ids, mask) = match format {
         Format::Text => {
             let text = with_eos(string_field(row, &options.text_field)?, tok);
-            let ids = tok.encode(&text, true).map_err(tokenize_error)?;
+            let (ids, n) = bounded(&text, max, |t| tok.encode(t, true)).map_err(tokenize_error)?;
+            full = n;
             let mask = vec![1u8; ids.len()];
             (ids, mask)
         }
         Format::PromptCompletion => {
             let prompt = string_field(row, "prompt")?;
             let completion = with_eos(string_field(row, "completion")?, tok);
-            let prompt_ids = tok.encode(prompt, true).map_err(tokenize_error)?;
-            let ids = tok
-                .encode(&format!("{prompt}{completion}"), true)
-                .map_err(tokenize_error)?;
+            let (prompt_ids, _) =
+                bounded(prompt, max, |t| tok.encode(t, true)).map_err(tokenize_error)?;
+            let (ids, n) = bounded(&format!("{prompt}{completion}"), max, |t| {
+                tok.encode(t, true)
+            })
+            .map_err(tokenize_error)?;
+            full = n;
             let mask = if options.completion_only_loss.unwrap_or(true) {
                 // Where prompt and completion merge into one token (a final "." and an
                 // opening quote become `."`), the completion starts at that token, as in
@@ -241,14 +288,20 @@ pub fn tokenize_row(
             // Offsets cost time: only assistant-only loss needs them.
             let (ids, mut mask) = match &spans {
                 Some(spans) => {
-                    let (ids, offsets) = tok
-                        .encode_with_offsets(&text, false)
-                        .map_err(tokenize_error)?;
+                    let (pairs, n) = bounded(&text, max, |t| {
+                        tok.encode_with_offsets(t, false)
+                            .map(|(ids, offsets)| ids.into_iter().zip(offsets).collect())
+                    })
+                    .map_err(tokenize_error)?;
+                    full = n;
+                    let (ids, offsets): (Vec<u32>, Vec<_>) = pairs.into_iter().unzip();
                     let mask = mask_from_spans(&offsets, spans);
                     (ids, mask)
                 }
                 None => {
-                    let ids = tok.encode(&text, false).map_err(tokenize_error)?;
+                    let (ids, n) =
+                        bounded(&text, max, |t| tok.encode(t, false)).map_err(tokenize_error)?;
+                    full = n;
                     let mask = vec![1u8; ids.len()];
                     (ids, mask)
                 }
@@ -260,7 +313,8 @@ pub fn tokenize_row(
                         .render(&all[..split], &prompting)
                         .map_err(template_error)?
                         .text;
-                    let prompt_ids = tok.encode(&prompt_text, false).map_err(tokenize_error)?;
+                    let (prompt_ids, _) = bounded(&prompt_text, max, |t| tok.encode(t, false))
+                        .map_err(tokenize_error)?;
                     for m in mask.iter_mut().take(common_prefix(&prompt_ids, &ids)) {
                         *m = 0;
                     }
@@ -269,7 +323,7 @@ pub fn tokenize_row(
             (ids, mask)
         }
     };
-    let full_length = input_ids.len();
+    let full_length = full;
     let (mut input_ids, mut mask) = (input_ids, mask);
     if let Some(max) = options.max_length {
         input_ids.truncate(max);
@@ -281,4 +335,35 @@ pub fn tokenize_row(
         full_length,
         format,
     })
+}
+
+#[cfg(test)]
+mod bounded_tests {
+    use super::bounded;
+
+    fn words(t: &str) -> Result<Vec<String>, ()> {
+        Ok(t.split(' ').map(str::to_string).collect())
+    }
+
+    #[test]
+    fn a_huge_text_is_tokenized_by_a_prefix_and_a_text_that_fits_whole() {
+        // 5 MB of words: only a prefix is tokenized, its first max tokens are the text's.
+        let text = "abcd ".repeat(1_000_000);
+        let mut calls = Vec::new();
+        let (ids, full) = bounded(&text, Some(1024), |t| {
+            calls.push(t.len());
+            words(t)
+        })
+        .unwrap();
+        assert_eq!(ids, words(&text).unwrap()[..1024].to_vec());
+        assert!(calls.iter().all(|&n| n < 100_000), "{calls:?}");
+        assert!((900_000..1_100_000).contains(&full), "{full}");
+        // Long bytes per token (that still fit): tokenized whole, exactly.
+        let long = "x".repeat(50_000);
+        let (ids, full) = bounded(&long, Some(1024), words).unwrap();
+        assert_eq!((ids, full), (vec![long.clone()], 1));
+        // No limit: whole.
+        let (ids, _) = bounded("a b", None, words).unwrap();
+        assert_eq!(ids.len(), 2);
+    }
 }

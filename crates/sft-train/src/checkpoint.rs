@@ -6,11 +6,13 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use candle_core::{Device, Tensor};
+use candle_core::{DType, Device, Tensor};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use sft_model::weights::save_safetensors;
-use sft_model::Llama;
+use sft_model::weights::{
+    file_of_tensor, non_finite, safetensors_damage, save_safetensors, weight_files,
+};
+use sft_model::{Llama, LlamaConfig, ModelError};
 
 use crate::optim::{AdamW, Moments};
 pub use crate::window::Window;
@@ -146,7 +148,127 @@ pub fn save_checkpoint(
     Ok(dir)
 }
 
-/// Reads what [`save_checkpoint`] wrote (the model is loaded separately).
+/// Loads the model of a checkpoint to resume from, checked whole before any work: every
+/// tensor present with the sizes of its `config.json` (and of `base`, the model the run
+/// trains, when given), finite weights, and the optimizer state [`load_resume_state`]
+/// reads. An error names the file (and tensor) and the run's other checkpoints.
+pub fn load_model(dir: &Path, base: Option<&Path>, device: &Device) -> Result<Llama, String> {
+    let model = Llama::load(dir, DType::F32, device).map_err(|e| match e {
+        ModelError::Weights { path, message, .. } | ModelError::Config { path, message, .. } => {
+            // A missing or misshapen tensor is reported against the folder: name the file.
+            let path = match weight_files(&path) {
+                Ok(files) if path.is_dir() && files.len() == 1 => files[0].clone(),
+                _ => path,
+            };
+            damaged(dir, &path, message)
+        }
+        ModelError::Io { path, source } => damaged(dir, &path, source.to_string()),
+        other => damaged(dir, dir, other.to_string()),
+    })?;
+    if let Some(base) = base {
+        if let Ok(b) = LlamaConfig::from_file(&base.join("config.json")) {
+            let sizes = |c: &LlamaConfig| {
+                [
+                    ("vocab_size", c.vocab_size),
+                    ("hidden_size", c.hidden_size),
+                    ("intermediate_size", c.intermediate_size),
+                    ("num_hidden_layers", c.num_hidden_layers),
+                    ("num_attention_heads", c.num_attention_heads),
+                    ("num_key_value_heads", c.num_key_value_heads),
+                    ("head_dim", c.head_dim),
+                ]
+            };
+            for ((key, ours), (_, theirs)) in sizes(&model.config).into_iter().zip(sizes(&b)) {
+                if ours != theirs {
+                    return Err(format!(
+                        "{}: {key} is {ours}, but the model being trained ({}) has {theirs}: \
+                         this checkpoint is of another model\n  hint: resume with the \
+                         --model_name_or_path the checkpoint was trained from, or from a \
+                         checkpoint of this model ({})",
+                        dir.join("config.json").display(),
+                        base.display(),
+                        others(dir)
+                    ));
+                }
+            }
+        }
+    }
+    for p in model.params() {
+        let found = non_finite(p.var.as_tensor()).map_err(|e| e.to_string())?;
+        if let Some((count, at, value)) = found {
+            return Err(damaged(
+                dir,
+                &file_of_tensor(dir, &p.name),
+                format!(
+                    "tensor {}: {count} of its {} values are not finite (the first, at index \
+                     {at}, is {value})",
+                    p.name,
+                    p.var.elem_count()
+                ),
+            ));
+        }
+    }
+    load_resume_state(dir, &model)?;
+    Ok(model)
+}
+
+/// The message for a damaged checkpoint: the file, what is wrong, and where to go instead.
+fn damaged(dir: &Path, file: &Path, what: String) -> String {
+    format!(
+        "{}: {what}\n  the checkpoint {} is damaged and cannot be resumed from\n  hint: {}",
+        file.display(),
+        dir.display(),
+        others(dir)
+    )
+}
+
+/// The run's other checkpoints, as a suggestion of where to resume instead.
+fn others(dir: &Path) -> String {
+    let out = dir.parent().unwrap_or(Path::new("."));
+    let step = dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.strip_prefix("checkpoint-"))
+        .and_then(|n| n.parse::<usize>().ok());
+    let all: Vec<(usize, PathBuf)> = list_checkpoints(out)
+        .into_iter()
+        .filter(|(_, p)| p.file_name() != dir.file_name())
+        .collect();
+    let names = |v: &[(usize, PathBuf)]| {
+        v.iter()
+            .map(|(s, _)| format!("checkpoint-{s}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let earlier: Vec<(usize, PathBuf)> = all
+        .iter()
+        .filter(|(s, _)| step.is_none_or(|n| *s < n))
+        .cloned()
+        .collect();
+    match earlier.last() {
+        Some((_, newest)) => format!(
+            "resume from an earlier checkpoint: --resume_from_checkpoint {} ({} has {}); \
+             --resume_from_checkpoint alone takes the newest, so delete the damaged one first",
+            newest.display(),
+            out.display(),
+            names(&all)
+        ),
+        None if all.is_empty() => format!(
+            "{} has no other checkpoint-N: train from the start without --resume_from_checkpoint",
+            out.display()
+        ),
+        None => format!(
+            "{} has no earlier checkpoint-N (only {}): train from the start without \
+             --resume_from_checkpoint",
+            out.display(),
+            names(&all)
+        ),
+    }
+}
+
+/// Reads what [`save_checkpoint`] wrote (the model is loaded separately, by [`load_model`]),
+/// checking it: every moment present with its parameter's shape and finite (second moments
+/// not negative), each file readable. An error names the file and tensor, with a hint.
 pub fn load_resume_state(dir: &Path, model: &Llama) -> Result<(TrainingState, AdamW), String> {
     let read_json = |name: &str| -> Result<Value, String> {
         let path = dir.join(name);
@@ -156,28 +278,67 @@ pub fn load_resume_state(dir: &Path, model: &Llama) -> Result<(TrainingState, Ad
                 path.display()
             )
         })?;
-        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+        serde_json::from_str(&text).map_err(|e| damaged(dir, &path, format!("not valid JSON: {e}")))
     };
     let state: TrainingState = serde_json::from_value(read_json("training_state.json")?)
-        .map_err(|e| format!("{}: {e}", dir.join("training_state.json").display()))?;
+        .map_err(|e| damaged(dir, &dir.join("training_state.json"), e.to_string()))?;
     let opt = read_json("optimizer.json")?;
-    let config = serde_json::from_value(opt["config"].clone()).map_err(|e| e.to_string())?;
+    let config = serde_json::from_value(opt["config"].clone())
+        .map_err(|e| damaged(dir, &dir.join("optimizer.json"), format!("config: {e}")))?;
     let path = dir.join("optimizer.safetensors");
-    let tensors = candle_core::safetensors::load(&path, &Device::Cpu)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+    if !path.is_file() {
+        return Err(damaged(
+            dir,
+            &path,
+            "missing (it holds the optimizer's moments)".into(),
+        ));
+    }
+    let tensors = candle_core::safetensors::load(&path, &Device::Cpu).map_err(|e| {
+        let why = safetensors_damage(&path).unwrap_or_else(|| e.to_string());
+        damaged(dir, &path, format!("cannot read safetensors: {why}"))
+    })?;
     let mut moments = Vec::new();
     for p in model.params() {
-        let get = |k: String| -> Result<Vec<f32>, String> {
-            let t = tensors
-                .get(&k)
-                .ok_or_else(|| format!("{}: no {k}", path.display()))?;
-            t.flatten_all()
+        let get = |k: String, second: bool| -> Result<Vec<f32>, String> {
+            let bad = |what: String| damaged(dir, &path, format!("tensor {k}: {what}"));
+            let t = tensors.get(&k).ok_or_else(|| {
+                bad(format!(
+                    "missing (the optimizer's moment of parameter {})",
+                    p.name
+                ))
+            })?;
+            if t.dims() != p.var.dims() {
+                return Err(bad(format!(
+                    "shape {:?}, but the model's {} is {:?}",
+                    t.dims(),
+                    p.name,
+                    p.var.dims()
+                )));
+            }
+            let values: Vec<f32> = t
+                .to_dtype(DType::F32)
+                .and_then(|t| t.flatten_all())
                 .and_then(|t| t.to_vec1())
-                .map_err(|e| e.to_string())
+                .map_err(|e| bad(e.to_string()))?;
+            let wrong = |v: &f32| !v.is_finite() || (second && *v < 0.0);
+            if let Some(at) = values.iter().position(wrong) {
+                let count = values.iter().filter(|v| wrong(v)).count();
+                let kind = if second {
+                    "not finite or negative"
+                } else {
+                    "not finite"
+                };
+                return Err(bad(format!(
+                    "{count} of its {} values are {kind} (the first, at index {at}, is {})",
+                    values.len(),
+                    values[at]
+                )));
+            }
+            Ok(values)
         };
         moments.push(Moments {
-            exp_avg: get(format!("exp_avg.{}", p.name))?,
-            exp_avg_sq: get(format!("exp_avg_sq.{}", p.name))?,
+            exp_avg: get(format!("exp_avg.{}", p.name), false)?,
+            exp_avg_sq: get(format!("exp_avg_sq.{}", p.name), true)?,
         });
     }
     let step = opt["step"].as_u64().unwrap_or(0);
