@@ -167,6 +167,9 @@ impl EncoderPath {
 
 static NEXT_ID: AtomicUsize = AtomicUsize::new(1);
 
+/// A byte without a token of its own (dropped, as `tokenizers` drops it).
+const MISSING: u32 = u32::MAX;
+
 /// Pre-tokens longer than this (in bytes) are not cached.
 const CACHE_MAX_LEN: usize = 64;
 /// The cache is emptied when it holds this many pre-tokens.
@@ -200,6 +203,10 @@ pub struct FastBpe {
     whole: Option<FxMap<Box<[u8]>, u32>>,
     /// Bytes of text each id stands for (offsets).
     token_len: Vec<u32>,
+    /// Bytes of each id's token as the vocabulary writes it (offsets around dropped bytes).
+    token_nlen: Vec<u32>,
+    /// Whether some byte has no token.
+    any_missing: bool,
     /// Leading and trailing spaces of each id's token (offsets trimming).
     spaces: Vec<(u16, u16)>,
     raw: Added,
@@ -420,12 +427,21 @@ impl FastBpe {
         let vocab = tokenizers::Model::get_vocab(bpe);
         let chars = byte_chars();
         let mut char_byte: HashMap<char, u8> = HashMap::new();
-        let mut byte_ids = [0u32; 256];
+        let mut byte_ids = [MISSING; 256];
         for (b, c) in chars.iter().enumerate() {
             char_byte.insert(*c, b as u8);
-            byte_ids[b] = *vocab
-                .get(&c.to_string())
-                .ok_or_else(|| format!("byte {b:#04x} ({c}) is not in the vocabulary"))?;
+            match vocab.get(&c.to_string()) {
+                Some(&id) => byte_ids[b] = id,
+                // `tokenizers` drops a byte it has no token for when there is neither an
+                // unknown token nor byte fallback; with either, it does something else.
+                None if str_field(model, "unk_token").is_none()
+                    && flag(model, "byte_fallback") != Some(true) => {}
+                None => {
+                    return Err(format!(
+                        "byte {b:#04x} ({c}) is not in the vocabulary, with an unknown token or byte fallback"
+                    ))
+                }
+            }
         }
         let to_bytes = |token: &str| -> Option<Vec<u8>> {
             token.chars().map(|c| char_byte.get(&c).copied()).collect()
@@ -434,12 +450,14 @@ impl FastBpe {
         let max_id = vocab.values().copied().max().unwrap_or(0) as usize;
         let n_ids = vocab_size.max(max_id + 1);
         let mut token_len = vec![0u32; n_ids];
+        let mut token_nlen = vec![0u32; n_ids];
         let mut spaces = vec![(0u16, 0u16); n_ids];
         let mut whole = FxMap::default();
         for (token, &id) in &vocab {
             if let Some(bytes) = to_bytes(token) {
                 if (id as usize) < n_ids {
                     token_len[id as usize] = bytes.len() as u32;
+                    token_nlen[id as usize] = token.len() as u32;
                     spaces[id as usize] = trim_counts(token);
                 }
                 if ignore_merges {
@@ -484,9 +502,11 @@ impl FastBpe {
                 .ok_or_else(|| format!("added token {content:?} without an id"))?;
             if (id as usize) >= token_len.len() {
                 token_len.resize(id as usize + 1, 0);
+                token_nlen.resize(id as usize + 1, 0);
                 spaces.resize(id as usize + 1, (0, 0));
             }
             token_len[id as usize] = content.len() as u32;
+            token_nlen[id as usize] = content.len() as u32;
             spaces[id as usize] = trim_counts(content);
             if flag(t, "normalized") == Some(true) {
                 if nfc && is_nfc_quick(content.chars()) != IsNormalized::Yes {
@@ -518,10 +538,12 @@ impl FastBpe {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             split,
             nfc,
+            any_missing: byte_ids.contains(&MISSING),
             byte_ids,
             merges,
             whole: ignore_merges.then_some(whole),
             token_len,
+            token_nlen,
             spaces,
             raw: Added::new(raw),
             normalized: Added::new(normalized),
@@ -636,7 +658,10 @@ impl FastBpe {
             }
         }
         if bytes.len() == 1 {
-            out.push(self.byte_ids[bytes[0] as usize]);
+            let id = self.byte_ids[bytes[0] as usize];
+            if id != MISSING {
+                out.push(id);
+            }
             return;
         }
         if bytes.len() <= CACHE_MAX_LEN {
@@ -648,6 +673,9 @@ impl FastBpe {
         s.word.clear();
         s.word
             .extend(bytes.iter().map(|&b| self.byte_ids[b as usize]));
+        if self.any_missing {
+            s.word.retain(|&id| id != MISSING);
+        }
         let mut word = std::mem::take(&mut s.word);
         self.merge(&mut word, &mut s.ranks);
         out.extend_from_slice(&word);
@@ -770,6 +798,39 @@ impl FastBpe {
         }
     }
 
+    /// Offsets of the tokens of the pre-token `text[a..b]`, some of whose bytes were
+    /// dropped: as `tokenizers` computes them, positions in the vocabulary's writing of
+    /// the bytes that were kept, read back through the writing of all the bytes.
+    fn offsets_around_dropped(
+        &self,
+        text: &str,
+        a: usize,
+        b: usize,
+        ids: &[u32],
+        o: &mut Vec<(usize, usize)>,
+    ) {
+        // The raw byte under each byte of the vocabulary's writing of the pre-token.
+        let mut under = Vec::with_capacity(2 * (b - a));
+        for (r, &x) in text.as_bytes()[a..b].iter().enumerate() {
+            let width = if matches!(x, b'!'..=b'~') { 1 } else { 2 };
+            under.extend(std::iter::repeat_n(a + r, width));
+        }
+        let mut at = 0;
+        for &id in ids {
+            let stop = at + self.token_nlen[id as usize] as usize;
+            let mut from = under[at];
+            while !text.is_char_boundary(from) {
+                from -= 1;
+            }
+            let mut to = under[stop - 1] + 1;
+            while !text.is_char_boundary(to) {
+                to += 1;
+            }
+            o.push((from, to));
+            at = stop;
+        }
+    }
+
     fn pre_tokens(
         &self,
         text: &str,
@@ -798,6 +859,14 @@ impl FastBpe {
                 for &(a, b) in &pieces {
                     let first = ids.len();
                     self.piece(&bytes[a..b], s, ids);
+                    if self.any_missing
+                        && bytes[a..b]
+                            .iter()
+                            .any(|&x| self.byte_ids[x as usize] == MISSING)
+                    {
+                        self.offsets_around_dropped(text, a, b, &ids[first..], o);
+                        continue;
+                    }
                     let mut at = a;
                     for &id in &ids[first..] {
                         let stop = at + self.token_len[id as usize] as usize;

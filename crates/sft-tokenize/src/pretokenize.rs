@@ -252,6 +252,15 @@ fn llama3_at(ch: &[char], cls: &[u8], i: usize, digits: usize) -> usize {
     spaces(cls, i)
 }
 
+/// The pre-tokens of `text` as byte ranges, in order.
+pub fn pieces(split_by: Split, text: &str) -> Vec<(usize, usize)> {
+    let mut out = vec![];
+    split(split_by, text, &mut Chars::default(), |a, b| {
+        out.push((a, b))
+    });
+    out
+}
+
 /// Calls `piece(start, end)` (byte offsets) for each pre-token of `text`, in order; the
 /// pieces cover the text. `chars` is scratch space.
 pub(crate) fn split(
