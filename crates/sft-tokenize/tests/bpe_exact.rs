@@ -328,13 +328,13 @@ fn real_texts() -> Vec<String> {
 
 fn check(name: &str, tok: &SftTokenizer, text: &str) {
     for add in [false, true] {
-        let want = tok.encode_reference(text, add).unwrap();
+        // `tokenizers` gives the same ids with and without offsets (`encode_fast`).
+        let want = tok.encode_with_offsets_reference(text, add).unwrap();
         let got = tok.encode(text, add).unwrap();
         assert_eq!(
-            got, want,
+            got, want.0,
             "{name}: ids differ (add_special_tokens {add}) on {text:?}"
         );
-        let want = tok.encode_with_offsets_reference(text, add).unwrap();
         let got = tok.encode_with_offsets(text, add).unwrap();
         assert_eq!(
             got, want,
