@@ -83,20 +83,10 @@ static ASCII: [u8; 128] = ascii_classes();
 
 /// Oniguruma's `\s`.
 pub fn is_space(c: char) -> bool {
-    match c as u32 {
-        0x09..=0x0d
-        | 0x20
-        | 0x85
-        | 0xa0
-        | 0x1680
-        | 0x2000..=0x200a
-        | 0x2028
-        | 0x2029
-        | 0x202f
-        | 0x205f
-        | 0x3000 => true,
-        _ => false,
-    }
+    matches!(
+        c as u32,
+        0x09..=0x0d | 0x20 | 0x85 | 0xa0 | 0x1680 | 0x2000..=0x200a | 0x2028 | 0x2029 | 0x202f | 0x205f | 0x3000
+    )
 }
 
 /// The class of a character: [`SPACE`] (`\s`), [`LETTER`] (`\p{L}`), [`NUMBER`]
@@ -173,7 +163,7 @@ fn gpt2_at(ch: &[char], cls: &[u8], i: usize) -> usize {
         }
         if i + 2 < n {
             let e = ch[i + 2];
-            if (d == 'r' && e == 'e') || (d == 'v' && e == 'e') || (d == 'l' && e == 'l') {
+            if matches!((d, e), ('r', 'e') | ('v', 'e') | ('l', 'l')) {
                 return i + 3;
             }
         }
@@ -210,7 +200,7 @@ fn llama3_at(ch: &[char], cls: &[u8], i: usize, digits: usize) -> usize {
         }
         if i + 2 < n {
             let e = fold(ch[i + 2]);
-            if (d == 'r' && e == 'e') || (d == 'v' && e == 'e') || (d == 'l' && e == 'l') {
+            if matches!((d, e), ('r', 'e') | ('v', 'e') | ('l', 'l')) {
                 return i + 3;
             }
         }

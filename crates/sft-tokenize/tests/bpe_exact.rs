@@ -201,7 +201,7 @@ fn random_text(rng: &mut Rng) -> String {
     let parts = 1 + rng.below(12);
     for _ in 0..parts {
         match rng.below(10) {
-            0..=4 => s.push_str(*rng.pick(SNIPPETS)),
+            0..=4 => s.push_str(rng.pick::<&str>(SNIPPETS)),
             5..=6 => s.push(random_char(rng)),
             7 => {
                 // A run of one thing.
