@@ -458,6 +458,7 @@ pub fn prepare(job: &PrepareJob) -> Result<PrepareSummary, WriteError> {
             fingerprint: job.tokenizer.fingerprint.clone(),
             eos_token: job.tokenizer.eos.as_ref().map(|t| t.text.clone()),
             vocab_size: job.tokenizer.tokenizer.get_vocab_size(true),
+            encoder: job.tokenizer.encoder_path().name(),
         },
         chat_template: job.template.as_ref().map(|t| ManifestTemplate {
             name: t.name().to_string(),

@@ -48,6 +48,10 @@ pub struct ManifestTokenizer {
     pub fingerprint: String,
     pub eos_token: Option<String>,
     pub vocab_size: usize,
+    /// The encoder that tokenized the rows ([`sft_tokenize::EncoderPath::name`]:
+    /// `fast-bpe (gpt2)`, `tokenizers`); both give the same ids.
+    #[serde(default)]
+    pub encoder: String,
 }
 
 /// The chat template conversations were rendered with.
@@ -165,6 +169,7 @@ mod tests {
                 fingerprint: fingerprint.into(),
                 eos_token: Some("<|im_end|>".into()),
                 vocab_size: 49152,
+                encoder: "tokenizers".into(),
             },
             chat_template: None,
             max_length: Some(1024),

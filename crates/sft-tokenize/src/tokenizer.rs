@@ -8,6 +8,8 @@ use serde_json::Value;
 use sft_template::{SpecialTokens, TemplateSource};
 use tokenizers::Tokenizer;
 
+use crate::bpe::{EncoderPath, FastBpe};
+
 #[derive(Debug, Clone)]
 pub struct TokenizerError {
     pub message: String,
@@ -50,6 +52,9 @@ pub struct SftTokenizer {
     pub template: Option<TemplateSource>,
     /// xxh3-64 of `tokenizer.json`, hex: prepared data records it.
     pub fingerprint: String,
+    /// Our byte-level BPE encoder, when it covers this tokenizer exactly.
+    fast: Option<FastBpe>,
+    encoder: EncoderPath,
 }
 
 impl fmt::Debug for SftTokenizer {
@@ -59,6 +64,7 @@ impl fmt::Debug for SftTokenizer {
             .field("bos", &self.bos)
             .field("eos", &self.eos)
             .field("pad", &self.pad)
+            .field("encoder", &self.encoder)
             .finish()
     }
 }
@@ -125,7 +131,10 @@ impl SftTokenizer {
             lookup("eos_token"),
             lookup("pad_token"),
         );
+        let (fast, encoder) = choose_encoder(&tokenizer);
         Ok(SftTokenizer {
+            fast,
+            encoder,
             tokenizer,
             path: path.to_path_buf(),
             special,
@@ -137,9 +146,33 @@ impl SftTokenizer {
         })
     }
 
+    /// Which encoder runs: our byte-level BPE ([`EncoderPath::Fast`]) or `tokenizers`
+    /// (with the reason the fast one does not cover this tokenizer). Both give the same
+    /// ids; prepared data records which one ran.
+    pub fn encoder_path(&self) -> &EncoderPath {
+        &self.encoder
+    }
+
     /// Token ids of `text`; `add_special_tokens` runs the tokenizer's post-processor
     /// (which may add BOS), as `tokenizer(text)` does in Python.
     pub fn encode(&self, text: &str, add_special_tokens: bool) -> Result<Vec<u32>, TokenizerError> {
+        if let Some(ids) = self
+            .fast
+            .as_ref()
+            .and_then(|f| f.encode(text, add_special_tokens, None))
+        {
+            return Ok(ids);
+        }
+        self.encode_reference(text, add_special_tokens)
+    }
+
+    /// [`SftTokenizer::encode`] by the `tokenizers` crate whatever the encoder: the
+    /// reference the fast path is tested against.
+    pub fn encode_reference(
+        &self,
+        text: &str,
+        add_special_tokens: bool,
+    ) -> Result<Vec<u32>, TokenizerError> {
         self.tokenizer
             .encode_fast(text, add_special_tokens)
             .map(|e| e.get_ids().to_vec())
@@ -148,6 +181,21 @@ impl SftTokenizer {
 
     /// Token ids and the byte range of the text each token came from.
     pub fn encode_with_offsets(
+        &self,
+        text: &str,
+        add_special_tokens: bool,
+    ) -> Result<(Vec<u32>, Vec<ByteSpan>), TokenizerError> {
+        if let Some(fast) = &self.fast {
+            let mut offsets = Vec::new();
+            if let Some(ids) = fast.encode(text, add_special_tokens, Some(&mut offsets)) {
+                return Ok((ids, offsets));
+            }
+        }
+        self.encode_with_offsets_reference(text, add_special_tokens)
+    }
+
+    /// [`SftTokenizer::encode_with_offsets`] by the `tokenizers` crate.
+    pub fn encode_with_offsets_reference(
         &self,
         text: &str,
         add_special_tokens: bool,
@@ -177,5 +225,24 @@ impl SftTokenizer {
             .ok()
             .and_then(|ids| ids.first().copied())
             .is_some_and(|first| first == bos.id)
+    }
+}
+
+/// The fast encoder when it covers `tokenizer` and `SFT_FAST_BPE` is not `0`.
+fn choose_encoder(tokenizer: &Tokenizer) -> (Option<FastBpe>, EncoderPath) {
+    if std::env::var("SFT_FAST_BPE").is_ok_and(|v| v == "0") {
+        return (
+            None,
+            EncoderPath::Tokenizers {
+                reason: "SFT_FAST_BPE=0".into(),
+            },
+        );
+    }
+    match FastBpe::new(tokenizer) {
+        Ok(fast) => {
+            let split = fast.split_name();
+            (Some(fast), EncoderPath::Fast { split })
+        }
+        Err(reason) => (None, EncoderPath::Tokenizers { reason }),
     }
 }
