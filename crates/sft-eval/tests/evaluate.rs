@@ -164,10 +164,20 @@ fn wrong_options_are_usage_errors_and_broken_checkpoints_are_not() {
     o.chat_template = Some("no-such-template".into());
     assert!(evaluate(&o, &mut |_| {}).unwrap_err().is_usage());
 
-    // A model folder without a tokenizer is the checkpoint's fault, not the command's.
+    // A --checkpoint folder without a tokenizer is a wrong command (issue 12: as one
+    // without config.json)...
     let broken = dir.path().join("broken");
     std::fs::create_dir(&broken).unwrap();
     std::fs::copy(model().join("config.json"), broken.join("config.json")).unwrap();
+    let mut o = options(data.clone(), dir.path());
+    o.checkpoints = vec![broken.clone()];
+    let e = evaluate(&o, &mut |_| {}).unwrap_err();
+    assert!(
+        e.is_usage() && e.to_string().contains("tokenizer.json"),
+        "{e}"
+    );
+    // ...but one whose tokenizer is damaged is the checkpoint's fault, not the command's.
+    std::fs::write(broken.join("tokenizer.json"), "{ not a tokenizer").unwrap();
     let mut o = options(data, dir.path());
     o.checkpoints = vec![broken];
     let e = evaluate(&o, &mut |_| {}).unwrap_err();
