@@ -79,6 +79,9 @@ pub struct PrepareSummary {
     #[serde(skip)]
     pub output_written: bool,
     pub seconds: f64,
+    /// The encoder that tokenized the rows: our fast BPE, or `tokenizers`
+    /// ([`sft_tokenize::EncoderPath::name`]).
+    pub encoder: String,
 }
 
 const FIRST_REJECTS_KEPT: usize = 5;
@@ -191,6 +194,7 @@ pub fn prepare(job: &PrepareJob) -> Result<PrepareSummary, WriteError> {
         files_not_read: 0,
         output_written: false,
         seconds: 0.0,
+        encoder: job.tokenizer.encoder_path().name(),
     };
     let mut file_rows = vec![0u64; job.inputs.len()];
     let capacity = job.options.max_length.unwrap_or(1024);

@@ -142,7 +142,7 @@ impl PrepareSummary {
         );
         let _ = writeln!(
             out,
-            "tokens: {} ({} trained, {:.1}%); {} truncated at {max_length}",
+            "tokens: {} ({} trained, {:.1}%, encoded by {}); {} truncated at {max_length}",
             thousands(s.tokens),
             thousands(s.trained_tokens),
             if s.tokens > 0 {
@@ -150,6 +150,7 @@ impl PrepareSummary {
             } else {
                 0.0
             },
+            s.encoder,
             counted(s.truncated, "example", "examples"),
         );
         if let Some(l) = &s.lengths {
