@@ -1031,6 +1031,19 @@ fn sft_train_and_sft_eval_refuse_wrong_outputs_before_any_work() {
     ]);
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(r.stderr.contains("a file, not a folder"), "{}", r.stderr);
+    // --bf16 would be ignored on the CPU: refused with the reason, not accepted.
+    let r = common::sft_train(&[
+        "--model_name_or_path",
+        model,
+        "--dataset_name",
+        s(&data),
+        "--output_dir",
+        s(&file),
+        "--bf16",
+        "-q",
+    ]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("--bf16 is not supported"), "{}", r.stderr);
     // A batch size of 0 is refused before the data is prepared.
     let out = dir.path().join("run");
     let r = common::sft_train(&[

@@ -173,7 +173,7 @@ struct TrainArgs {
     /// Not supported: there is no network. Upload OUTPUT_DIR with `hf upload`.
     #[arg(long = "push_to_hub", num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
     push_to_hub: Option<bool>,
-    /// Accepted for compatibility; the CPU trains in float32.
+    /// Only `false` is accepted: the CPU trains in float32.
     #[arg(long = "bf16", num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
     bf16: Option<bool>,
     /// Recompute each decoder layer's forward during the backward instead of keeping its
@@ -293,8 +293,8 @@ fn run(args: TrainArgs) -> i32 {
             other => return usage_error(format_args!("--report_to {other}: supported are trackio and none (metrics.jsonl is always written)")),
         }
     }
-    if args.bf16 == Some(true) && !args.quiet {
-        eprintln!("sft-train: note: --bf16 is ignored on the CPU, which trains in float32");
+    if args.bf16 == Some(true) {
+        return usage_error("--bf16 is not supported: the CPU trains in float32 (bf16 and f16 weight files are converted when loaded); drop the flag or pass --bf16 false");
     }
     let model_dir = match sft_model::locate::model_dir(model_name) {
         Ok(d) => d,
