@@ -23,9 +23,13 @@ Gates (--max-loss, --min-compliance, --max-repetition) apply to the best checkpo
 Exit codes: 0 every gate passed, 1 a gate failed or the evaluation could not run, 2 the command is wrong."
 )]
 struct EvalArgs {
-    /// Checkpoint folders (Hugging Face model folders) to score.
+    /// Checkpoint folders (Hugging Face model folders, or LoRA adapter folders) to score.
     #[arg(long, num_args = 1.., value_name = "DIR", alias = "model-name-or-path")]
     checkpoint: Vec<PathBuf>,
+    /// The base model of LoRA adapter checkpoints (default: the adapter's
+    /// base_model_name_or_path, a folder or a model in the local Hugging Face cache).
+    #[arg(long = "base-model", value_name = "DIR|OWNER/NAME")]
+    base_model: Option<String>,
     /// A training output folder: every checkpoint-N in it and the final model; its
     /// trainer_state.json or metrics.jsonl is diagnosed.
     #[arg(long, value_name = "OUTPUT_DIR")]
@@ -191,6 +195,7 @@ fn run(args: EvalArgs) -> Result<i32, i32> {
     };
     let options = EvalOptions {
         checkpoints: args.checkpoint.clone(),
+        base_model: args.base_model.clone(),
         run: args.run.clone(),
         dataset: args.dataset.clone(),
         work_dir,

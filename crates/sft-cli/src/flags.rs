@@ -5,11 +5,9 @@
 
 /// TRL / transformers flags that are not supported, with why and what to do instead.
 const UNSUPPORTED: &[(&str, &str)] = &[
-    ("use_peft", "LoRA/PEFT adapters are not supported yet: sft-train trains all weights (on the CPU, SmolLM2-135M and smaller models fit)"),
-    ("lora_r", "LoRA is not supported yet (no --use_peft): sft-train trains all weights"),
-    ("lora_alpha", "LoRA is not supported yet (no --use_peft): sft-train trains all weights"),
-    ("lora_dropout", "LoRA is not supported yet (no --use_peft): sft-train trains all weights"),
-    ("lora_target_modules", "LoRA is not supported yet (no --use_peft): sft-train trains all weights"),
+    ("lora_modules_to_save", "fully trained copies of modules next to the adapters are not supported: LoRA trains the adapters of --lora_target_modules only"),
+    ("use_dora", "DoRA adapters are not supported: use LoRA (--use_peft) or rsLoRA (--use_rslora)"),
+    ("lora_target_parameters", "adapters on raw parameters (MoE experts) are not supported: name projections with --lora_target_modules"),
     ("load_in_4bit", "quantized (bitsandbytes) models are not supported: weights are loaded in float32"),
     ("load_in_8bit", "quantized (bitsandbytes) models are not supported: weights are loaded in float32"),
     ("torch_dtype", "the CPU computes in float32: bf16 and f16 weight files are converted when loaded, and checkpoints are written in float32"),
@@ -100,8 +98,8 @@ mod tests {
     #[test]
     fn unsupported_trl_flags_say_why() {
         for flag in [
-            "--use_peft",
-            "--use-peft",
+            "--use_dora",
+            "--lora-modules-to-save",
             "--torch_dtype=bfloat16",
             "--attn-implementation",
             "--fp16",

@@ -5,10 +5,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use candle_core::{DType, Device};
+use candle_core::Device;
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
-use sft_model::Llama;
 use sft_tokenize::{PackingStrategy, TokenizeOptions};
 
 use sft_train::config::Strategy;
@@ -189,6 +188,32 @@ struct TrainArgs {
     /// memory (MemAvailable); `false` runs anyway.
     #[arg(long = "memory_check", default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
     memory_check: bool,
+    /// Train LoRA adapters (PEFT) on the frozen base instead of every weight.
+    #[arg(long = "use_peft", num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    use_peft: Option<bool>,
+    /// LoRA rank (default 16).
+    #[arg(long = "lora_r", value_name = "N")]
+    lora_r: Option<usize>,
+    /// LoRA alpha: the adapters' output is scaled by alpha / r (default 32).
+    #[arg(long = "lora_alpha", value_name = "A")]
+    lora_alpha: Option<f64>,
+    /// Dropout on the adapters' input (default 0.05), seeded.
+    #[arg(long = "lora_dropout", value_name = "P")]
+    lora_dropout: Option<f64>,
+    /// Projections to adapt: names (q_proj,v_proj,...) or all-linear (default: PEFT's for
+    /// the model type, q_proj and v_proj for llama, mistral, qwen2, qwen3).
+    #[arg(long = "lora_target_modules", value_name = "NAMES", num_args = 1.., value_delimiter = ',')]
+    lora_target_modules: Vec<String>,
+    /// Scale the adapters by alpha / sqrt(r) (rank-stabilised LoRA).
+    #[arg(long = "use_rslora", num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    use_rslora: Option<bool>,
+    /// Only CAUSAL_LM (the one task this trainer has).
+    #[arg(long = "lora_task_type", value_name = "TYPE")]
+    lora_task_type: Option<String>,
+    /// Merge a LoRA adapter folder into its base and write the full model to --output_dir
+    /// (the base: --model_name_or_path, else the adapter's base_model_name_or_path).
+    #[arg(long = "merge_adapter", value_name = "ADAPTER_DIR")]
+    merge_adapter: Option<PathBuf>,
     /// Flags from a YAML file of `name: value` lines (command-line flags win).
     #[arg(long = "config", value_name = "FILE.yaml")]
     config: Option<PathBuf>,
@@ -241,6 +266,27 @@ fn run(args: TrainArgs) -> i32 {
     if args.push_to_hub == Some(true) {
         return usage_error("--push_to_hub: there is no network here; after training upload the output folder with the Hugging Face CLI: `hf upload OWNER/NAME OUTPUT_DIR`");
     }
+    if let Some(adapter) = &args.merge_adapter {
+        return merge(adapter, &args);
+    }
+    let use_peft = args.use_peft.unwrap_or(false);
+    if !use_peft {
+        let given = [
+            ("lora_r", args.lora_r.is_some()),
+            ("lora_alpha", args.lora_alpha.is_some()),
+            ("lora_dropout", args.lora_dropout.is_some()),
+            ("lora_target_modules", !args.lora_target_modules.is_empty()),
+            ("use_rslora", args.use_rslora.is_some()),
+        ];
+        if let Some((name, _)) = given.iter().find(|(_, g)| *g) {
+            return usage_error(format_args!("--{name} sets up LoRA adapters: add --use_peft (without it every weight is trained)"));
+        }
+    }
+    if let Some(task) = args.lora_task_type.as_deref().filter(|t| *t != "CAUSAL_LM") {
+        return usage_error(format_args!(
+            "--lora_task_type {task}: only CAUSAL_LM is supported (supervised fine-tuning of a causal LM)"
+        ));
+    }
     let Some(model_name) = &args.model_name_or_path else {
         return usage_error("--model_name_or_path is required (a model folder such as data-samples/models/tiny-llama)");
     };
@@ -249,7 +295,11 @@ fn run(args: TrainArgs) -> i32 {
             Ok(d) => d,
             Err(e) => return usage_error(e),
         };
-        return match memory_plan(&dir, &args, args.eval_dataset.is_some()) {
+        let lora = match lora_config(&dir, &args) {
+            Ok(l) => l,
+            Err(e) => return usage_error(e),
+        };
+        return match memory_plan(&dir, &args, lora.as_ref(), args.eval_dataset.is_some()) {
             Ok(_) => 0,
             Err(e) => run_error(e),
         };
@@ -322,7 +372,24 @@ fn run(args: TrainArgs) -> i32 {
             output_dir.display()
         ));
     }
+    let lora = match lora_config(&model_dir, &args) {
+        Ok(l) => l,
+        Err(e) => return usage_error(e),
+    };
+    if let Some(dir) = &resume {
+        let adapter = sft_model::lora::is_adapter_dir(dir);
+        if adapter != lora.is_some() {
+            return usage_error(format_args!(
+                "--resume_from_checkpoint {}: the checkpoint holds {}, but this run {}\n  hint: resume with the flags the run was started with ({} --use_peft)",
+                dir.display(),
+                if adapter { "a LoRA adapter" } else { "full weights" },
+                if lora.is_some() { "trains LoRA adapters (--use_peft)" } else { "trains every weight" },
+                if adapter { "with" } else { "without" },
+            ));
+        }
+    }
     let mut cfg = TrainConfig::new(model_dir.clone(), output_dir.clone());
+    cfg.peft = lora.as_ref().map(sft_train::config::PeftSettings::of);
     cfg.per_device_train_batch_size = args.per_device_train_batch_size;
     cfg.per_device_eval_batch_size = args.per_device_eval_batch_size;
     cfg.gradient_accumulation_steps = args.gradient_accumulation_steps;
@@ -360,19 +427,33 @@ fn run(args: TrainArgs) -> i32 {
     let device = Device::Cpu;
     let load_from = resume.as_deref().unwrap_or(&model_dir);
     let evaluates = args.eval_dataset.is_some() || args.dataset_test_split.is_some();
-    if let Err(e) = memory_plan(load_from, &args, evaluates && eval_strategy != Strategy::No) {
+    if let Err(e) = memory_plan(
+        load_from,
+        &args,
+        lora.as_ref(),
+        evaluates && eval_strategy != Strategy::No,
+    ) {
         return run_error(e);
     }
     let started = Instant::now();
     // A checkpoint is checked whole (weights, moments, sizes) before the data is prepared.
     let loaded = match &resume {
         Some(dir) => sft_train::checkpoint::load_model(dir, Some(&model_dir), &device),
-        None => Llama::load(load_from, DType::F32, &device).map_err(|e| e.to_string()),
+        None => sft_train::checkpoint::load_base(&model_dir, lora.as_ref(), args.seed, &device)
+            .map_err(|e| e.to_string()),
     };
     let mut model = match loaded {
         Ok(m) => m,
         Err(e) => return run_error(e),
     };
+    if let (Some(asked), Some(saved)) = (&lora, model.lora()) {
+        if asked != saved {
+            return usage_error(format_args!(
+                "--resume_from_checkpoint: the checkpoint's adapter has r {}, alpha {}, dropout {}, targets {:?}, but the flags ask for r {}, alpha {}, dropout {}, targets {:?}\n  hint: resume with the LoRA flags the run was started with",
+                saved.r, saved.alpha, saved.dropout, saved.targets, asked.r, asked.alpha, asked.dropout, asked.targets
+            ));
+        }
+    }
     model.gradient_checkpointing = args.gradient_checkpointing.unwrap_or(true);
     if !args.quiet {
         eprintln!(
@@ -384,6 +465,20 @@ fn run(args: TrainArgs) -> i32 {
             load_from.display(),
             started.elapsed().as_secs_f64()
         );
+        if let Some(l) = model.lora() {
+            let trainable: usize = model.params().iter().map(|p| p.var.elem_count()).sum();
+            let all = model.config.num_parameters();
+            eprintln!(
+                "LoRA: r {}, alpha {}, dropout {}, {}on {}; base frozen in its stored dtype; trainable params: {trainable} || all params: {} || trainable%: {:.4}",
+                l.r,
+                l.alpha,
+                l.dropout,
+                if l.use_rslora { "rsLoRA, " } else { "" },
+                l.targets.iter().map(|m| m.name()).collect::<Vec<_>>().join(", "),
+                all + trainable,
+                100.0 * trainable as f64 / (all + trainable) as f64
+            );
+        }
     }
     let plan = DataPlan {
         packing,
@@ -554,8 +649,15 @@ fn run(args: TrainArgs) -> i32 {
 /// Prints the memory plan of the run (unless --quiet, or always with --dry_run) and, with
 /// --memory_check, refuses a run whose predicted peak exceeds the available memory, naming
 /// flags that would make it fit.
-fn memory_plan(model_dir: &Path, args: &TrainArgs, evaluates: bool) -> Result<(), String> {
-    use sft_model::memory_plan::{gib, mem_available, suggestions, train_plan, TrainShape};
+fn memory_plan(
+    model_dir: &Path,
+    args: &TrainArgs,
+    lora: Option<&sft_model::LoraConfig>,
+    evaluates: bool,
+) -> Result<(), String> {
+    use sft_model::memory_plan::{
+        gib, mem_available, stored_weight_bytes, suggestions, train_plan, LoraShape, TrainShape,
+    };
     let config = sft_model::LlamaConfig::from_file(&model_dir.join("config.json"))
         .map_err(|e| e.to_string())?;
     let shape = TrainShape {
@@ -564,12 +666,14 @@ fn memory_plan(model_dir: &Path, args: &TrainArgs, evaluates: bool) -> Result<()
         grad_accum: args.gradient_accumulation_steps.max(1),
         checkpointing: args.gradient_checkpointing.unwrap_or(true),
         eval_rows: evaluates.then_some(args.per_device_eval_batch_size.max(1)),
+        lora: lora.map(|l| LoraShape::new(l, stored_weight_bytes(&config))),
     };
     let plan = train_plan(&config, &shape);
     let available = mem_available();
     if args.dry_run || !args.quiet {
         eprintln!(
-            "memory plan: {} x {} tokens per micro-batch{}, gradient checkpointing {}:\n{}  available {}",
+            "memory plan{}: {} x {} tokens per micro-batch{}, gradient checkpointing {}:\n{}  available {}",
+            if lora.is_some() { " (LoRA)" } else { "" },
             shape.rows,
             shape.max_length,
             if PackingStrategy::from_flags(args.packing.as_deref(), None).is_ok_and(|p| p.0) { " (packed)" } else { " (padded to the longest row, at most max_length)" },
@@ -595,4 +699,59 @@ fn memory_plan(model_dir: &Path, args: &TrainArgs, evaluates: bool) -> Result<()
         gib(plan.peak()),
         gib(available)
     ))
+}
+
+/// The LoRA configuration of a `--use_peft` run (TRL's defaults, PEFT's target modules for
+/// the model type), or none; a default chosen without PEFT having one is said on stderr.
+fn lora_config(
+    model_dir: &Path,
+    args: &TrainArgs,
+) -> Result<Option<sft_model::LoraConfig>, String> {
+    if !args.use_peft.unwrap_or(false) {
+        return Ok(None);
+    }
+    let config = sft_model::LlamaConfig::from_file(&model_dir.join("config.json"))
+        .map_err(|e| e.to_string())?;
+    let targets = sft_model::lora::resolve_targets(&args.lora_target_modules, &config.model_type)?;
+    if let Some(note) = &targets.note {
+        if !args.quiet {
+            eprintln!("note: {note}");
+        }
+    }
+    let defaults = sft_model::LoraConfig::default();
+    let cfg = sft_model::LoraConfig {
+        r: args.lora_r.unwrap_or(defaults.r),
+        alpha: args.lora_alpha.unwrap_or(defaults.alpha),
+        dropout: args.lora_dropout.unwrap_or(defaults.dropout),
+        targets: targets.modules,
+        use_rslora: args.use_rslora.unwrap_or(false),
+    };
+    cfg.validate()?;
+    Ok(Some(cfg))
+}
+
+/// `--merge_adapter ADAPTER_DIR --output_dir OUT`: the merged full model, in the base's dtype.
+fn merge(adapter: &Path, args: &TrainArgs) -> i32 {
+    let Some(out) = &args.output_dir else {
+        return usage_error(
+            "--merge_adapter needs --output_dir (a new folder for the merged model)",
+        );
+    };
+    let started = Instant::now();
+    match sft_train::checkpoint::merge_adapter(adapter, args.model_name_or_path.as_deref(), out) {
+        Ok(base) => {
+            if !args.quiet {
+                eprintln!(
+                    "merged {} into {} in {:.1} s: full model in {}",
+                    adapter.display(),
+                    base.display(),
+                    started.elapsed().as_secs_f64(),
+                    out.display()
+                );
+            }
+            0
+        }
+        Err(e) if e.starts_with("--") => usage_error(e),
+        Err(e) => run_error(e),
+    }
 }

@@ -85,8 +85,11 @@ pub struct Gates {
 /// An evaluation to run.
 #[derive(Debug, Clone)]
 pub struct EvalOptions {
-    /// Checkpoint folders (Hugging Face model folders) to score.
+    /// Checkpoint folders (Hugging Face model folders, or LoRA adapter folders) to score.
     pub checkpoints: Vec<PathBuf>,
+    /// The base model of LoRA adapter checkpoints (default: each adapter's
+    /// `base_model_name_or_path`, a folder or a model in the local Hugging Face cache).
+    pub base_model: Option<String>,
     /// A training output folder: each checkpoint-N in it and the final model; its curves
     /// are diagnosed.
     pub run: Option<PathBuf>,
@@ -109,6 +112,7 @@ impl EvalOptions {
     pub fn new(dataset: PathBuf, work_dir: PathBuf) -> EvalOptions {
         EvalOptions {
             checkpoints: Vec::new(),
+            base_model: None,
             run: None,
             dataset,
             work_dir,
@@ -207,6 +211,7 @@ pub fn checkpoints(
         }
         if run.join("model.safetensors").is_file()
             || run.join("model.safetensors.index.json").is_file()
+            || sft_model::lora::is_adapter_dir(run)
         {
             out.push((run.to_path_buf(), step_of(run)));
         }
@@ -218,13 +223,15 @@ pub fn checkpoints(
         }
     }
     for c in explicit {
-        if !c.join("config.json").is_file() {
+        let adapter = sft_model::lora::is_adapter_dir(c);
+        if !adapter && !c.join("config.json").is_file() {
             return Err(EvalError::Options(format!(
-                "--checkpoint {}: not a model folder (no config.json)",
+                "--checkpoint {}: not a model folder (no config.json) nor a LoRA adapter folder (no adapter_config.json)",
                 c.display()
             )));
         }
-        if !c.join("tokenizer.json").is_file() {
+        // An adapter without tokenizer files uses its base model's.
+        if !adapter && !c.join("tokenizer.json").is_file() {
             return Err(EvalError::Options(format!(
                 "--checkpoint {}: no tokenizer.json\n  hint: a model folder carries its tokenizer \
                  (tokenizer.json, tokenizer_config.json); sft-train's checkpoints have them",
@@ -239,6 +246,16 @@ pub fn checkpoints(
         ));
     }
     Ok(out)
+}
+
+/// Where a checkpoint's tokenizer is: its own folder, or for a LoRA adapter saved without
+/// tokenizer files, its base model's.
+fn tokenizer_dir(dir: &Path, base: Option<&str>) -> Result<PathBuf, EvalError> {
+    if dir.join("tokenizer.json").is_file() || !sft_model::lora::is_adapter_dir(dir) {
+        return Ok(dir.to_path_buf());
+    }
+    let adapter = sft_model::lora::read_adapter(dir).map_err(EvalError::Model)?;
+    sft_model::lora::base_model_dir(&adapter, base).map_err(EvalError::Model)
 }
 
 fn step_of(dir: &Path) -> Option<usize> {
@@ -341,8 +358,8 @@ pub fn evaluate(options: &EvalOptions, on: &mut dyn FnMut(EvalEvent)) -> Result<
             options.dataset.display()
         )));
     }
-    let first = &list[0].0;
-    let tokenizer = SftTokenizer::from_path(first).map_err(|e| {
+    let first = tokenizer_dir(&list[0].0, options.base_model.as_deref())?;
+    let tokenizer = SftTokenizer::from_path(&first).map_err(|e| {
         EvalError::Checkpoint(format!(
             "{e}\n  hint: a checkpoint folder carries tokenizer.json and tokenizer_config.json"
         ))
@@ -367,8 +384,8 @@ pub fn evaluate(options: &EvalOptions, on: &mut dyn FnMut(EvalEvent)) -> Result<
         options: options.tokenize.clone(),
         chat_template: options.chat_template.clone(),
     };
-    let loaded =
-        load_rows(&dataset, "heldout", first, &plan, &options.work_dir).map_err(EvalError::Data)?;
+    let loaded = load_rows(&dataset, "heldout", &first, &plan, &options.work_dir)
+        .map_err(EvalError::Data)?;
     on(EvalEvent::Rows(&loaded));
     let rows = loaded.rows;
     let prompts = match &dataset {
@@ -423,7 +440,10 @@ pub fn evaluate(options: &EvalOptions, on: &mut dyn FnMut(EvalEvent)) -> Result<
     let mut reports = Vec::new();
     for (dir, step) in &list {
         let started = Instant::now();
-        let model = Llama::load(dir, DType::F32, &Device::Cpu).map_err(EvalError::Model)?;
+        // An adapter is merged into its base: scored and sampled as the full model it makes.
+        let model =
+            Llama::load_merged(dir, options.base_model.as_deref(), DType::F32, &Device::Cpu)
+                .map_err(EvalError::Model)?;
         let pad = model.config.pad_id(tokenizer.pad.as_ref().map(|t| t.id));
         let heldout = if rows.is_empty() {
             None

@@ -13,6 +13,7 @@ pub mod generate;
 pub mod linear;
 pub mod llama;
 pub mod locate;
+pub mod lora;
 pub mod loss;
 pub mod memory_plan;
 pub mod ops;
@@ -25,6 +26,7 @@ pub use batch::{Batch, BatchRow};
 pub use config::LlamaConfig;
 pub use generate::{GenerateOptions, Generation};
 pub use llama::{KvCache, Llama, Mode, Param, Scored};
+pub use lora::LoraConfig;
 pub use loss::{LossStats, TokenLoss};
 
 /// Errors of loading, running and saving a model. Each names the file it concerns.

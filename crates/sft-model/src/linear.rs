@@ -80,6 +80,89 @@ impl CustomOp2 for SkinnyMatmul {
     }
 }
 
+/// `x @ w^T + bias` for a frozen weight (LoRA's base projections): the backward gives the
+/// input's gradient only, `dy w`, where candle's matmul would also compute (and keep until
+/// the end of the backward) a gradient for the weight. The weight stays in the dtype it
+/// was loaded in (bf16 files stay 2 bytes a weight) and is widened to the input's dtype
+/// for each product, one projection at a time.
+#[derive(Clone)]
+pub struct FrozenLinear {
+    pub weight: Tensor,
+    pub bias: Option<Tensor>,
+}
+
+impl FrozenLinear {
+    fn widened(&self, t: &Tensor, dtype: candle_core::DType) -> candle_core::Result<Tensor> {
+        if t.dtype() == dtype {
+            Ok(t.detach())
+        } else {
+            t.to_dtype(dtype)
+        }
+    }
+
+    /// `x [.., in]` through the frozen projection; the graph records the op with `x` only.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        if !x.track_op() {
+            // No graph to record: the plain product.
+            let w = self.widened(&self.weight, x.dtype())?;
+            let b = match &self.bias {
+                Some(b) => Some(self.widened(b, x.dtype())?),
+                None => None,
+            };
+            return linear(x, &w, b.as_ref());
+        }
+        let dims = x.dims().to_vec();
+        let (out_dim, in_dim) = self.weight.dims2()?;
+        let rows: usize = dims[..dims.len() - 1].iter().product();
+        let y = x
+            .reshape((rows, in_dim))?
+            .contiguous()?
+            .apply_op1(self.clone())?;
+        let mut out = dims;
+        *out.last_mut().unwrap() = out_dim;
+        Ok(y.reshape(out)?)
+    }
+}
+
+impl candle_core::CustomOp1 for FrozenLinear {
+    fn name(&self) -> &'static str {
+        "frozen-linear"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (rows, in_dim) = l.shape().dims2()?;
+        let out_dim = self.weight.dim(0)?;
+        let dev = candle_core::Device::Cpu;
+        let x = match s {
+            CpuStorage::F32(_) => {
+                Tensor::from_slice(crate::ops::cpu_slice::<f32>(s, l)?, (rows, in_dim), &dev)?
+            }
+            CpuStorage::F64(_) => {
+                Tensor::from_slice(crate::ops::cpu_slice::<f64>(s, l)?, (rows, in_dim), &dev)?
+            }
+            _ => candle_core::bail!("frozen-linear: f32 or f64 inputs only"),
+        };
+        let w = self.widened(&self.weight, x.dtype())?;
+        let b = match &self.bias {
+            Some(b) => Some(self.widened(b, x.dtype())?),
+            None => None,
+        };
+        let y = linear(&x, &w, b.as_ref())
+            .map_err(|e| candle_core::Error::Msg(e.to_string()))?
+            .flatten_all()?;
+        let storage = match s {
+            CpuStorage::F64(_) => CpuStorage::F64(y.to_vec1()?),
+            _ => CpuStorage::F32(y.to_vec1()?),
+        };
+        Ok((storage, Shape::from((rows, out_dim))))
+    }
+
+    fn bwd(&self, x: &Tensor, _res: &Tensor, dy: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        let w = self.widened(&self.weight, x.dtype())?;
+        Ok(Some(dy.matmul(&w)?))
+    }
+}
+
 /// Output columns per parallel task: a few hundred weight rows (~1 MB of weights at
 /// hidden size 576), enough to amortise a task and leave every core work.
 const COLUMNS_PER_TASK: usize = 256;

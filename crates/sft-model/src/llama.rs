@@ -4,12 +4,14 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use candle_core::backprop::GradStore;
 use candle_core::{DType, Device, Tensor, Var, D};
 
 use crate::batch::Batch;
 use crate::config::LlamaConfig;
+use crate::lora::{AdapterFile, LoraConfig, Matrix, Module};
 use crate::loss::{token_loss, TokenLoss};
 use crate::weights::{load_folder, save_safetensors};
 use crate::{ModelError, Result};
@@ -90,6 +92,16 @@ struct Layer {
     gate: Var,
     up: Var,
     down: Var,
+    /// LoRA adapters by [`Module::index`].
+    lora: [Option<Adapter>; 7],
+}
+
+/// One LoRA adapter of a projection: `s * B (A dropout(x))` added to its output.
+struct Adapter {
+    a: Var,
+    b: Var,
+    scaling: f64,
+    dropout: f64,
 }
 
 /// A llama-family causal LM with trainable parameters.
@@ -100,7 +112,16 @@ pub struct Llama {
     layers: Vec<Layer>,
     norm: Var,
     lm_head: Option<Var>,
+    /// Every weight, by its Hugging Face name, in checkpoint order.
     params: Vec<Param>,
+    /// The LoRA matrices, by PEFT's names, when adapters are attached (then the base
+    /// weights are frozen: they get no gradient and no optimizer state).
+    adapters: Vec<Param>,
+    lora: Option<LoraConfig>,
+    /// The dtype the forward computes in (the base weights may be stored narrower).
+    compute_dtype: DType,
+    /// The seed of the adapters' dropout masks for the next training forward.
+    dropout_seed: AtomicU64,
     inv_freq: Vec<f32>,
     /// Whether training steps recompute each decoder layer's forward during the backward
     /// instead of keeping its activations ([`Llama::loss_backward`]); off when loaded.
@@ -209,9 +230,11 @@ impl Llama {
                 gate,
                 up,
                 down,
+                lora: Default::default(),
             });
         }
         let norm = take("model.norm.weight".into(), &[h])?;
+        let norm_dtype = norm.dtype();
         let lm_head = if c.tie_word_embeddings {
             tensors.remove("lm_head.weight");
             None
@@ -239,6 +262,10 @@ impl Llama {
             norm,
             lm_head,
             params,
+            adapters: Vec::new(),
+            lora: None,
+            compute_dtype: norm_dtype,
+            dropout_seed: AtomicU64::new(0),
             inv_freq,
             gradient_checkpointing: false,
         })
@@ -309,14 +336,41 @@ impl Llama {
         Self::from_tensors(config, &mut tensors, Path::new("(random)"), device)
     }
 
-    /// Trainable parameters in checkpoint order.
+    /// The trainable parameters in checkpoint order: every weight, or with LoRA adapters
+    /// attached only the adapters' matrices (PEFT's names).
     pub fn params(&self) -> &[Param] {
-        &self.params
+        if self.lora.is_some() {
+            &self.adapters
+        } else {
+            &self.params
+        }
     }
 
-    /// The output projection (the embedding when tied).
+    /// The output projection (the embedding when tied), as stored.
     pub fn lm_head_weight(&self) -> &Tensor {
         self.lm_head.as_ref().unwrap_or(&self.embed).as_tensor()
+    }
+
+    /// The output projection in the compute dtype, recorded for a backward only when it is
+    /// trained.
+    fn head(&self, mode: Mode) -> Result<Tensor> {
+        self.base(self.lm_head.as_ref().unwrap_or(&self.embed), mode)
+    }
+
+    /// The adapters' configuration, when attached.
+    pub fn lora(&self) -> Option<&LoraConfig> {
+        self.lora.as_ref()
+    }
+
+    /// The seed the adapters' dropout masks are drawn from in the next training forward
+    /// (the trainer sets one per micro-batch, so a resumed run draws the same masks).
+    pub fn set_dropout_seed(&self, seed: u64) {
+        self.dropout_seed.store(seed, Ordering::Relaxed);
+    }
+
+    /// The seed set by [`Self::set_dropout_seed`].
+    pub fn dropout_seed(&self) -> u64 {
+        self.dropout_seed.load(Ordering::Relaxed)
     }
 
     /// Final hidden states `[rows, len, hidden]` for a batch, recording the graph for a
@@ -374,7 +428,7 @@ impl Llama {
         let (cos, sin) = self.rope_tables(positions, b, t)?;
         let mask = match mask {
             Some(m) => Some(crate::ops::SoftmaxMask::new(
-                m.to_dtype(self.embed.dtype())?,
+                m.to_dtype(self.compute_dtype)?,
             )?),
             None => None,
         };
@@ -384,9 +438,19 @@ impl Llama {
     /// The token embeddings `[rows, len, hidden]` of `ids [rows, len]`.
     fn embed_tokens(&self, ids: &Tensor, mode: Mode) -> Result<Tensor> {
         let (b, t) = ids.dims2()?;
-        Ok(weight(&self.embed, mode)
-            .index_select(&ids.flatten_all()?, 0)?
-            .reshape((b, t, self.config.hidden_size))?)
+        let rows = if self.lora.is_some() || mode != Mode::Train {
+            // Rows picked from the stored table, then widened: a frozen bf16 embedding is
+            // never widened whole.
+            self.embed
+                .as_detached_tensor()
+                .index_select(&ids.flatten_all()?, 0)?
+                .to_dtype(self.compute_dtype)?
+        } else {
+            self.embed
+                .as_tensor()
+                .index_select(&ids.flatten_all()?, 0)?
+        };
+        Ok(rows.reshape((b, t, self.config.hidden_size))?)
     }
 
     /// Decoder layer `i` over `x [rows, len, hidden]`.
@@ -398,15 +462,14 @@ impl Llama {
         slot: Option<CacheSlot<'_>>,
         mode: Mode,
     ) -> Result<Tensor> {
-        let c = &self.config;
         let layer = &self.layers[i];
-        let h = rms_norm(x, &layer.input_norm, c.rms_norm_eps, mode)?;
-        let attn = self.attention(layer, &h, ctx, slot, mode)?;
+        let h = self.rms_norm(x, &layer.input_norm, mode)?;
+        let attn = self.attention(i, layer, &h, ctx, slot, mode)?;
         let x = (x + attn)?;
-        let h = rms_norm(&x, &layer.post_norm, c.rms_norm_eps, mode)?;
-        let gate = linear(&h, &layer.gate, None, mode)?;
-        let up = linear(&h, &layer.up, None, mode)?;
-        let mlp = linear(&(gate.silu()? * up)?, &layer.down, None, mode)?;
+        let h = self.rms_norm(&x, &layer.post_norm, mode)?;
+        let gate = self.project(i, Module::Gate, &h, mode)?;
+        let up = self.project(i, Module::Up, &h, mode)?;
+        let mlp = self.project(i, Module::Down, &(gate.silu()? * up)?, mode)?;
         Ok((x + mlp)?)
     }
 
@@ -433,7 +496,7 @@ impl Llama {
         if let Some(c) = cache {
             c.len += t;
         }
-        rms_norm(&x, &self.norm, self.config.rms_norm_eps, mode)
+        self.rms_norm(&x, &self.norm, mode)
     }
 
     /// Full logits `[rows, len, vocab]`, with no graph (for tests and generation; training
@@ -443,7 +506,7 @@ impl Llama {
         let (b, t, h) = hidden.dims3()?;
         let logits = hidden
             .reshape((b * t, h))?
-            .matmul(&self.lm_head_weight().detach().t()?)?;
+            .matmul(&self.head(Mode::Infer)?.t()?)?;
         Ok(logits.reshape((b, t, self.config.vocab_size))?)
     }
 
@@ -451,7 +514,7 @@ impl Llama {
     /// backward) and the token statistics of the same pass.
     pub fn loss(&self, batch: &Batch) -> Result<TokenLoss> {
         let selected = self.trained_positions(self.hidden_states(batch)?, batch)?;
-        token_loss(&selected, self.lm_head_weight(), &batch.targets)
+        token_loss(&selected, &self.head(Mode::Train)?, &batch.targets)
     }
 
     /// The loss statistics of a batch and the gradients of `scale` times its summed loss
@@ -481,9 +544,9 @@ impl Llama {
         let (b, t) = batch.input_ids.dims2()?;
         let ctx = self.forward_context(&batch.position_ids, b, t, self.batch_mask(batch)?)?;
         let mut inputs = Vec::with_capacity(self.layers.len());
-        let mut x = self.embed_tokens(&batch.input_ids, Mode::Infer)?;
+        let mut x = self.embed_tokens(&batch.input_ids, Mode::Checkpoint)?;
         for i in 0..self.layers.len() {
-            let next = self.layer_forward(i, &x, &ctx, None, Mode::Infer)?;
+            let next = self.layer_forward(i, &x, &ctx, None, Mode::Checkpoint)?;
             inputs.push(x);
             x = next;
         }
@@ -491,19 +554,15 @@ impl Llama {
         let last = Var::from_tensor(&x)?;
         drop(x);
         let (stats, mut store, mut grad) = {
-            let hidden = rms_norm(
-                last.as_tensor(),
-                &self.norm,
-                self.config.rms_norm_eps,
-                Mode::Train,
-            )?;
+            let hidden = self.rms_norm(last.as_tensor(), &self.norm, Mode::Train)?;
             let selected = self.trained_positions(hidden, batch)?;
-            let loss = token_loss(&selected, self.lm_head_weight(), &batch.targets)?;
+            let loss = token_loss(&selected, &self.head(Mode::Train)?, &batch.targets)?;
             let mut store = (loss.sum * scale)?.backward()?;
             let grad = take_grad(&mut store, last.as_tensor())?;
             (loss.stats, store, grad)
         };
         drop(last);
+        let frozen = self.lora.is_some();
         for i in (0..self.layers.len()).rev() {
             let input = Var::from_tensor(&inputs.pop().expect("one input per layer"))?;
             let out = self.layer_forward(i, input.as_tensor(), &ctx, None, Mode::Train)?;
@@ -512,6 +571,10 @@ impl Llama {
                 if let Some(g) = layer_store.remove(var.as_tensor()) {
                     store.insert(var.as_tensor(), g);
                 }
+            }
+            if frozen && i == 0 {
+                // A frozen embedding needs no gradient of its output.
+                return Ok((stats, store));
             }
             grad = take_grad(&mut layer_store, input.as_tensor())?;
         }
@@ -532,7 +595,7 @@ impl Llama {
     pub fn loss_stats(&self, batch: &Batch) -> Result<crate::LossStats> {
         let hidden = self.hidden_states_in(batch, Mode::Infer)?;
         let selected = self.trained_positions(hidden, batch)?;
-        crate::loss::token_stats(&selected, self.lm_head_weight(), &batch.targets)
+        crate::loss::token_stats(&selected, &self.head(Mode::Infer)?, &batch.targets)
     }
 
     /// The hidden states `[targets, hidden]` of the positions whose next token is trained.
@@ -615,6 +678,7 @@ impl Llama {
 
     fn attention(
         &self,
+        index: usize,
         layer: &Layer,
         x: &Tensor,
         ctx: &Context,
@@ -626,20 +690,25 @@ impl Llama {
         let (b, t, _) = x.dims3()?;
         let (nh, nkv, hd) = (c.num_attention_heads, c.num_key_value_heads, c.head_dim);
         let rep = nh / nkv;
-        let q = linear(x, &layer.q, layer.q_bias.as_ref(), mode)?.reshape((b, t, nh, hd))?;
-        let k = linear(x, &layer.k, layer.k_bias.as_ref(), mode)?.reshape((b, t, nkv, hd))?;
+        let q = self
+            .project(index, Module::Q, x, mode)?
+            .reshape((b, t, nh, hd))?;
+        let k = self
+            .project(index, Module::K, x, mode)?
+            .reshape((b, t, nkv, hd))?;
         // Qwen3 normalises each head's queries and keys before RoPE.
         let q = match &layer.q_norm {
-            Some(w) => rms_norm(&q, w, c.rms_norm_eps, mode)?,
+            Some(w) => self.rms_norm(&q, w, mode)?,
             None => q,
         };
         let k = match &layer.k_norm {
-            Some(w) => rms_norm(&k, w, c.rms_norm_eps, mode)?,
+            Some(w) => self.rms_norm(&k, w, mode)?,
             None => k,
         };
         let q = q.transpose(1, 2)?;
         let k = k.transpose(1, 2)?;
-        let v = linear(x, &layer.v, layer.v_bias.as_ref(), mode)?
+        let v = self
+            .project(index, Module::V, x, mode)?
             .reshape((b, t, nkv, hd))?
             .transpose(1, 2)?
             .contiguous()?;
@@ -680,7 +749,7 @@ impl Llama {
             .reshape((b, nkv, rep * t, keys))?;
         let out = probs.matmul(&v)?.reshape((b, nh, t, hd))?;
         let out = out.transpose(1, 2)?.reshape((b, t, nh * hd))?;
-        linear(&out, &layer.o, None, mode)
+        self.project(index, Module::O, &out, mode)
     }
 
     /// cos and sin `[rows, 1, len, head_dim / 2]` for the batch's position ids.
@@ -695,7 +764,7 @@ impl Llama {
                 sin.push(angle.sin());
             }
         }
-        let dtype = self.embed.dtype();
+        let dtype = self.compute_dtype;
         let cos = Tensor::from_vec(cos, (b, 1, t, half), &self.device)?.to_dtype(dtype)?;
         let sin = Tensor::from_vec(sin, (b, 1, t, half), &self.device)?.to_dtype(dtype)?;
         Ok((cos, sin))
@@ -710,11 +779,17 @@ impl Llama {
             .collect()
     }
 
-    /// Writes `model.safetensors` and `config.json` into `dir` (f32).
+    /// Writes `model.safetensors` and `config.json` into `dir`, each weight in the dtype it
+    /// is held in (f32 after full fine-tuning; a merged LoRA model keeps its base's dtype).
     pub fn save(&self, dir: &Path) -> Result<()> {
         std::fs::create_dir_all(dir).map_err(|e| ModelError::io(dir, e))?;
         save_safetensors(&self.state_dict(), &dir.join("model.safetensors"))?;
-        let config = self.config.to_saved_json("float32");
+        let dtype = match self.embed.dtype() {
+            DType::BF16 => "bfloat16",
+            DType::F16 => "float16",
+            _ => "float32",
+        };
+        let config = self.config.to_saved_json(dtype);
         let text = serde_json::to_string_pretty(&config).expect("config serialises");
         crate::weights::write_atomic(&dir.join("config.json"), |w| {
             use std::io::Write;
@@ -722,24 +797,286 @@ impl Llama {
             w.write_all(b"\n")
         })
     }
+
+    /// Loads a model folder for LoRA training: the matrices stay in the dtype of their files
+    /// (bf16 and f16 weights stay 2 bytes each; the forward widens one projection at a time
+    /// to f32), the norm weights and biases are read as f32.
+    pub fn load_frozen(dir: &Path, device: &Device) -> Result<Self> {
+        let config = LlamaConfig::from_file(&dir.join("config.json"))?;
+        let mut tensors = crate::weights::load_folder_as_stored(dir, device)?;
+        for t in tensors.values_mut() {
+            if t.rank() < 2 && t.dtype() != DType::F32 {
+                *t = t.to_dtype(DType::F32)?;
+            }
+        }
+        let mut model = Self::from_tensors(config, &mut tensors, dir, device)?;
+        model.compute_dtype = DType::F32;
+        Ok(model)
+    }
+
+    /// A model to evaluate or generate with: a model folder, or a LoRA adapter folder on
+    /// its base model (`base` or the adapter's `base_model_name_or_path`, see
+    /// [`crate::lora::base_model_dir`]) with the adapters merged in, in `dtype`.
+    pub fn load_merged(
+        dir: &Path,
+        base: Option<&str>,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<Self> {
+        if !crate::lora::is_adapter_dir(dir) {
+            return Self::load(dir, dtype, device);
+        }
+        let adapter = crate::lora::read_adapter(dir)?;
+        let base_dir = crate::lora::base_model_dir(&adapter, base)?;
+        let mut model = Self::load(&base_dir, dtype, device)?;
+        model.load_adapter(&adapter)?;
+        model.merge_adapters()?;
+        Ok(model)
+    }
+
+    /// Attaches new LoRA adapters as PEFT initialises them (`A` Kaiming-uniform with bound
+    /// `1 / sqrt(in)`, `B` zeros, so the model's outputs are unchanged), seeded, and freezes
+    /// every base weight. The adapters become [`Self::params`].
+    pub fn add_lora(&mut self, cfg: &LoraConfig, seed: u64) -> Result<()> {
+        cfg.validate().map_err(ModelError::Input)?;
+        let mut rng = crate::rng::SplitMix64::new(seed ^ 0x4C6F_5241_0000_0000);
+        let mut matrices = HashMap::new();
+        for layer in 0..self.layers.len() {
+            for &m in &cfg.targets {
+                let (out_dim, in_dim) = self.projection(layer, m).0.dims2()?;
+                let bound = 1.0 / (in_dim as f64).sqrt();
+                let a: Vec<f32> = (0..cfg.r * in_dim)
+                    .map(|_| ((rng.uniform() * 2.0 - 1.0) * bound) as f32)
+                    .collect();
+                let a = Tensor::from_vec(a, (cfg.r, in_dim), &self.device)?;
+                let b = Tensor::zeros((out_dim, cfg.r), DType::F32, &self.device)?;
+                matrices.insert((layer, m), (a, b));
+            }
+        }
+        self.attach(cfg.clone(), matrices)
+    }
+
+    /// Attaches the adapters of a PEFT adapter folder (ours or one Python PEFT wrote),
+    /// checking that every matrix fits this model.
+    pub fn load_adapter(&mut self, adapter: &AdapterFile) -> Result<()> {
+        let path = adapter.dir.join(crate::lora::ADAPTER_WEIGHTS);
+        for (&(layer, m), (a, b)) in &adapter.matrices {
+            if layer >= self.layers.len() {
+                return Err(ModelError::Weights {
+                    path: path.clone(),
+                    message: format!(
+                        "has an adapter for layer {layer}, but the base model has {} layers",
+                        self.layers.len()
+                    ),
+                    hint: "the adapter was trained on another base model: give the right one with --base_model".into(),
+                });
+            }
+            let (out_dim, in_dim) = self.projection(layer, m).0.dims2()?;
+            let r = adapter.config.r;
+            if a.dims() != [r, in_dim] || b.dims() != [out_dim, r] {
+                return Err(ModelError::Weights {
+                    path: path.clone(),
+                    message: format!(
+                        "layer {layer} {}: lora_A is {:?} and lora_B {:?}, but the base model's projection is [{out_dim}, {in_dim}] (r = {r})",
+                        m.name(),
+                        a.dims(),
+                        b.dims()
+                    ),
+                    hint: "the adapter was trained on another base model: give the right one with --base_model".into(),
+                });
+            }
+        }
+        self.attach(adapter.config.clone(), adapter.matrices.clone())
+    }
+
+    fn attach(
+        &mut self,
+        cfg: LoraConfig,
+        matrices: HashMap<(usize, Module), (Tensor, Tensor)>,
+    ) -> Result<()> {
+        let scaling = cfg.scaling();
+        let mut adapters = Vec::new();
+        for (index, layer) in self.layers.iter_mut().enumerate() {
+            layer.lora = Default::default();
+            for m in Module::ALL {
+                let Some((a, b)) = matrices.get(&(index, m)) else {
+                    continue;
+                };
+                let a = Var::from_tensor(&a.to_dtype(DType::F32)?.contiguous()?)?;
+                let b = Var::from_tensor(&b.to_dtype(DType::F32)?.contiguous()?)?;
+                for (matrix, var) in [(Matrix::A, &a), (Matrix::B, &b)] {
+                    adapters.push(Param {
+                        name: crate::lora::adapter_key(index, m, matrix),
+                        var: var.clone(),
+                        decay: true,
+                    });
+                }
+                layer.lora[m.index()] = Some(Adapter {
+                    a,
+                    b,
+                    scaling,
+                    dropout: cfg.dropout,
+                });
+            }
+        }
+        self.adapters = adapters;
+        self.lora = Some(cfg);
+        Ok(())
+    }
+
+    /// The adapters' matrices by PEFT's names (what `adapter_model.safetensors` holds).
+    pub fn adapter_state_dict(&self) -> BTreeMap<String, Tensor> {
+        self.adapters
+            .iter()
+            .map(|p| (p.name.clone(), p.var.as_detached_tensor()))
+            .collect()
+    }
+
+    /// Writes the adapters as PEFT does: `adapter_config.json` (naming `base_model` as
+    /// `base_model_name_or_path`) and `adapter_model.safetensors`.
+    pub fn save_adapter(&self, dir: &Path, base_model: &str) -> Result<()> {
+        let Some(cfg) = &self.lora else {
+            return Err(ModelError::Input(
+                "the model has no LoRA adapters to save".into(),
+            ));
+        };
+        std::fs::create_dir_all(dir).map_err(|e| ModelError::io(dir, e))?;
+        save_safetensors(
+            &self.adapter_state_dict(),
+            &dir.join(crate::lora::ADAPTER_WEIGHTS),
+        )?;
+        let config = crate::lora::adapter_config_json(cfg, base_model);
+        let text = serde_json::to_string_pretty(&config).expect("config serialises");
+        crate::weights::write_atomic(&dir.join(crate::lora::ADAPTER_CONFIG), |w| {
+            use std::io::Write;
+            w.write_all(text.as_bytes())?;
+            w.write_all(b"\n")
+        })
+    }
+
+    /// Folds the adapters into the base weights (`W + s B A`, computed in f32 and stored in
+    /// the weight's dtype, as PEFT's `merge_and_unload`) and removes them: the model is a
+    /// plain model again, every weight trainable.
+    pub fn merge_adapters(&mut self) -> Result<()> {
+        if self.lora.take().is_none() {
+            return Ok(());
+        }
+        for layer in self.layers.iter_mut() {
+            for m in Module::ALL {
+                let Some(ad) = layer.lora[m.index()].take() else {
+                    continue;
+                };
+                let w = match m {
+                    Module::Q => &layer.q,
+                    Module::K => &layer.k,
+                    Module::V => &layer.v,
+                    Module::O => &layer.o,
+                    Module::Gate => &layer.gate,
+                    Module::Up => &layer.up,
+                    Module::Down => &layer.down,
+                };
+                // As PEFT with f32 adapters: `W += (B A) s`, summed in f32 and rounded once
+                // to the weight's dtype.
+                let delta = (ad.b.as_tensor().matmul(ad.a.as_tensor())? * ad.scaling)?;
+                let merged = (w.as_tensor().to_dtype(DType::F32)? + delta)?.to_dtype(w.dtype())?;
+                w.set(&merged)?;
+            }
+        }
+        self.adapters.clear();
+        Ok(())
+    }
+
+    /// The stored weight and bias of a projection.
+    fn projection(&self, layer: usize, m: Module) -> (&Var, Option<&Var>) {
+        let l = &self.layers[layer];
+        match m {
+            Module::Q => (&l.q, l.q_bias.as_ref()),
+            Module::K => (&l.k, l.k_bias.as_ref()),
+            Module::V => (&l.v, l.v_bias.as_ref()),
+            Module::O => (&l.o, None),
+            Module::Gate => (&l.gate, None),
+            Module::Up => (&l.up, None),
+            Module::Down => (&l.down, None),
+        }
+    }
+
+    /// A base weight as a forward in `mode` uses it: the `Var` itself when it is trained
+    /// ([`Mode::Train`] without adapters), else a detached view, widened to the compute
+    /// dtype.
+    fn base(&self, v: &Var, mode: Mode) -> Result<Tensor> {
+        let t = if mode == Mode::Train && self.lora.is_none() {
+            v.as_tensor().clone()
+        } else {
+            v.as_detached_tensor()
+        };
+        Ok(if t.dtype() == self.compute_dtype {
+            t
+        } else {
+            t.to_dtype(self.compute_dtype)?
+        })
+    }
+
+    /// transformers' LlamaRMSNorm: `w * x / sqrt(mean(x^2) + eps)` (fused on the CPU).
+    fn rms_norm(&self, x: &Tensor, w: &Var, mode: Mode) -> Result<Tensor> {
+        crate::ops::rms_norm(x, &self.base(w, mode)?, self.config.rms_norm_eps)
+    }
+
+    /// Projection `m` of decoder layer `layer` over `x`, with its adapter if it has one.
+    fn project(&self, layer: usize, m: Module, x: &Tensor, mode: Mode) -> Result<Tensor> {
+        let (w, bias) = self.projection(layer, m);
+        let base = if self.lora.is_some() {
+            crate::linear::FrozenLinear {
+                weight: w.as_detached_tensor(),
+                bias: bias.map(|b| b.as_detached_tensor()),
+            }
+            .forward(x)?
+        } else {
+            let bias = match bias {
+                Some(b) => Some(self.base(b, mode)?),
+                None => None,
+            };
+            crate::linear::linear(x, &self.base(w, mode)?, bias.as_ref())?
+        };
+        let Some(ad) = &self.layers[layer].lora[m.index()] else {
+            return Ok(base);
+        };
+        let input = if ad.dropout > 0.0 && mode != Mode::Infer {
+            let dims = x.dims();
+            let cols = dims[dims.len() - 1];
+            let rows = x.elem_count() / cols.max(1);
+            let seed = self.dropout_seed.load(Ordering::Relaxed);
+            let keep = crate::lora::dropout_mask(seed, layer, m, rows, cols, ad.dropout);
+            let keep = Tensor::from_vec(keep, x.shape(), x.device())?.to_dtype(x.dtype())?;
+            (x * keep)?
+        } else {
+            x.clone()
+        };
+        let (a, b) = match mode {
+            Mode::Train => (ad.a.as_tensor().clone(), ad.b.as_tensor().clone()),
+            Mode::Infer | Mode::Checkpoint => {
+                (ad.a.as_detached_tensor(), ad.b.as_detached_tensor())
+            }
+        };
+        let low = crate::linear::linear(&input, &a, None)?;
+        let up = crate::linear::linear(&low, &b, None)?;
+        Ok((base + (up * ad.scaling)?)?)
+    }
 }
 
 /// Whether a forward records a graph for a backward ([`Mode::Train`]: the parameters enter
 /// as the `Var`s they are) or runs on detached views of the same weights ([`Mode::Infer`]:
 /// no op is recorded, so each layer's activations are freed as soon as the next layer has
 /// used them). Both compute the same values bit for bit.
+///
+/// [`Mode::Checkpoint`] is a training forward that records nothing: gradient
+/// checkpointing's first pass, which keeps only each layer's input. It draws the adapters'
+/// dropout masks as [`Mode::Train`] does (the recomputed forward must see the same values);
+/// [`Mode::Infer`] applies no dropout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
     Train,
+    Checkpoint,
     Infer,
-}
-
-/// A parameter as a forward in `mode` uses it.
-fn weight(v: &Var, mode: Mode) -> Tensor {
-    match mode {
-        Mode::Train => v.as_tensor().clone(),
-        Mode::Infer => v.as_detached_tensor(),
-    }
 }
 
 /// What every layer of one forward shares.
@@ -774,6 +1111,10 @@ impl Layer {
             .into_iter()
             .flatten(),
         );
+        for ad in self.lora.iter().flatten() {
+            v.push(&ad.a);
+            v.push(&ad.b);
+        }
         v
     }
 }
@@ -785,16 +1126,6 @@ fn take_grad(store: &mut GradStore, leaf: &Tensor) -> Result<Tensor> {
         Some(g) => Ok(g),
         None => Ok(leaf.zeros_like()?),
     }
-}
-
-fn linear(x: &Tensor, w: &Var, bias: Option<&Var>, mode: Mode) -> Result<Tensor> {
-    let bias = bias.map(|b| weight(b, mode));
-    crate::linear::linear(x, &weight(w, mode), bias.as_ref())
-}
-
-/// transformers' LlamaRMSNorm: `w * x / sqrt(mean(x^2) + eps)` (fused on the CPU).
-fn rms_norm(x: &Tensor, w: &Var, eps: f64, mode: Mode) -> Result<Tensor> {
-    crate::ops::rms_norm(x, &weight(w, mode), eps)
 }
 
 /// Rotate-half RoPE: `x * cos + rotate_half(x) * sin`, with cos and sin per token.

@@ -286,16 +286,19 @@ impl CustomOp2 for FusedCrossEntropy {
             .to_scalar::<f64>()?;
         let h = hidden.detach();
         let w = weight.detach();
+        // A frozen head (LoRA) gets no gradient: its product is skipped.
+        let weight_grad = weight.track_op();
         let cached = self.cached.lock().expect("loss cache").take();
         if let Some(chunks) = cached {
             // Everything is in memory: one product each for both gradients.
             if chunks.is_empty() {
-                return Ok((Some(hidden.zeros_like()?), Some(weight.zeros_like()?)));
+                let gw = weight_grad.then(|| weight.zeros_like()).transpose()?;
+                return Ok((Some(hidden.zeros_like()?), gw));
             }
             let gall = (Tensor::cat(&chunks, 0)? * g)?;
             let grad_h = gall.matmul(&w)?;
-            let grad_w = gall.t()?.matmul(&h)?;
-            return Ok((Some(grad_h), Some(grad_w)));
+            let grad_w = weight_grad.then(|| gall.t()?.matmul(&h)).transpose()?;
+            return Ok((Some(grad_h), grad_w));
         }
         let mut grad_h = Vec::new();
         let mut grad_w: Option<Tensor> = None;
@@ -303,11 +306,13 @@ impl CustomOp2 for FusedCrossEntropy {
             let hc = h.narrow(0, start, gc.dim(0)?)?;
             let gc = (gc * g)?;
             grad_h.push(gc.matmul(&w)?);
-            let gw = gc.t()?.matmul(&hc)?;
-            grad_w = Some(match grad_w.take() {
-                Some(acc) => (acc + gw)?,
-                None => gw,
-            });
+            if weight_grad {
+                let gw = gc.t()?.matmul(&hc)?;
+                grad_w = Some(match grad_w.take() {
+                    Some(acc) => (acc + gw)?,
+                    None => gw,
+                });
+            }
             Ok(())
         })
         .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
@@ -317,9 +322,10 @@ impl CustomOp2 for FusedCrossEntropy {
             Tensor::cat(&grad_h, 0)?
         };
         let grad_w = match grad_w {
-            Some(gw) => gw,
-            None => weight.zeros_like()?,
+            Some(gw) => Some(gw),
+            None if weight_grad => Some(weight.zeros_like()?),
+            None => None,
         };
-        Ok((Some(grad_h), Some(grad_w)))
+        Ok((Some(grad_h), grad_w))
     }
 }

@@ -37,6 +37,68 @@ pub struct TrainShape {
     pub checkpointing: bool,
     /// Rows of the evaluation batch (`per_device_eval_batch_size`), when evaluating.
     pub eval_rows: Option<usize>,
+    /// LoRA adapters on a frozen base, when training them.
+    pub lora: Option<LoraShape>,
+}
+
+/// What the plan needs of a LoRA run: the rank, the wrapped projections, whether dropout
+/// copies their inputs, and the bytes a base weight takes as stored (2 for bf16 files).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LoraShape {
+    pub r: usize,
+    /// By [`crate::lora::Module::index`].
+    pub targets: [bool; 7],
+    pub dropout: bool,
+    pub weight_bytes: u64,
+}
+
+impl LoraShape {
+    pub fn new(cfg: &crate::lora::LoraConfig, weight_bytes: u64) -> Self {
+        let mut targets = [false; 7];
+        for m in &cfg.targets {
+            targets[m.index()] = true;
+        }
+        Self {
+            r: cfg.r,
+            targets,
+            dropout: cfg.dropout > 0.0,
+            weight_bytes,
+        }
+    }
+
+    /// `(in, out)` of each wrapped projection of one layer.
+    fn projections(&self, c: &LlamaConfig) -> Vec<(u64, u64)> {
+        let h = c.hidden_size as u64;
+        let q = (c.num_attention_heads * c.head_dim) as u64;
+        let kv = (c.num_key_value_heads * c.head_dim) as u64;
+        let i = c.intermediate_size as u64;
+        let all = [(h, q), (h, kv), (h, kv), (q, h), (h, i), (h, i), (i, h)];
+        all.into_iter()
+            .zip(self.targets)
+            .filter(|(_, on)| *on)
+            .map(|(p, _)| p)
+            .collect()
+    }
+
+    /// Adapter parameters over the whole model.
+    pub fn params(&self, c: &LlamaConfig) -> u64 {
+        let per_layer: u64 = self
+            .projections(c)
+            .iter()
+            .map(|(i, o)| self.r as u64 * (i + o))
+            .sum();
+        per_layer * c.num_hidden_layers as u64
+    }
+
+    /// Floats a training forward keeps per token per layer for the adapters: the dropped
+    /// out input and its mask (with dropout), the rank-r product, the scaled output and the
+    /// sum with the base projection.
+    fn floats_per_token(&self, c: &LlamaConfig) -> u64 {
+        self.projections(c)
+            .iter()
+            .map(|(i, o)| if self.dropout { 2 * i } else { 0 } + self.r as u64 + 2 * o)
+            .sum()
+    }
 }
 
 /// One line of a plan.
@@ -199,7 +261,8 @@ pub fn train_plan(c: &LlamaConfig, s: &TrainShape) -> MemoryPlan {
     let n = (rows * len) as u64;
     let h = c.hidden_size as u64;
     let i = c.intermediate_size as u64;
-    let counted = n * layer_floats_per_token(c) * F32;
+    let adapter_floats = s.lora.map_or(0, |l| l.floats_per_token(c));
+    let counted = n * (layer_floats_per_token(c) + adapter_floats) * F32;
     let per_layer = (counted as f64 * KEPT_PER_COUNTED) as u64 + attention_bytes(c, rows, len);
     // Gradients of one layer's intermediates while its backward runs: six `T x T` tensors
     // at once (the probabilities' gradient, the fused softmax backward's host copies of
@@ -208,11 +271,33 @@ pub fn train_plan(c: &LlamaConfig, s: &TrainShape) -> MemoryPlan {
     let transient = 3 * attention_bytes(c, rows, len) + n * (4 * h + 2 * i) * F32;
     let full = layers * per_layer + n * h * F32;
     let checkpointed = layers * n * h * F32 + per_layer + n * h * F32;
+    // What is trained: every weight, or the adapters only.
+    let trained = s.lora.map_or(p, |l| l.params(c));
     let grads = if s.grad_accum > 1 {
-        2 * p * F32
+        2 * trained * F32
     } else {
-        p * F32
+        trained * F32
     };
+    let loss = match s.lora {
+        // A frozen head gets no gradient; it is widened to f32 for the loss when stored
+        // narrower.
+        Some(l) => {
+            let head = (c.vocab_size * c.hidden_size) as u64;
+            loss_bytes(c, n, true) - head * F32 + if l.weight_bytes < F32 { head * F32 } else { 0 }
+        }
+        None => loss_bytes(c, n, true),
+    };
+    if let Some(l) = s.lora {
+        return lora_plan(
+            c,
+            s,
+            &l,
+            p,
+            trained,
+            grads,
+            [checkpointed, full, transient, loss],
+        );
+    }
     let mut items = vec![
         Item {
             what: "process (binary, tokenizer, buffers)",
@@ -260,27 +345,152 @@ pub fn train_plan(c: &LlamaConfig, s: &TrainShape) -> MemoryPlan {
         },
         Item {
             what: "loss chunks and head gradients",
-            bytes: loss_bytes(c, n, true),
+            bytes: loss,
             counted: true,
         },
     ];
+    push_eval(
+        c,
+        s,
+        grads + transient + mask_bytes(rows, len) + loss,
+        checkpointed,
+        full,
+        &mut items,
+    );
+    MemoryPlan { items }
+}
+
+/// The plan of a LoRA run: the frozen base as stored with one projection widened at a
+/// time, the adapters' parameters, gradients and moments, and the activations of a
+/// training forward (the same as full fine-tuning, plus the adapters' own).
+fn lora_plan(
+    c: &LlamaConfig,
+    s: &TrainShape,
+    l: &LoraShape,
+    p: u64,
+    trained: u64,
+    grads: u64,
+    [checkpointed, full, transient, loss]: [u64; 4],
+) -> MemoryPlan {
+    let (rows, len) = (s.rows, s.max_length);
+    let widest =
+        (c.hidden_size.max(c.num_attention_heads * c.head_dim) * c.intermediate_size) as u64;
+    let widened = if l.weight_bytes < F32 {
+        widest * F32
+    } else {
+        0
+    };
+    let mut items = vec![
+        Item {
+            what: "process (binary, tokenizer, buffers)",
+            bytes: BASE_BYTES,
+            counted: true,
+        },
+        Item {
+            what: if l.weight_bytes < F32 {
+                "frozen base weights (as stored, 2 bytes each)"
+            } else {
+                "frozen base weights (f32)"
+            },
+            bytes: p * l.weight_bytes,
+            counted: true,
+        },
+        Item {
+            what: "a projection widened to f32 while it runs",
+            bytes: widened,
+            counted: true,
+        },
+        Item {
+            what: "adapter parameters (f32)",
+            bytes: trained * F32,
+            counted: true,
+        },
+        Item {
+            what: if s.grad_accum > 1 {
+                "adapter gradients (+ accumulation buffers)"
+            } else {
+                "adapter gradients"
+            },
+            bytes: grads,
+            counted: true,
+        },
+        Item {
+            what: "AdamW moments (adapters)",
+            bytes: 2 * trained * F32,
+            counted: true,
+        },
+        Item {
+            what: "activations, gradient checkpointing",
+            bytes: checkpointed,
+            counted: s.checkpointing,
+        },
+        Item {
+            what: "activations, all layers kept",
+            bytes: full,
+            counted: !s.checkpointing,
+        },
+        Item {
+            what: "backward working set (one layer)",
+            bytes: transient,
+            counted: true,
+        },
+        Item {
+            what: "attention mask",
+            bytes: mask_bytes(rows, len),
+            counted: true,
+        },
+        Item {
+            what: "loss chunks (frozen head, no gradient)",
+            bytes: loss,
+            counted: true,
+        },
+    ];
+    push_eval(
+        c,
+        s,
+        grads + transient + mask_bytes(rows, len) + loss,
+        checkpointed,
+        full,
+        &mut items,
+    );
+    MemoryPlan { items }
+}
+
+/// Evaluation runs between steps with the gradients freed but the moments kept; it adds to
+/// the peak only when it is larger than a step's activations.
+fn push_eval(
+    c: &LlamaConfig,
+    s: &TrainShape,
+    step_working: u64,
+    checkpointed: u64,
+    full: u64,
+    items: &mut Vec<Item>,
+) {
     if let Some(eval_rows) = s.eval_rows {
-        // Evaluation runs between steps with the gradients freed but the moments kept;
-        // it adds to the peak only when it is larger than a step's activations.
-        let eval = inference_plan(c, eval_rows, len);
+        let eval = inference_plan(c, eval_rows, s.max_length);
         let eval_extra: u64 = eval.items[2..].iter().map(|i| i.bytes).sum();
-        let step_extra = grads
-            + transient
-            + if s.checkpointing { checkpointed } else { full }
-            + mask_bytes(rows, len)
-            + loss_bytes(c, n, true);
+        let step_extra = step_working + if s.checkpointing { checkpointed } else { full };
         items.push(Item {
             what: "evaluation batch beyond a training step",
             bytes: eval_extra.saturating_sub(step_extra),
             counted: true,
         });
     }
-    MemoryPlan { items }
+}
+
+/// Bytes a weight of the model's files takes, from config.json's `dtype` (`torch_dtype` in
+/// transformers 4): 2 for bfloat16 and float16, else 4.
+pub fn stored_weight_bytes(c: &LlamaConfig) -> u64 {
+    let dtype = c
+        .raw
+        .get("dtype")
+        .or_else(|| c.raw.get("torch_dtype"))
+        .and_then(|v| v.as_str())
+        .unwrap_or("float32");
+    match dtype {
+        "bfloat16" | "float16" => 2,
+        _ => F32,
+    }
 }
 
 /// The machine's available memory (`MemAvailable` of /proc/meminfo), if known.
@@ -369,6 +579,7 @@ mod tests {
             grad_accum: 1,
             checkpointing,
             eval_rows: None,
+            lora: None,
         }
     }
 

@@ -16,6 +16,22 @@ pub fn load_folder(
     dtype: DType,
     device: &Device,
 ) -> Result<HashMap<String, Tensor>, ModelError> {
+    load_folder_with(dir, Some(dtype), device)
+}
+
+/// Every tensor of a model folder in the float dtype it is stored in (f64 read as f32).
+pub fn load_folder_as_stored(
+    dir: &Path,
+    device: &Device,
+) -> Result<HashMap<String, Tensor>, ModelError> {
+    load_folder_with(dir, None, device)
+}
+
+fn load_folder_with(
+    dir: &Path,
+    dtype: Option<DType>,
+    device: &Device,
+) -> Result<HashMap<String, Tensor>, ModelError> {
     let files = weight_files(dir)?;
     let mut out = HashMap::new();
     for file in files {
@@ -26,7 +42,10 @@ pub fn load_folder(
         for (name, t) in tensors {
             let t = match t.dtype() {
                 DType::F32 | DType::F16 | DType::BF16 | DType::F64 => t
-                    .to_dtype(dtype)
+                    .to_dtype(dtype.unwrap_or(match t.dtype() {
+                        DType::F64 => DType::F32,
+                        stored => stored,
+                    }))
                     .and_then(|t| t.to_device(device))
                     .map_err(|e| ModelError::weights(&file, format!("{name}: {e}")))?,
                 other => {
@@ -98,26 +117,51 @@ pub fn weight_files(dir: &Path) -> Result<Vec<PathBuf>, ModelError> {
     })
 }
 
-/// Writes tensors (any float dtype, stored as f32) as one safetensors file with the
-/// `format: pt` metadata transformers expects, atomically (temporary file, then rename).
+/// Writes tensors as one safetensors file with the `format: pt` metadata transformers
+/// expects, atomically (temporary file, then rename): bf16 and f16 tensors as they are,
+/// every other float type as f32.
 pub fn save_safetensors(tensors: &BTreeMap<String, Tensor>, path: &Path) -> Result<(), ModelError> {
     let mut header = serde_json::Map::new();
     header.insert("__metadata__".into(), serde_json::json!({"format": "pt"}));
-    let mut datas = Vec::with_capacity(tensors.len());
+    let mut datas: Vec<Vec<u8>> = Vec::with_capacity(tensors.len());
     let mut offset = 0usize;
     for (name, t) in tensors {
-        let data: Vec<f32> = t
-            .to_dtype(DType::F32)
-            .and_then(|t| t.flatten_all())
-            .and_then(|t| t.to_vec1())
-            .map_err(|e| ModelError::weights(path, format!("{name}: {e}")))?;
-        let len = data.len() * 4;
+        let bad = |e: candle_core::Error| ModelError::weights(path, format!("{name}: {e}"));
+        let flat = t.flatten_all().map_err(bad)?;
+        let (dtype, bytes): (&str, Vec<u8>) = match t.dtype() {
+            DType::BF16 => (
+                "BF16",
+                flat.to_vec1::<half::bf16>()
+                    .map_err(bad)?
+                    .iter()
+                    .flat_map(|v| v.to_le_bytes())
+                    .collect(),
+            ),
+            DType::F16 => (
+                "F16",
+                flat.to_vec1::<half::f16>()
+                    .map_err(bad)?
+                    .iter()
+                    .flat_map(|v| v.to_le_bytes())
+                    .collect(),
+            ),
+            _ => (
+                "F32",
+                flat.to_dtype(DType::F32)
+                    .and_then(|t| t.to_vec1::<f32>())
+                    .map_err(bad)?
+                    .iter()
+                    .flat_map(|v| v.to_le_bytes())
+                    .collect(),
+            ),
+        };
+        let len = bytes.len();
         header.insert(
             name.clone(),
-            serde_json::json!({"dtype": "F32", "shape": t.dims(), "data_offsets": [offset, offset + len]}),
+            serde_json::json!({"dtype": dtype, "shape": t.dims(), "data_offsets": [offset, offset + len]}),
         );
         offset += len;
-        datas.push(data);
+        datas.push(bytes);
     }
     let mut header = serde_json::to_vec(&Value::Object(header)).expect("header serialises");
     while !header.len().is_multiple_of(8) {
@@ -127,11 +171,7 @@ pub fn save_safetensors(tensors: &BTreeMap<String, Tensor>, path: &Path) -> Resu
         w.write_all(&(header.len() as u64).to_le_bytes())?;
         w.write_all(&header)?;
         for data in &datas {
-            let mut buf = Vec::with_capacity(data.len() * 4);
-            for v in data {
-                buf.extend_from_slice(&v.to_le_bytes());
-            }
-            w.write_all(&buf)?;
+            w.write_all(data)?;
         }
         Ok(())
     })

@@ -69,9 +69,18 @@ pub fn trainer_state_json(state: &TrainingState, cfg: &crate::TrainConfig, epoch
     })
 }
 
-/// Writes the model folder part: weights, config, tokenizer files.
+/// Writes the model folder part: weights and config (or, with LoRA adapters, the adapter as
+/// PEFT writes it, naming `source` as its base), and the tokenizer files.
 pub fn save_model(model: &Llama, source: &Path, dir: &Path) -> Result<(), String> {
-    model.save(dir).map_err(|e| e.to_string())?;
+    if model.lora().is_some() {
+        // An absolute path, so that PEFT finds the base from any working directory.
+        let base = std::fs::canonicalize(source).unwrap_or_else(|_| source.to_path_buf());
+        model
+            .save_adapter(dir, &base.to_string_lossy())
+            .map_err(|e| e.to_string())?;
+    } else {
+        model.save(dir).map_err(|e| e.to_string())?;
+    }
     for name in TOKENIZER_FILES {
         let from = source.join(name);
         if from.is_file() {
@@ -153,7 +162,11 @@ pub fn save_checkpoint(
 /// trains, when given), finite weights, and the optimizer state [`load_resume_state`]
 /// reads. An error names the file (and tensor) and the run's other checkpoints.
 pub fn load_model(dir: &Path, base: Option<&Path>, device: &Device) -> Result<Llama, String> {
-    let model = Llama::load(dir, DType::F32, device).map_err(|e| match e {
+    let loaded = match base {
+        Some(base) if sft_model::lora::is_adapter_dir(dir) => load_weights(dir, base, device),
+        _ => Llama::load(dir, DType::F32, device),
+    };
+    let model = loaded.map_err(|e| match e {
         ModelError::Weights { path, message, .. } | ModelError::Config { path, message, .. } => {
             // A missing or misshapen tensor is reported against the folder: name the file.
             let path = match weight_files(&path) {
@@ -196,9 +209,14 @@ pub fn load_model(dir: &Path, base: Option<&Path>, device: &Device) -> Result<Ll
     for p in model.params() {
         let found = non_finite(p.var.as_tensor()).map_err(|e| e.to_string())?;
         if let Some((count, at, value)) = found {
+            let file = if model.lora().is_some() {
+                dir.join(sft_model::lora::ADAPTER_WEIGHTS)
+            } else {
+                file_of_tensor(dir, &p.name)
+            };
             return Err(damaged(
                 dir,
-                &file_of_tensor(dir, &p.name),
+                &file,
                 format!(
                     "tensor {}: {count} of its {} values are not finite (the first, at index \
                      {at}, is {value})",
@@ -210,6 +228,90 @@ pub fn load_model(dir: &Path, base: Option<&Path>, device: &Device) -> Result<Ll
     }
     load_resume_state(dir, &model)?;
     Ok(model)
+}
+
+/// The weights a run trains, as saved in `dir`: a full model folder (f32), or a LoRA adapter
+/// folder on the frozen base `model_dir` (kept in its stored dtype), adapters attached.
+pub fn load_weights(dir: &Path, model_dir: &Path, device: &Device) -> Result<Llama, ModelError> {
+    if !sft_model::lora::is_adapter_dir(dir) {
+        return Llama::load(dir, DType::F32, device);
+    }
+    let adapter = sft_model::lora::read_adapter(dir)?;
+    let mut model = Llama::load_frozen(model_dir, device)?;
+    model.load_adapter(&adapter)?;
+    Ok(model)
+}
+
+/// The model a run starts from: `model_dir`'s weights in f32 for full fine-tuning, or with
+/// `lora` the frozen base in its stored dtype with new adapters (seeded by `seed`).
+pub fn load_base(
+    model_dir: &Path,
+    lora: Option<&sft_model::LoraConfig>,
+    seed: u64,
+    device: &Device,
+) -> Result<Llama, ModelError> {
+    match lora {
+        None => Llama::load(model_dir, DType::F32, device),
+        Some(cfg) => {
+            let mut model = Llama::load_frozen(model_dir, device)?;
+            model.add_lora(cfg, seed)?;
+            Ok(model)
+        }
+    }
+}
+
+/// `sft-train --merge_adapter`: the adapter of `adapter_dir` merged into its base (`base`, or
+/// the adapter's `base_model_name_or_path`), written to `out` as a full model folder in the
+/// base's stored dtype with the tokenizer files (the adapter folder's, else the base's).
+/// Returns the base folder used.
+pub fn merge_adapter(
+    adapter_dir: &Path,
+    base: Option<&str>,
+    out: &Path,
+) -> Result<PathBuf, String> {
+    if !sft_model::lora::is_adapter_dir(adapter_dir) {
+        return Err(format!(
+            "--merge_adapter {}: no adapter_config.json; not a LoRA adapter folder
+  hint: pass a folder written by `sft-train --use_peft` or PEFT's save_pretrained",
+            adapter_dir.display()
+        ));
+    }
+    let occupied = std::fs::read_dir(out).is_ok_and(|mut d| d.next().is_some());
+    if occupied || out.is_file() {
+        return Err(format!(
+            "--output_dir {}: already exists and is not an empty folder\n  hint: the merged model goes into a new folder; pick another name or remove it",
+            out.display()
+        ));
+    }
+    let adapter = sft_model::lora::read_adapter(adapter_dir).map_err(|e| e.to_string())?;
+    let base_dir = sft_model::lora::base_model_dir(&adapter, base).map_err(|e| e.to_string())?;
+    let mut model = Llama::load_frozen(&base_dir, &Device::Cpu).map_err(|e| e.to_string())?;
+    model.load_adapter(&adapter).map_err(|e| e.to_string())?;
+    model.merge_adapters().map_err(|e| e.to_string())?;
+    let tmp = out.with_file_name(format!(
+        ".{}.tmp",
+        out.file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default()
+    ));
+    let _ = std::fs::remove_dir_all(&tmp);
+    let source = if adapter_dir.join("tokenizer.json").is_file() {
+        adapter_dir
+    } else {
+        base_dir.as_path()
+    };
+    save_model(&model, source, &tmp)?;
+    if !tmp.join("generation_config.json").is_file() || source != base_dir.as_path() {
+        if let Ok(bytes) = std::fs::read(base_dir.join("generation_config.json")) {
+            write_file(&tmp.join("generation_config.json"), &bytes)?;
+        }
+    }
+    if out.is_dir() {
+        // The empty folder checked above.
+        std::fs::remove_dir(out).map_err(|e| format!("{}: {e}", out.display()))?;
+    }
+    std::fs::rename(&tmp, out).map_err(|e| format!("{}: {e}", out.display()))?;
+    Ok(base_dir)
 }
 
 /// The message for a damaged checkpoint: the file, what is wrong, and where to go instead.

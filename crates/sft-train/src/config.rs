@@ -55,6 +55,32 @@ pub struct TrainConfig {
     pub run_name: String,
     pub report_to_trackio: bool,
     pub trackio_project: String,
+    /// TRL's `--use_peft` settings, when LoRA adapters are trained (the base is frozen).
+    #[serde(default)]
+    pub peft: Option<PeftSettings>,
+}
+
+/// The LoRA settings of a `--use_peft` run, under TRL's `ModelConfig` names (recorded in
+/// `training_args.json`; the adapter's own `adapter_config.json` is PEFT's).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct PeftSettings {
+    pub lora_r: usize,
+    pub lora_alpha: f64,
+    pub lora_dropout: f64,
+    pub lora_target_modules: Vec<String>,
+    pub use_rslora: bool,
+}
+
+impl PeftSettings {
+    pub fn of(cfg: &sft_model::LoraConfig) -> Self {
+        Self {
+            lora_r: cfg.r,
+            lora_alpha: cfg.alpha,
+            lora_dropout: cfg.dropout,
+            lora_target_modules: cfg.targets.iter().map(|m| m.name().to_string()).collect(),
+            use_rslora: cfg.use_rslora,
+        }
+    }
 }
 
 impl TrainConfig {
@@ -90,6 +116,7 @@ impl TrainConfig {
             pad_token_id: 0,
             report_to_trackio: false,
             trackio_project: "huggingface".into(),
+            peft: None,
         }
     }
 

@@ -69,7 +69,10 @@ pub fn optimizer_step(
     let mut last: Vec<Option<Tensor>> = vec![None; params.len()];
     let (mut step_loss, mut tokens, mut ratios) = (0.0, 0u64, Vec::new());
     accumulator.start();
-    for rows in micro_rows {
+    // The adapters' dropout masks: one seed per micro-batch, derived from the step's.
+    let step_seed = model.dropout_seed();
+    for (k, rows) in micro_rows.iter().enumerate() {
+        model.set_dropout_seed(step_seed ^ (k as u64 + 1).wrapping_mul(0xA076_1D64_78BD_642F));
         let batch = Batch::new(rows, pad, model.config.vocab_size, &model.device)
             .map_err(|e| e.to_string())?;
         tokens += batch.real_tokens as u64;
@@ -89,6 +92,7 @@ pub fn optimizer_step(
         step_loss += stats.loss_sum / num_items.max(1) as f64;
         ratios.push(ratio_of(&stats));
     }
+    model.set_dropout_seed(step_seed);
     if !step_loss.is_finite() {
         return Ok(StepOutcome::NonFinite(format!("loss {step_loss}")));
     }

@@ -154,6 +154,12 @@ impl Trainer<'_> {
             let step_started = Instant::now();
             let lr = run.schedule.lr(run.state.global_step);
             let rows = self.micro_batches(&mut run);
+            // LoRA dropout is drawn from the run's seed and the step: a resumed run draws
+            // what the uninterrupted one would have.
+            self.model.set_dropout_seed(
+                self.cfg.seed
+                    ^ (run.state.global_step as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+            );
             let result = match optimizer_step(
                 &self.model,
                 &mut run.optimizer,
@@ -457,7 +463,7 @@ impl Trainer<'_> {
                 let path = PathBuf::from(&best);
                 if path.is_dir() {
                     let device = self.model.device.clone();
-                    self.model = Llama::load(&path, candle_core::DType::F32, &device)
+                    self.model = checkpoint::load_weights(&path, &cfg.model_dir, &device)
                         .map_err(TrainError::Model)?;
                     on(Event::Message(format!(
                         "loaded the best model, {best} (eval_loss {:.4})",

@@ -1,0 +1,589 @@
+//! LoRA adapters as Hugging Face PEFT defines them: `y = W x + s * B (A dropout(x))` on the
+//! chosen projections, with `A [r, in]` Kaiming-uniform, `B [out, r]` zeros (so step 0 is
+//! the base model), `s = alpha / r` (or `alpha / sqrt(r)` with rsLoRA), and the folder PEFT
+//! writes and reads (`adapter_config.json`, `adapter_model.safetensors` with PEFT's key
+//! names).
+//!
+//! The model side (frozen base weights, the adapters in the forward and backward, merging)
+//! is in [`crate::llama`]; this module owns the configuration, the names and the files.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device, Tensor};
+use serde_json::{json, Value};
+
+use crate::ModelError;
+
+/// The projections of a decoder layer that an adapter can wrap, in PEFT's names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Module {
+    Q,
+    K,
+    V,
+    O,
+    Gate,
+    Up,
+    Down,
+}
+
+impl Module {
+    pub const ALL: [Module; 7] = [
+        Module::Q,
+        Module::K,
+        Module::V,
+        Module::O,
+        Module::Gate,
+        Module::Up,
+        Module::Down,
+    ];
+
+    /// The module's name as transformers and PEFT spell it (`q_proj`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Module::Q => "q_proj",
+            Module::K => "k_proj",
+            Module::V => "v_proj",
+            Module::O => "o_proj",
+            Module::Gate => "gate_proj",
+            Module::Up => "up_proj",
+            Module::Down => "down_proj",
+        }
+    }
+
+    /// The block it sits in (`self_attn` or `mlp`).
+    pub fn block(self) -> &'static str {
+        match self {
+            Module::Q | Module::K | Module::V | Module::O => "self_attn",
+            Module::Gate | Module::Up | Module::Down => "mlp",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Module> {
+        Module::ALL.into_iter().find(|m| m.name() == name)
+    }
+
+    /// Its index in [`Module::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// An adapter configuration: TRL's `--lora_*` flags, PEFT's `LoraConfig` fields.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoraConfig {
+    pub r: usize,
+    pub alpha: f64,
+    pub dropout: f64,
+    /// Wrapped projections, in [`Module::ALL`] order.
+    pub targets: Vec<Module>,
+    pub use_rslora: bool,
+}
+
+impl Default for LoraConfig {
+    /// TRL 1.16's `ModelConfig` defaults (r 16, alpha 32, dropout 0.05) with PEFT's llama
+    /// targets (`q_proj`, `v_proj`).
+    fn default() -> Self {
+        Self {
+            r: 16,
+            alpha: 32.0,
+            dropout: 0.05,
+            targets: vec![Module::Q, Module::V],
+            use_rslora: false,
+        }
+    }
+}
+
+impl LoraConfig {
+    /// The factor of the adapter's output: `alpha / r`, or `alpha / sqrt(r)` with rsLoRA.
+    pub fn scaling(&self) -> f64 {
+        if self.use_rslora {
+            self.alpha / (self.r as f64).sqrt()
+        } else {
+            self.alpha / self.r as f64
+        }
+    }
+
+    /// Checks the numbers a user gave (`--lora_r 0`, a dropout of 1, ...).
+    pub fn validate(&self) -> Result<(), String> {
+        if self.r == 0 {
+            return Err("--lora_r must be at least 1".into());
+        }
+        if !(self.alpha.is_finite() && self.alpha > 0.0) {
+            return Err(format!(
+                "--lora_alpha {} must be a positive number",
+                self.alpha
+            ));
+        }
+        if !(0.0..1.0).contains(&self.dropout) {
+            return Err(format!(
+                "--lora_dropout {} must be in [0, 1) (the probability of zeroing an adapter input)",
+                self.dropout
+            ));
+        }
+        if self.targets.is_empty() {
+            return Err("--lora_target_modules names no module".into());
+        }
+        Ok(())
+    }
+}
+
+/// PEFT's default target modules for a `model_type` (its
+/// `TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING`), when it has one.
+pub fn peft_default_targets(model_type: &str) -> Option<Vec<Module>> {
+    match model_type {
+        "llama" | "mistral" | "qwen2" | "qwen3" => Some(vec![Module::Q, Module::V]),
+        _ => None,
+    }
+}
+
+/// What `--lora_target_modules` resolves to, and a line for the log when a default was
+/// chosen without PEFT having one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Targets {
+    pub modules: Vec<Module>,
+    pub note: Option<String>,
+}
+
+/// Resolves `--lora_target_modules` (names, `all-linear`, or nothing for PEFT's default of
+/// the model type) to modules. The output head and the embedding are refused with the
+/// reason, as TRL does; an unknown name lists the modules there are.
+pub fn resolve_targets(names: &[String], model_type: &str) -> Result<Targets, String> {
+    let names: Vec<&str> = names
+        .iter()
+        .flat_map(|n| n.split(','))
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .collect();
+    if names.is_empty() {
+        return Ok(match peft_default_targets(model_type) {
+            Some(modules) => Targets {
+                modules,
+                note: None,
+            },
+            None => Targets {
+                modules: vec![Module::Q, Module::V],
+                note: Some(format!(
+                    "PEFT has no default target modules for model_type {model_type:?}; \
+                     adapting q_proj and v_proj, as it does for llama (choose others with \
+                     --lora_target_modules, e.g. all-linear)"
+                )),
+            },
+        });
+    }
+    if names.contains(&"all-linear") {
+        if names.len() > 1 {
+            return Err(
+                "--lora_target_modules all-linear stands alone (it names every projection)".into(),
+            );
+        }
+        return Ok(Targets {
+            modules: Module::ALL.to_vec(),
+            note: None,
+        });
+    }
+    let mut modules = Vec::new();
+    for name in names {
+        // PEFT also accepts the module's full path; its last part is the name.
+        let short = name.rsplit('.').next().unwrap_or(name);
+        match Module::parse(short) {
+            Some(m) => modules.push(m),
+            None if short == "lm_head" => {
+                return Err("--lora_target_modules lm_head: an adapter on the output head is not supported (TRL and PEFT's all-linear leave it out: the head of a causal LM is tied to or as large as the embedding, and adapting it changes every token's logits); adapt the decoder projections".into())
+            }
+            None if short == "embed_tokens" => {
+                return Err("--lora_target_modules embed_tokens: embedding adapters are not supported; adapt the decoder projections (q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj)".into())
+            }
+            None => {
+                return Err(format!(
+                    "--lora_target_modules {name}: no such module in a llama-family decoder layer; there are {} (or all-linear)",
+                    Module::ALL.map(Module::name).join(", ")
+                ))
+            }
+        }
+    }
+    modules.sort();
+    modules.dedup();
+    Ok(Targets {
+        modules,
+        note: None,
+    })
+}
+
+/// PEFT's key of an adapter matrix in `adapter_model.safetensors`
+/// (`base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight`).
+pub fn adapter_key(layer: usize, module: Module, matrix: Matrix) -> String {
+    format!(
+        "base_model.model.model.layers.{layer}.{}.{}.{}.weight",
+        module.block(),
+        module.name(),
+        matrix.name()
+    )
+}
+
+/// The two matrices of an adapter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Matrix {
+    /// `lora_A [r, in]`, the down projection.
+    A,
+    /// `lora_B [out, r]`, the up projection.
+    B,
+}
+
+impl Matrix {
+    pub fn name(self) -> &'static str {
+        match self {
+            Matrix::A => "lora_A",
+            Matrix::B => "lora_B",
+        }
+    }
+}
+
+pub const ADAPTER_CONFIG: &str = "adapter_config.json";
+pub const ADAPTER_WEIGHTS: &str = "adapter_model.safetensors";
+
+/// Whether a folder holds a PEFT adapter (its `adapter_config.json`).
+pub fn is_adapter_dir(dir: &Path) -> bool {
+    dir.join(ADAPTER_CONFIG).is_file()
+}
+
+/// `adapter_config.json` as PEFT 0.21 writes it for a LoRA adapter of a causal LM.
+pub fn adapter_config_json(cfg: &LoraConfig, base_model: &str) -> Value {
+    json!({
+        "alpha_pattern": {},
+        "auto_mapping": null,
+        "base_model_name_or_path": base_model,
+        "bias": "none",
+        "corda_config": null,
+        "ensure_weight_tying": false,
+        "eva_config": null,
+        "exclude_modules": null,
+        "fan_in_fan_out": false,
+        "inference_mode": true,
+        "init_lora_weights": true,
+        "layer_replication": null,
+        "layers_pattern": null,
+        "layers_to_transform": null,
+        "loftq_config": {},
+        // An integer when it is one, as TRL passes it.
+        "lora_alpha": if cfg.alpha.fract() == 0.0 && cfg.alpha.abs() < 1e15 {
+            json!(cfg.alpha as i64)
+        } else {
+            json!(cfg.alpha)
+        },
+        "lora_bias": false,
+        "lora_dropout": cfg.dropout,
+        "megatron_config": null,
+        "megatron_core": "megatron.core",
+        "modules_to_save": null,
+        "peft_type": "LORA",
+        "qalora_group_size": 16,
+        "r": cfg.r,
+        "rank_pattern": {},
+        "revision": null,
+        "target_modules": cfg.targets.iter().map(|m| m.name()).collect::<Vec<_>>(),
+        "target_parameters": null,
+        "task_type": "CAUSAL_LM",
+        "trainable_token_indices": null,
+        "use_dora": false,
+        "use_qalora": false,
+        "use_rslora": cfg.use_rslora,
+    })
+}
+
+/// An adapter folder read back: its configuration, the base model it names, and the
+/// `A`/`B` matrices by (layer, module).
+pub struct AdapterFile {
+    pub dir: PathBuf,
+    pub config: LoraConfig,
+    /// `base_model_name_or_path`: a folder or a Hub name (looked up in the local cache).
+    pub base_model: Option<String>,
+    pub matrices: HashMap<(usize, Module), (Tensor, Tensor)>,
+}
+
+/// Reads a PEFT LoRA adapter folder (ours or one Python PEFT/TRL wrote), refusing what this
+/// model code cannot apply (DoRA, adapter biases, per-module ranks, embedding adapters)
+/// with the reason. Matrices are read in f32.
+pub fn read_adapter(dir: &Path) -> Result<AdapterFile, ModelError> {
+    let path = dir.join(ADAPTER_CONFIG);
+    let text = std::fs::read_to_string(&path).map_err(|e| ModelError::io(&path, e))?;
+    let v: Value = serde_json::from_str(&text).map_err(|e| {
+        ModelError::config(
+            &path,
+            format!("not valid JSON: {e}"),
+            "an adapter folder written by PEFT or sft-train has a JSON adapter_config.json",
+        )
+    })?;
+    let refuse = |message: String| {
+        ModelError::config(
+            &path,
+            message,
+            "merge the adapter with PEFT (merge_and_unload) and score the merged model",
+        )
+    };
+    let peft_type = v["peft_type"].as_str().unwrap_or("");
+    if peft_type != "LORA" {
+        return Err(refuse(format!(
+            "peft_type is {peft_type:?}; only LoRA adapters (\"LORA\") are supported"
+        )));
+    }
+    if v["use_dora"].as_bool() == Some(true) {
+        return Err(refuse("use_dora: DoRA adapters are not supported".into()));
+    }
+    if v["bias"].as_str().is_some_and(|b| b != "none") || v["lora_bias"].as_bool() == Some(true) {
+        return Err(refuse(
+            "adapter biases (bias/lora_bias) are not supported".into(),
+        ));
+    }
+    if v["fan_in_fan_out"].as_bool() == Some(true) {
+        return Err(refuse(
+            "fan_in_fan_out: true is for GPT-2's Conv1D layers, not llama projections".into(),
+        ));
+    }
+    for key in ["rank_pattern", "alpha_pattern"] {
+        if v[key].as_object().is_some_and(|m| !m.is_empty()) {
+            return Err(refuse(format!(
+                "{key}: per-module ranks or alphas are not supported"
+            )));
+        }
+    }
+    if !v["modules_to_save"].is_null()
+        && v["modules_to_save"]
+            .as_array()
+            .is_none_or(|a| !a.is_empty())
+    {
+        return Err(refuse(
+            "modules_to_save: fully trained copies of modules are not supported".into(),
+        ));
+    }
+    let r = v["r"].as_u64().unwrap_or(8) as usize;
+    let alpha = v["lora_alpha"].as_f64().unwrap_or(8.0);
+    let dropout = v["lora_dropout"].as_f64().unwrap_or(0.0);
+    let use_rslora = v["use_rslora"].as_bool().unwrap_or(false);
+    let base_model = v["base_model_name_or_path"].as_str().map(str::to_string);
+
+    let weights = dir.join(ADAPTER_WEIGHTS);
+    if !weights.is_file() {
+        let hint = if dir.join("adapter_model.bin").is_file() {
+            "this adapter has only adapter_model.bin; save it again with PEFT's save_pretrained(safe_serialization=True)"
+        } else {
+            "an adapter folder holds adapter_model.safetensors next to adapter_config.json"
+        };
+        return Err(ModelError::Weights {
+            path: weights,
+            message: "missing".into(),
+            hint: hint.into(),
+        });
+    }
+    let tensors = candle_core::safetensors::load(&weights, &Device::Cpu).map_err(|e| {
+        let why = crate::weights::safetensors_damage(&weights).unwrap_or_else(|| e.to_string());
+        ModelError::weights(&weights, format!("cannot read safetensors: {why}"))
+    })?;
+    let mut parts: HashMap<(usize, Module), (Option<Tensor>, Option<Tensor>)> = HashMap::new();
+    for (name, t) in tensors {
+        let Some((layer, module, matrix)) = parse_key(&name) else {
+            return Err(ModelError::Weights {
+                path: weights.clone(),
+                message: format!("tensor {name} is not a LoRA matrix of a decoder projection"),
+                hint: "only lora_A/lora_B of q/k/v/o/gate/up/down_proj are supported (not embedding adapters or saved modules)".into(),
+            });
+        };
+        let t = t
+            .to_dtype(DType::F32)
+            .map_err(|e| ModelError::weights(&weights, format!("{name}: {e}")))?;
+        let slot = parts.entry((layer, module)).or_default();
+        match matrix {
+            Matrix::A => slot.0 = Some(t),
+            Matrix::B => slot.1 = Some(t),
+        }
+    }
+    let mut matrices = HashMap::new();
+    let mut targets = Vec::new();
+    for ((layer, module), (a, b)) in parts {
+        let (Some(a), Some(b)) = (a, b) else {
+            return Err(ModelError::weights(
+                &weights,
+                format!(
+                    "layer {layer} {}: has only one of lora_A and lora_B",
+                    module.name()
+                ),
+            ));
+        };
+        let rank = a.dim(0).map_err(ModelError::from)?;
+        if rank != r || b.dims().get(1) != Some(&r) {
+            return Err(ModelError::weights(
+                &weights,
+                format!(
+                    "layer {layer} {}: lora_A is {:?} and lora_B {:?}, but adapter_config.json says r = {r}",
+                    module.name(),
+                    a.dims(),
+                    b.dims()
+                ),
+            ));
+        }
+        targets.push(module);
+        matrices.insert((layer, module), (a, b));
+    }
+    if matrices.is_empty() {
+        return Err(ModelError::weights(
+            &weights,
+            "holds no LoRA matrices".into(),
+        ));
+    }
+    targets.sort();
+    targets.dedup();
+    Ok(AdapterFile {
+        dir: dir.to_path_buf(),
+        config: LoraConfig {
+            r,
+            alpha,
+            dropout,
+            targets,
+            use_rslora,
+        },
+        base_model,
+        matrices,
+    })
+}
+
+/// The base model folder of an adapter: `given` (`--base_model`) when there is one, else the
+/// adapter's `base_model_name_or_path` as a folder (relative to the working directory, as
+/// PEFT reads it) or a model id in the local Hugging Face cache.
+pub fn base_model_dir(adapter: &AdapterFile, given: Option<&str>) -> Result<PathBuf, ModelError> {
+    if let Some(name) = given {
+        return crate::locate::model_dir(name);
+    }
+    let config = adapter.dir.join(ADAPTER_CONFIG);
+    let Some(name) = adapter.base_model.as_deref().filter(|n| !n.is_empty()) else {
+        return Err(ModelError::config(
+            &config,
+            "names no base_model_name_or_path",
+            "give the base model with --base_model DIR",
+        ));
+    };
+    crate::locate::model_dir(name).map_err(|e| {
+        ModelError::config(
+            &config,
+            format!("its base model {name:?} is not here: {e}"),
+            "give the base model with --base_model DIR (a local folder or a model in the Hugging Face cache)",
+        )
+    })
+}
+
+/// `(layer, module, matrix)` of a PEFT key, with or without the `base_model.model.` prefix
+/// and the adapter name (`lora_A.default.weight`) some writers keep.
+fn parse_key(name: &str) -> Option<(usize, Module, Matrix)> {
+    let rest = name.strip_prefix("base_model.model.").unwrap_or(name);
+    let rest = rest.strip_prefix("model.layers.")?;
+    let mut parts = rest.split('.');
+    let layer: usize = parts.next()?.parse().ok()?;
+    let block = parts.next()?;
+    let module = Module::parse(parts.next()?)?;
+    if module.block() != block {
+        return None;
+    }
+    let matrix = match parts.next()? {
+        "lora_A" => Matrix::A,
+        "lora_B" => Matrix::B,
+        _ => return None,
+    };
+    match (parts.next()?, parts.next(), parts.next()) {
+        ("weight", None, None) => {}
+        (_, Some("weight"), None) => {}
+        _ => return None,
+    }
+    Some((layer, module, matrix))
+}
+
+/// The dropout keep-mask of one adapter input: `rows x cols` factors that are 0 with
+/// probability `p` and `1 / (1 - p)` otherwise, a pure function of `(seed, layer, module)`
+/// so that a recomputed forward (gradient checkpointing) and a resumed run draw the same.
+pub fn dropout_mask(
+    seed: u64,
+    layer: usize,
+    module: Module,
+    rows: usize,
+    cols: usize,
+    p: f64,
+) -> Vec<f32> {
+    use rayon::prelude::*;
+    let keep = (1.0 / (1.0 - p)) as f32;
+    let threshold = (p * (1u64 << 53) as f64) as u64;
+    let base = seed
+        ^ (layer as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        ^ ((module.index() as u64 + 1) << 56);
+    let mut out = vec![0f32; rows * cols];
+    out.par_chunks_mut(cols.max(1))
+        .enumerate()
+        .for_each(|(row, values)| {
+            let mut rng = crate::rng::SplitMix64::new(
+                base ^ (row as u64).wrapping_mul(0xD1B5_4A32_D192_ED03),
+            );
+            // Decorrelate neighbouring seeds before drawing.
+            rng.next_u64();
+            for v in values.iter_mut() {
+                *v = if (rng.next_u64() >> 11) < threshold {
+                    0.0
+                } else {
+                    keep
+                };
+            }
+        });
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_follow_peft_and_refuse_the_head() {
+        let t = resolve_targets(&[], "llama").unwrap();
+        assert_eq!(t.modules, vec![Module::Q, Module::V]);
+        assert!(t.note.is_none());
+        let t = resolve_targets(&[], "smollm3").unwrap();
+        assert!(t.note.unwrap().contains("no default"));
+        let t = resolve_targets(&["all-linear".into()], "qwen2").unwrap();
+        assert_eq!(t.modules.len(), 7);
+        let t = resolve_targets(&["v_proj,q_proj".into(), "down_proj".into()], "llama").unwrap();
+        assert_eq!(t.modules, vec![Module::Q, Module::V, Module::Down]);
+        let err = resolve_targets(&["q_proj".into(), "lm_head".into()], "llama").unwrap_err();
+        assert!(err.contains("output head"), "{err}");
+        let err = resolve_targets(&["qproj".into()], "llama").unwrap_err();
+        assert!(err.contains("q_proj, k_proj"), "{err}");
+    }
+
+    #[test]
+    fn keys_are_peft_names_and_parse_back() {
+        let k = adapter_key(3, Module::Gate, Matrix::B);
+        assert_eq!(
+            k,
+            "base_model.model.model.layers.3.mlp.gate_proj.lora_B.weight"
+        );
+        assert_eq!(parse_key(&k), Some((3, Module::Gate, Matrix::B)));
+        assert_eq!(
+            parse_key("base_model.model.model.layers.0.self_attn.q_proj.lora_A.default.weight"),
+            Some((0, Module::Q, Matrix::A))
+        );
+        assert_eq!(
+            parse_key("base_model.model.model.layers.0.mlp.q_proj.lora_A.weight"),
+            None
+        );
+        assert_eq!(parse_key("base_model.model.lm_head.lora_A.weight"), None);
+    }
+
+    #[test]
+    fn scaling_and_dropout() {
+        let mut c = LoraConfig::default();
+        assert_eq!(c.scaling(), 2.0);
+        c.use_rslora = true;
+        assert_eq!(c.scaling(), 8.0);
+        let m = dropout_mask(7, 1, Module::V, 64, 100, 0.25);
+        let zeros = m.iter().filter(|v| **v == 0.0).count();
+        assert!((1300..1900).contains(&zeros), "{zeros} of 6400 dropped");
+        assert!(m.iter().all(|v| *v == 0.0 || (*v - 4.0 / 3.0).abs() < 1e-6));
+        assert_eq!(m, dropout_mask(7, 1, Module::V, 64, 100, 0.25));
+        assert_ne!(m, dropout_mask(8, 1, Module::V, 64, 100, 0.25));
+        assert_ne!(m, dropout_mask(7, 1, Module::Q, 64, 100, 0.25));
+    }
+}
