@@ -783,8 +783,17 @@ impl Llama {
     /// is held in (f32 after full fine-tuning; a merged LoRA model keeps its base's dtype).
     pub fn save(&self, dir: &Path) -> Result<()> {
         std::fs::create_dir_all(dir).map_err(|e| ModelError::io(dir, e))?;
-        save_safetensors(&self.state_dict(), &dir.join("model.safetensors"))?;
-        let dtype = match self.embed.dtype() {
+        // Norm weights and biases held in f32 next to bf16 matrices go back to the matrices'
+        // dtype (exactly: they were widened from it).
+        let stored = self.embed.dtype();
+        let mut tensors = self.state_dict();
+        for t in tensors.values_mut() {
+            if t.dtype() != stored {
+                *t = t.to_dtype(stored)?;
+            }
+        }
+        save_safetensors(&tensors, &dir.join("model.safetensors"))?;
+        let dtype = match stored {
             DType::BF16 => "bfloat16",
             DType::F16 => "float16",
             _ => "float32",
