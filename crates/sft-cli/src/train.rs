@@ -429,7 +429,11 @@ fn run(args: TrainArgs) -> i32 {
     let evaluates = args.eval_dataset.is_some() || args.dataset_test_split.is_some();
     // An adapter checkpoint has no config.json: the plan is of the base.
     if let Err(e) = memory_plan(
-        if lora.is_some() { &model_dir } else { load_from },
+        if lora.is_some() {
+            &model_dir
+        } else {
+            load_from
+        },
         &args,
         lora.as_ref(),
         evaluates && eval_strategy != Strategy::No,

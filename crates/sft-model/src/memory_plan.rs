@@ -659,6 +659,38 @@ mod tests {
     }
 
     #[test]
+    fn lora_plans_count_the_frozen_base_as_stored_and_no_base_gradients() {
+        let c = smollm2();
+        let cfg = crate::lora::LoraConfig::default();
+        let l = LoraShape::new(&cfg, 2);
+        // PEFT's count for SmolLM2-135M, r 16 on q_proj and v_proj.
+        assert_eq!(l.params(&c), 921_600);
+        let full = train_plan(&c, &shape(8, 1024, true));
+        let lora = train_plan(
+            &c,
+            &TrainShape {
+                lora: Some(l),
+                ..shape(8, 1024, true)
+            },
+        );
+        let p = c.num_parameters() as u64;
+        let base = lora
+            .items
+            .iter()
+            .find(|i| i.what.starts_with("frozen base"))
+            .unwrap();
+        assert_eq!(base.bytes, 2 * p);
+        // No base gradients or moments, and half the weight bytes: at least 12 bytes a
+        // parameter less.
+        assert!(
+            full.peak() > lora.peak() + 12 * p,
+            "{}\n{}",
+            full.render(),
+            lora.render()
+        );
+    }
+
+    #[test]
     fn reads_mem_available() {
         let text = "MemTotal:       24000000 kB\nMemFree:  100 kB\nMemAvailable:   22000000 kB\n";
         assert_eq!(parse_mem_available(text), Some(22_000_000 * 1024));

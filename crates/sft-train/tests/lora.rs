@@ -30,7 +30,11 @@ fn values(t: &Tensor) -> Vec<f32> {
 /// max |a - b| over max |b|: the error relative to the tensor's scale.
 fn rel(a: &[f32], b: &[f32]) -> f64 {
     assert_eq!(a.len(), b.len());
-    let d = a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+    let d = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0f32, f32::max);
     let s = b.iter().map(|y| y.abs()).fold(0f32, f32::max);
     d as f64 / (s as f64).max(1e-30)
 }
@@ -41,7 +45,8 @@ fn model_and_fixture() -> (Llama, Value, HashMap<String, Tensor>) {
     let dir = root().join("tests/fixtures/lora");
     let f: Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("step.json")).unwrap()).unwrap();
-    let tensors = candle_core::safetensors::load(dir.join("step.safetensors"), &Device::Cpu).unwrap();
+    let tensors =
+        candle_core::safetensors::load(dir.join("step.safetensors"), &Device::Cpu).unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let initial: HashMap<String, Tensor> = tensors
         .iter()
@@ -92,12 +97,22 @@ fn one_step(checkpointing: bool) {
     let n: usize = rows.iter().map(BatchRow::trained_tokens).sum();
     // The gradients of loss / trained tokens, as TRL's loss divides.
     let batch = Batch::new(&rows, 2, model.config.vocab_size, &Device::Cpu).unwrap();
-    let (_, grads) = model.loss_backward(&batch, 1.0 / n as f64, checkpointing).unwrap();
+    let (_, grads) = model
+        .loss_backward(&batch, 1.0 / n as f64, checkpointing)
+        .unwrap();
     assert_eq!(model.params().len(), 8);
     for p in model.params() {
-        let ours = values(grads.get(p.var.as_tensor()).expect("every adapter gets a gradient"));
+        let ours = values(
+            grads
+                .get(p.var.as_tensor())
+                .expect("every adapter gets a gradient"),
+        );
         let theirs = values(&tensors[&format!("grad.{}", p.name)]);
-        assert!(theirs.iter().any(|v| *v != 0.0), "{}: the fixture's gradient is zero", p.name);
+        assert!(
+            theirs.iter().any(|v| *v != 0.0),
+            "{}: the fixture's gradient is zero",
+            p.name
+        );
         let e = rel(&ours, &theirs);
         assert!(e <= 1e-4, "{}: gradient off by {e:e} (relative)", p.name);
     }
@@ -122,16 +137,28 @@ fn one_step(checkpointing: bool) {
     .done()
     .unwrap();
     let loss = f["loss"].as_f64().unwrap();
-    assert!((step.loss - loss).abs() / loss <= 1e-5, "loss {} vs {loss}", step.loss);
+    assert!(
+        (step.loss - loss).abs() / loss <= 1e-5,
+        "loss {} vs {loss}",
+        step.loss
+    );
     let norm = f["grad_norm"].as_f64().unwrap();
-    assert!((step.grad_norm - norm).abs() / norm <= 1e-4, "grad_norm {} vs {norm}", step.grad_norm);
+    assert!(
+        (step.grad_norm - norm).abs() / norm <= 1e-4,
+        "grad_norm {} vs {norm}",
+        step.grad_norm
+    );
     for p in model.params() {
         let ours = values(p.var.as_tensor());
         let theirs = values(&tensors[&format!("updated.{}", p.name)]);
         let initial = values(&tensors[&format!("initial.{}", p.name)]);
         assert!(ours != initial, "{} was not updated", p.name);
         let e = rel(&ours, &theirs);
-        assert!(e <= 1e-4, "{}: updated value off by {e:e} (relative)", p.name);
+        assert!(
+            e <= 1e-4,
+            "{}: updated value off by {e:e} (relative)",
+            p.name
+        );
     }
     // The frozen weights are bit-identical after the step.
     let after: Vec<Vec<f32>> = model.state_dict().values().map(values).collect();
