@@ -695,7 +695,7 @@ fn memory_plan(
     }
     let tips = suggestions(&config, &shape, available);
     let tips = if tips.is_empty() {
-        "none of checkpointing, a smaller batch or a shorter max_length fits: use a machine with more memory".to_string()
+        "none of checkpointing, a smaller batch, a shorter max_length or LoRA adapters (--use_peft) fits: use a machine with more memory".to_string()
     } else {
         format!("flags that would fit: {}", tips.join("; or "))
     };

@@ -543,6 +543,18 @@ pub fn suggestions(c: &LlamaConfig, s: &TrainShape, available: u64) -> Vec<Strin
             break;
         }
     }
+    // LoRA adapters on the frozen base instead of training every weight.
+    if s.lora.is_none() {
+        let cfg = crate::lora::LoraConfig::default();
+        let t = TrainShape {
+            lora: Some(LoraShape::new(&cfg, stored_weight_bytes(c))),
+            checkpointing: true,
+            ..*s
+        };
+        if fits(&t) {
+            out.push("--use_peft (LoRA adapters on the frozen base)".to_string());
+        }
+    }
     let mut len = s.max_length;
     while len > 64 {
         len /= 2;

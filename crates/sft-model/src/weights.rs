@@ -35,11 +35,18 @@ fn load_folder_with(
     let files = weight_files(dir)?;
     let mut out = HashMap::new();
     for file in files {
-        let tensors = candle_core::safetensors::load(&file, &Device::Cpu).map_err(|e| {
-            let why = safetensors_damage(&file).unwrap_or_else(|| e.to_string());
-            ModelError::weights(&file, format!("cannot read safetensors: {why}"))
-        })?;
-        for (name, t) in tensors {
+        let fail = |e: ReadError| match e {
+            ReadError::Io(e) => ModelError::io(&file, e),
+            ReadError::Format(why) => {
+                let why = safetensors_damage(&file).unwrap_or(why);
+                ModelError::weights(&file, format!("cannot read safetensors: {why}"))
+            }
+        };
+        // Read one tensor at a time (not the whole file into a buffer, nor mapped: a
+        // mapping's touched pages count as resident until it is dropped), so loading holds
+        // the weights once plus one tensor's bytes.
+        for item in read_tensors(&file).map_err(fail)? {
+            let (name, t) = item.map_err(fail)?;
             let t = match t.dtype() {
                 DType::F32 | DType::F16 | DType::BF16 | DType::F64 => t
                     .to_dtype(dtype.unwrap_or(match t.dtype() {
@@ -55,10 +62,96 @@ fn load_folder_with(
                     ))
                 }
             };
+            // Made a variable here (the model's parameters are), so that building the model
+            // does not copy every weight a second time.
+            let t = candle_core::Var::from_tensor(&t)
+                .map_err(|e| ModelError::weights(&file, format!("{name}: {e}")))?
+                .as_tensor()
+                .clone();
             out.insert(name, t);
         }
     }
     Ok(out)
+}
+
+enum ReadError {
+    Io(std::io::Error),
+    Format(String),
+}
+
+/// The tensors of a safetensors file, read one at a time in file order.
+fn read_tensors(
+    path: &Path,
+) -> Result<impl Iterator<Item = Result<(String, Tensor), ReadError>>, ReadError> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = std::fs::File::open(path).map_err(ReadError::Io)?;
+    let size = file.metadata().map_err(ReadError::Io)?.len();
+    let mut len = [0u8; 8];
+    file.read_exact(&mut len)
+        .map_err(|_| ReadError::Format("shorter than its 8-byte header length".into()))?;
+    let header_len = u64::from_le_bytes(len);
+    if header_len > size.saturating_sub(8) {
+        return Err(ReadError::Format("header longer than the file".into()));
+    }
+    let mut header = vec![0u8; header_len as usize];
+    file.read_exact(&mut header).map_err(ReadError::Io)?;
+    let Ok(Value::Object(map)) = serde_json::from_slice::<Value>(&header) else {
+        return Err(ReadError::Format("header is not a JSON object".into()));
+    };
+    let data_start = 8 + header_len;
+    let mut entries = Vec::new();
+    for (name, info) in map {
+        if name == "__metadata__" {
+            continue;
+        }
+        let dtype = match info["dtype"].as_str() {
+            Some("F32") => DType::F32,
+            Some("F16") => DType::F16,
+            Some("BF16") => DType::BF16,
+            Some("F64") => DType::F64,
+            Some("U8") => DType::U8,
+            Some("U32") => DType::U32,
+            Some("I64") => DType::I64,
+            other => {
+                return Err(ReadError::Format(format!(
+                    "tensor {name}: unsupported dtype {other:?}"
+                )))
+            }
+        };
+        let shape: Option<Vec<usize>> = info["shape"].as_array().map(|a| {
+            a.iter()
+                .filter_map(|d| d.as_u64().map(|d| d as usize))
+                .collect()
+        });
+        let offsets: Option<Vec<u64>> = info["data_offsets"]
+            .as_array()
+            .map(|a| a.iter().filter_map(Value::as_u64).collect());
+        let (Some(shape), Some([from, to])) = (shape, offsets.as_deref()) else {
+            return Err(ReadError::Format(format!(
+                "tensor {name}: no shape or data_offsets"
+            )));
+        };
+        let (from, to) = (*from, *to);
+        let want = shape.iter().product::<usize>() as u64 * dtype.size_in_bytes() as u64;
+        if to < from || to - from != want || data_start + to > size {
+            return Err(ReadError::Format(format!(
+                "tensor {name}: its bytes [{from}, {to}) do not hold shape {shape:?} of {dtype:?} inside the file"
+            )));
+        }
+        entries.push((from, to, name, dtype, shape));
+    }
+    entries.sort_by_key(|e| e.0);
+    Ok(entries
+        .into_iter()
+        .map(move |(from, to, name, dtype, shape)| {
+            let mut bytes = vec![0u8; (to - from) as usize];
+            file.seek(SeekFrom::Start(data_start + from))
+                .and_then(|_| file.read_exact(&mut bytes))
+                .map_err(ReadError::Io)?;
+            let t = Tensor::from_raw_buffer(&bytes, dtype, &shape, &Device::Cpu)
+                .map_err(|e| ReadError::Format(format!("tensor {name}: {e}")))?;
+            Ok((name, t))
+        }))
 }
 
 /// The safetensors files of a folder: the shards named by the index, or `model.safetensors`.
