@@ -11,6 +11,7 @@
 # Configs (each one process under /usr/bin/time -v; one at a time, never in parallel):
 #   defaults        sft-train at TRL's defaults: batch 8, max_length 1024, unpacked,
 #                   gradient checkpointing on (batches are padded to their longest row)
+#   defaults-full   the same with --gradient_checkpointing false (TRL's defaults otherwise)
 #   packed-8x1024   batch 8, max_length 1024, packed (bfd), checkpointing on
 #   packed-2x1024-full  batch 2, max_length 1024, packed, checkpointing off
 #   packed-4x512    batch 4, max_length 512, packed, checkpointing on
@@ -71,6 +72,8 @@ train() {
 for c in "${configs[@]}"; do
   case $c in
     defaults) train defaults ;;
+    # The plan assumes every batch at max_length (an upper bound unpacked) and would refuse.
+    defaults-full) train defaults-full --gradient_checkpointing false --memory_check false ;;
     packed-8x1024) train packed-8x1024 --packing ;;
     packed-2x1024-full) train packed-2x1024-full --per_device_train_batch_size 2 --packing \
       --gradient_checkpointing false ;;

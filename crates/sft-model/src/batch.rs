@@ -133,6 +133,13 @@ impl Batch {
         self.doc_ids.iter().any(|&d| d != 0)
     }
 
+    /// The key range every query attends to (its document's earlier tokens and itself; a
+    /// padding query only itself): the mask of [`Self::attention_mask`] without the
+    /// `len x len` tensor.
+    pub fn key_ranges(&self) -> Result<crate::attention::KeyRanges> {
+        crate::attention::KeyRanges::from_doc_ids(self.rows, self.len, &self.doc_ids, PAD_DOC)
+    }
+
     /// The additive attention mask `[rows, 1, len, len]`: 0 where a query may attend to a
     /// key (same document, not later), -inf elsewhere.
     pub fn attention_mask(&self, device: &Device) -> Result<Tensor> {

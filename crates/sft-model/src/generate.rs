@@ -142,10 +142,33 @@ impl Llama {
         Ok(out)
     }
 
-    /// Mask `[rows, 1, t, past + t]`: new query `i` sees valid keys up to its own position.
-    fn generation_mask(&self, valid: &[Vec<bool>], past: usize, t: usize) -> Result<Tensor> {
+    /// Mask `[rows, 1, t, past + t]`: new query `i` sees valid keys up to its own position
+    /// (a key range per query: a row's valid keys follow its left padding).
+    fn generation_mask(
+        &self,
+        valid: &[Vec<bool>],
+        past: usize,
+        t: usize,
+    ) -> Result<crate::ops::SoftmaxMask> {
         let keys = past + t;
         let b = valid.len();
+        let mut ranges = Vec::with_capacity(b * t);
+        for v in valid {
+            let first = v.iter().position(|&x| x).unwrap_or(v.len());
+            if v.len() < keys || v[first..].iter().any(|&x| !x) {
+                ranges.clear();
+                break;
+            }
+            for i in 0..t {
+                let q = past + i;
+                let lo = if first <= q { first } else { q };
+                ranges.push((lo as u32, q as u32 + 1));
+            }
+        }
+        if ranges.len() == b * t {
+            let ranges = crate::attention::KeyRanges::new(b, t, keys, ranges)?;
+            return crate::ops::SoftmaxMask::from_ranges(ranges, &self.device);
+        }
         let mut mask = vec![f32::NEG_INFINITY; b * t * keys];
         for (r, v) in valid.iter().enumerate() {
             for i in 0..t {
@@ -163,7 +186,7 @@ impl Llama {
                 }
             }
         }
-        Ok(Tensor::from_vec(mask, (b, 1, t, keys), &self.device)?)
+        crate::ops::SoftmaxMask::new(Tensor::from_vec(mask, (b, 1, t, keys), &self.device)?)
     }
 }
 

@@ -7,6 +7,7 @@
 //! ids, a block-diagonal causal mask for packed rows, and a masked cross-entropy that never
 //! materialises the whole vocabulary's logits for a row ([`loss`]).
 
+pub mod attention;
 pub mod batch;
 pub mod config;
 pub mod generate;

@@ -387,10 +387,13 @@ impl Llama {
     }
 
     /// The attention mask a batch needs: none for one unpadded single-document row of one
-    /// position, else the block-diagonal causal mask.
-    fn batch_mask(&self, batch: &Batch) -> Result<Option<Tensor>> {
+    /// position, else the block-diagonal causal mask (as key ranges).
+    fn batch_mask(&self, batch: &Batch) -> Result<Option<crate::ops::SoftmaxMask>> {
         Ok(if batch.needs_mask() || batch.len > 1 {
-            Some(batch.attention_mask(&self.device)?)
+            Some(crate::ops::SoftmaxMask::from_ranges(
+                batch.key_ranges()?,
+                &self.device,
+            )?)
         } else {
             None
         })
@@ -422,16 +425,10 @@ impl Llama {
         positions: &[u32],
         b: usize,
         t: usize,
-        mask: Option<Tensor>,
+        mask: Option<crate::ops::SoftmaxMask>,
     ) -> Result<Context> {
         self.check_span(positions)?;
         let (cos, sin) = self.rope_tables(positions, b, t)?;
-        let mask = match mask {
-            Some(m) => Some(crate::ops::SoftmaxMask::new(
-                m.to_dtype(self.compute_dtype)?,
-            )?),
-            None => None,
-        };
         Ok(Context { cos, sin, mask })
     }
 
@@ -473,14 +470,14 @@ impl Llama {
         Ok((x + mlp)?)
     }
 
-    /// The decoder stack over `ids [rows, len]` with per-token positions and an additive
-    /// mask `[rows, 1, len, keys]`; with a cache, keys and values of earlier calls are
+    /// The decoder stack over `ids [rows, len]` with per-token positions and a mask of
+    /// `[rows, 1, len, keys]`; with a cache, keys and values of earlier calls are
     /// prepended (generation).
     pub(crate) fn forward_hidden(
         &self,
         ids: &Tensor,
         positions: &[u32],
-        mask: Option<Tensor>,
+        mask: Option<crate::ops::SoftmaxMask>,
         mut cache: Option<&mut KvCache>,
         mode: Mode,
     ) -> Result<Tensor> {
@@ -689,7 +686,6 @@ impl Llama {
         let c = &self.config;
         let (b, t, _) = x.dims3()?;
         let (nh, nkv, hd) = (c.num_attention_heads, c.num_key_value_heads, c.head_dim);
-        let rep = nh / nkv;
         let q = self
             .project(index, Module::Q, x, mode)?
             .reshape((b, t, nh, hd))?;
@@ -739,15 +735,10 @@ impl Llama {
             }
             None => (k, v),
         };
-        let keys = k.dim(2)?;
-        // Grouped-query attention without copying keys: the `rep` query heads that share a
-        // key head are stacked along the sequence axis.
-        let q = q.reshape((b, nkv, rep * t, hd))?;
+        // Fused blockwise attention on the CPU (grouped-query heads read their key head in
+        // place), the unfused softmax path elsewhere.
         let scale = 1.0 / (hd as f64).sqrt();
-        let scores = q.matmul(&k.t()?)?.reshape((b, nh, t, keys))?;
-        let probs = crate::ops::masked_softmax_shared(&scores, scale, ctx.mask.as_ref())?
-            .reshape((b, nkv, rep * t, keys))?;
-        let out = probs.matmul(&v)?.reshape((b, nh, t, hd))?;
+        let out = crate::attention::attention(&q, &k, &v, scale, ctx.mask.as_ref())?;
         let out = out.transpose(1, 2)?.reshape((b, t, nh * hd))?;
         self.project(index, Module::O, &out, mode)
     }

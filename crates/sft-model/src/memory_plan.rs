@@ -5,8 +5,9 @@
 //! The activation counts follow what this crate's forward keeps (f32 on the CPU):
 //! per decoder layer and token, `6 h + 7 q + 7 kv + 4 i` floats (norm outputs, projections,
 //! the RoPE temporaries, the attention output and its copy, the MLP's four `i`-wide
-//! tensors, the residual stream), plus `2 x heads x T` floats of attention scores and
-//! probabilities per query; a training forward keeps all of them for every layer, a
+//! tensors, the residual stream), plus the fused attention's log-sum-exp (`heads` floats;
+//! it keeps no `T x T` scores or probabilities, [`crate::attention`]); a training forward
+//! keeps all of them for every layer, a
 //! checkpointed one only each layer's input and one layer's worth while it is recomputed.
 //! The backward's transient (the gradients of one layer's intermediates, the softmax
 //! backward's copies) is counted the same way; the fixed process overhead and the ratio of
@@ -156,7 +157,9 @@ pub fn gib(bytes: u64) -> String {
 /// counted in [`layer_floats_per_token`]: fitted (least squares) to the peak resident set
 /// of two SmolLM2-135M runs without checkpointing (packed 4 x 512 and 2 x 1,024, the same
 /// tokens and twice the `T x T`), where the count alone predicted 21% and 17% too little
-/// (benches/MEMORY.md). What the count misses was not profiled (allocator retention of
+/// (benches/MEMORY.md; fitted with the unfused attention, whose kept `T x T` scores were
+/// counted exactly; with the fused attention the same factor leaves the two runs 1.6% and
+/// 3.3% off). What the count misses was not profiled (allocator retention of
 /// the backward's transients is the likely part: mimalloc is told never to return freed
 /// memory, `sft_cli::keep_freed_memory`).
 const KEPT_PER_COUNTED: f64 = 1.564;
@@ -173,15 +176,27 @@ fn layer_floats_per_token(c: &LlamaConfig) -> u64 {
     6 * h + 7 * q + 7 * kv + 4 * i + qk_norm + bias
 }
 
-/// Bytes of one layer's attention scores and probabilities for `rows x len` queries over
-/// `len` keys.
+/// Bytes one layer's fused attention keeps for its backward beyond its inputs and output
+/// (counted in [`layer_floats_per_token`]) for `rows x len` queries: the log-sum-exp of
+/// every query of every head. Nothing `T x T` is kept (its blocks are recomputed).
 fn attention_bytes(c: &LlamaConfig, rows: usize, len: usize) -> u64 {
-    2 * (rows * c.num_attention_heads) as u64 * (len * len) as u64 * F32
+    (rows * len * c.num_attention_heads) as u64 * F32
 }
 
-/// The additive mask (`[rows, 1, T, T]` f32) and its host copy shared by the layers.
+/// The fused attention backward's working set for one layer: host copies of the queries,
+/// output and output gradient, the query gradient, each query head's share of the key and
+/// value gradients (`6 q` floats per token), the key and value copies and their summed
+/// gradients (`4 kv`); blocks of scores are recomputed in per-task tiles of a few KiB.
+fn attention_backward_bytes(c: &LlamaConfig, rows: usize, len: usize) -> u64 {
+    let q = (c.num_attention_heads * c.head_dim) as u64;
+    let kv = (c.num_key_value_heads * c.head_dim) as u64;
+    (rows * len) as u64 * (6 * q + 4 * kv) * F32
+}
+
+/// The mask shared by the layers: one key range (two u32) per query, no `[rows, 1, T, T]`
+/// tensor on the CPU.
 fn mask_bytes(rows: usize, len: usize) -> u64 {
-    2 * rows as u64 * (len * len) as u64 * F32
+    rows as u64 * len as u64 * 8
 }
 
 /// Bytes of the fused loss over `targets` positions: the chunk logits and gradients, the
@@ -208,11 +223,15 @@ pub fn inference_plan(c: &LlamaConfig, rows: usize, len: usize) -> MemoryPlan {
     let n = (rows * len) as u64;
     let h = c.hidden_size as u64;
     // At the attention of a layer: the residual stream and its norm, the projections and
-    // RoPE temporaries, the scores and probabilities, the output; the MLP's wide tensors
-    // come after the scores are freed.
+    // RoPE temporaries, the log-sum-exp, the output. The MLP's wide tensors (gate, up,
+    // their activation and product) come after the attention's are freed; with no `T x T`
+    // scores the MLP is the larger of the two.
     let q = (c.num_attention_heads * c.head_dim) as u64;
     let kv = (c.num_key_value_heads * c.head_dim) as u64;
-    let working = n * (3 * h + 4 * q + 4 * kv) * F32 + attention_bytes(c, rows, len);
+    let i = c.intermediate_size as u64;
+    let at_attention = n * (3 * h + 4 * q + 4 * kv) * F32 + attention_bytes(c, rows, len);
+    let at_mlp = n * (3 * h + 4 * i) * F32;
+    let working = at_attention.max(at_mlp);
     MemoryPlan {
         items: vec![
             Item {
@@ -264,11 +283,9 @@ pub fn train_plan(c: &LlamaConfig, s: &TrainShape) -> MemoryPlan {
     let adapter_floats = s.lora.map_or(0, |l| l.floats_per_token(c));
     let counted = n * (layer_floats_per_token(c) + adapter_floats) * F32;
     let per_layer = (counted as f64 * KEPT_PER_COUNTED) as u64 + attention_bytes(c, rows, len);
-    // Gradients of one layer's intermediates while its backward runs: six `T x T` tensors
-    // at once (the probabilities' gradient, the fused softmax backward's host copies of
-    // its output and gradient, its result, and candle's zeros-then-add accumulation of a
-    // gradient), and the residual stream's gradients.
-    let transient = 3 * attention_bytes(c, rows, len) + n * (4 * h + 2 * i) * F32;
+    // Gradients of one layer's intermediates while its backward runs: the fused
+    // attention backward's working set and the residual stream's gradients.
+    let transient = attention_backward_bytes(c, rows, len) + n * (4 * h + 2 * i) * F32;
     let full = layers * per_layer + n * h * F32;
     let checkpointed = layers * n * h * F32 + per_layer + n * h * F32;
     // What is trained: every weight, or the adapters only.
@@ -614,8 +631,8 @@ mod tests {
         assert!(more.peak() > ckpt.peak() + (ckpt.peak() - fixed - BASE_BYTES) / 2);
     }
 
-    /// The peaks measured in benches/MEMORY.md (MiB, `/usr/bin/time -v`, SmolLM2-135M):
-    /// the plan is within 15% of each.
+    /// The peaks measured in benches/MEMORY.md (MiB, `/usr/bin/time -v`, SmolLM2-135M,
+    /// fused attention): the plan is within 15% of each.
     #[test]
     fn plans_match_the_recorded_measurements() {
         let c = smollm2();
@@ -624,27 +641,27 @@ mod tests {
             (
                 "packed 4 x 512",
                 train_plan(&c, &shape(4, 512, true)).peak(),
-                2995.0,
+                2793.0,
             ),
             (
                 "packed 4 x 512 full",
                 train_plan(&c, &shape(4, 512, false)).peak(),
-                10517.0,
+                8109.0,
             ),
             (
                 "packed 2 x 1024 full",
                 train_plan(&c, &shape(2, 1024, false)).peak(),
-                12435.0,
+                7725.0,
             ),
             (
                 "packed 8 x 1024",
                 train_plan(&c, &shape(8, 1024, true)).peak(),
-                6343.0,
+                4501.0,
             ),
             (
                 "scoring 8 x 1024",
                 inference_plan(&c, 8, 1024).peak(),
-                1743.0,
+                1165.0,
             ),
         ];
         for (what, plan, measured) in cases {

@@ -2,11 +2,12 @@
 //! a tensor and record a backward node: the attention softmax (scale, mask, softmax in one
 //! pass) and RMSNorm. On other devices the same maths runs as candle ops.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Shape, Tensor, D};
 use rayon::prelude::*;
 
+use crate::attention::KeyRanges;
 use crate::loss::LossFloat;
 use crate::Result;
 
@@ -127,32 +128,105 @@ impl CustomOp1 for MaskedSoftmax {
     }
 }
 
-/// An additive attention mask `[rows, 1, t, s]` prepared once per forward: the tensor (for
-/// other devices) and, on the CPU, its values shared by every layer's softmax (each fused
-/// softmax keeps its mask for the backward, so one copy per layer would hold
-/// `layers x rows x t x s` floats for a training step).
+/// An attention mask prepared once per forward and shared by every layer: the key range
+/// of every query ([`KeyRanges`], what the fused attention reads, when the mask is one) and,
+/// built on first use, the additive tensor `[rows, 1, t, s]` and its values on the host (the
+/// unfused path's; each fused softmax keeps its mask for the backward, so one copy per layer
+/// would hold `layers x rows x t x s` floats for a training step).
 #[derive(Clone)]
 pub struct SoftmaxMask {
-    tensor: Tensor,
-    host: Option<Arc<Vec<f32>>>,
+    inner: Arc<MaskInner>,
+}
+
+struct MaskInner {
+    tensor: OnceLock<Tensor>,
+    host: OnceLock<Arc<Vec<f32>>>,
+    ranges: Option<KeyRanges>,
+    device: candle_core::Device,
 }
 
 impl SoftmaxMask {
+    /// From an additive mask tensor `[rows, 1, t, s]` (its key ranges are found when it is
+    /// 0 on one contiguous range of keys per query and `-inf` elsewhere).
     pub fn new(mask: Tensor) -> Result<Self> {
-        let host = if mask.device().is_cpu() {
-            Some(Arc::new(
+        let host = OnceLock::new();
+        let mut ranges = None;
+        if mask.device().is_cpu() {
+            let values = Arc::new(
                 mask.to_dtype(candle_core::DType::F32)?
                     .flatten_all()?
                     .to_vec1::<f32>()?,
-            ))
-        } else {
-            None
-        };
-        Ok(Self { tensor: mask, host })
+            );
+            if let Ok((rows, 1, t, s)) = mask.dims4() {
+                ranges = KeyRanges::from_additive_mask(rows, t, s, &values);
+            }
+            let _ = host.set(values);
+        }
+        let tensor = OnceLock::new();
+        let device = mask.device().clone();
+        let _ = tensor.set(mask);
+        Ok(Self {
+            inner: Arc::new(MaskInner {
+                tensor,
+                host,
+                ranges,
+                device,
+            }),
+        })
     }
 
-    pub fn tensor(&self) -> &Tensor {
-        &self.tensor
+    /// From key ranges: on the CPU nothing `t x s` is built unless an unfused path asks
+    /// for it.
+    pub fn from_ranges(ranges: KeyRanges, device: &candle_core::Device) -> Result<Self> {
+        let mask = Self {
+            inner: Arc::new(MaskInner {
+                tensor: OnceLock::new(),
+                host: OnceLock::new(),
+                ranges: Some(ranges),
+                device: device.clone(),
+            }),
+        };
+        if !device.is_cpu() {
+            mask.tensor()?;
+        }
+        Ok(mask)
+    }
+
+    /// The key range of every query, when the mask is one.
+    pub fn ranges(&self) -> Option<&KeyRanges> {
+        self.inner.ranges.as_ref()
+    }
+
+    /// The additive mask `[rows, 1, t, s]`.
+    pub fn tensor(&self) -> Result<Tensor> {
+        if let Some(t) = self.inner.tensor.get() {
+            return Ok(t.clone());
+        }
+        let r = self.inner.ranges.as_ref().ok_or_else(|| {
+            crate::ModelError::Input("an attention mask with neither values nor ranges".into())
+        })?;
+        let t = Tensor::from_vec(
+            r.additive_mask(),
+            (r.rows(), 1, r.queries(), r.keys()),
+            &self.inner.device,
+        )?;
+        Ok(self.inner.tensor.get_or_init(|| t).clone())
+    }
+
+    /// The additive mask's values on the host.
+    fn host(&self) -> Result<Arc<Vec<f32>>> {
+        if let Some(h) = self.inner.host.get() {
+            return Ok(h.clone());
+        }
+        let values = match &self.inner.ranges {
+            Some(r) => r.additive_mask(),
+            None => self
+                .tensor()?
+                .to_dtype(candle_core::DType::F32)?
+                .flatten_all()?
+                .to_vec1::<f32>()?,
+        };
+        Ok(self.inner.host.get_or_init(|| Arc::new(values)).clone())
     }
 }
 
@@ -179,7 +253,7 @@ pub fn masked_softmax_shared(
     if !fused {
         let x = (scores * scale)?;
         let x = match mask {
-            Some(m) => x.broadcast_add(&m.tensor.to_dtype(x.dtype())?)?,
+            Some(m) => x.broadcast_add(&m.tensor()?.to_dtype(x.dtype())?)?,
             None => x,
         };
         let max = x.max_keepdim(D::Minus1)?.detach();
@@ -189,15 +263,7 @@ pub fn masked_softmax_shared(
     }
     let heads = scores.dim(1)?;
     let mask = match mask {
-        Some(m) => Some(match &m.host {
-            Some(h) => h.clone(),
-            None => Arc::new(
-                m.tensor
-                    .to_dtype(candle_core::DType::F32)?
-                    .flatten_all()?
-                    .to_vec1::<f32>()?,
-            ),
-        }),
+        Some(m) => Some(m.host()?),
         None => None,
     };
     Ok(scores
