@@ -600,7 +600,8 @@ pub fn run_dedupe(args: DedupeArgs) -> i32 {
     if let Err(code) = check_output_format(&args.output) {
         return code;
     }
-    if !args.exact_only && !(args.threshold > 0.0 && args.threshold <= 1.0) {
+    let valid = args.threshold > 0.0 && args.threshold <= 1.0;
+    if !args.exact_only && !valid {
         return usage_error(format!(
             "--threshold {}: a Jaccard similarity is between 0 and 1 (--exact-only turns near-duplicates off)",
             args.threshold

@@ -101,7 +101,7 @@ pub fn dedupe(job: &DedupeJob) -> Result<DedupeSummary, OpError> {
         |at, result| {
             let value = match result {
                 Ok(v) => v,
-                Err(bad) => return rejects.bad_row(&at, bad),
+                Err(bad) => return rejects.bad_row(&at, *bad),
             };
             let first = groups.representative(at.seq);
             if first == at.seq {

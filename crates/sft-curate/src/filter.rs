@@ -184,7 +184,7 @@ pub fn filter(job: &FilterJob) -> Result<FilterSummary, OpError> {
                 Ok(v) => v,
                 Err(bad) => {
                     *reasons.entry(bad.code.clone()).or_default() += 1;
-                    return rejects.bad_row(&at, bad);
+                    return rejects.bad_row(&at, *bad);
                 }
             };
             if why.is_empty() {

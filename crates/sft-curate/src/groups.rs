@@ -131,7 +131,7 @@ pub fn group_rows(
             };
             (keys, value)
         },
-        |at, result: Result<(RowKeys, Value), BadRow>| {
+        |at, result: Result<(RowKeys, Value), Box<BadRow>>| {
             if at.seq >= u32::MAX as u64 {
                 return Err(OpError::Data(format!(
                     "{}: more than {} rows; split the input into parts first",

@@ -80,7 +80,7 @@ pub struct MinHasher {
 
 impl MinHasher {
     pub fn new(params: LshParams) -> MinHasher {
-        let mut rng = crate::rng::Rng::new(0x6d69_6e68_6173_68);
+        let mut rng = crate::rng::Rng::new(0x006d_696e_6861_7368);
         let n = params.permutations();
         let a = (0..n).map(|_| rng.next_u64() | 1).collect();
         let b = (0..n).map(|_| rng.next_u64()).collect();

@@ -262,7 +262,7 @@ pub fn mix(job: &MixJob) -> Result<MixSummary, OpError> {
                 }
                 Err(bad) => {
                     bad_rows += 1;
-                    rejects.bad_row(&at, bad)
+                    rejects.bad_row(&at, *bad)
                 }
             },
         )?;

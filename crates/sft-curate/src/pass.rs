@@ -76,7 +76,7 @@ impl RowAt<'_> {
 pub fn each_row<T: Send>(
     input: &Input,
     work: impl Fn(&DataFile, Value) -> T + Sync,
-    mut fold: impl FnMut(RowAt<'_>, Result<T, BadRow>) -> Result<(), OpError>,
+    mut fold: impl FnMut(RowAt<'_>, Result<T, Box<BadRow>>) -> Result<(), OpError>,
 ) -> Result<u64, OpError> {
     let mut seq = 0u64;
     let mut failure: Option<OpError> = None;
@@ -92,7 +92,7 @@ pub fn each_row<T: Send>(
             &input.progress,
             |batch, raw| match parse_row(batch, raw) {
                 Ok(value) => Ok(work(file, value)),
-                Err(problem) => Err(BadRow {
+                Err(problem) => Err(Box::new(BadRow {
                     code: if problem.invalid_utf8 {
                         "invalid_utf8"
                     } else {
@@ -107,7 +107,7 @@ pub fn each_row<T: Send>(
                                 .into_owned(),
                         )
                     }),
-                }),
+                })),
             },
             |_, event| {
                 if failure.is_some() {

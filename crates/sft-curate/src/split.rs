@@ -242,7 +242,7 @@ pub fn split(job: &SplitJob) -> Result<SplitSummary, OpError> {
         |at, result| {
             let (value, source) = match result {
                 Ok(v) => v,
-                Err(bad) => return rejects.bad_row(&at, bad),
+                Err(bad) => return rejects.bad_row(&at, *bad),
             };
             let row = at.seq;
             let first = groups.representative(row);
