@@ -45,6 +45,16 @@ enum Command {
     Prepare(PrepareArgs),
     /// Show examples as the model sees them, trained tokens marked (terminal or HTML).
     Show(ShowArgs),
+    /// Mix sources by weight into one dataset, each row tagged with its source.
+    Mix(crate::curate::MixArgs),
+    /// A leak-free train/test split in the Hugging Face Hub layout.
+    Split(crate::curate::SplitArgs),
+    /// Drop rows by tokens, turns, check's issue codes or an expression (rejects kept).
+    Filter(crate::curate::FilterArgs),
+    /// Remove exact duplicates and near-duplicates (MinHash), keeping the first.
+    Dedupe(crate::curate::DedupeArgs),
+    /// Rows, tokens, turns, roles, scripts, tool use, lengths per source and format.
+    Stats(crate::curate::StatsArgs),
 }
 
 #[derive(Args)]
@@ -137,7 +147,7 @@ struct PrepareArgs {
 }
 
 #[derive(Args)]
-struct TemplateArgs {
+pub(crate) struct TemplateArgs {
     /// Chat template: a bundled name (smollm2, smollm3, chatml, llama3, llama3.2, qwen2.5,
     /// qwen3, mistral, gemma3, phi3.5, zephyr, deepseek-r1), a model folder, a .gguf file
     /// or a template file.
@@ -279,14 +289,14 @@ enum FromArg {
 }
 
 #[derive(Args)]
-struct InputArgs {
+pub(crate) struct InputArgs {
     /// How raw text files (.txt) become documents: whole, line, paragraph, or a separator
     /// string such as '<|endoftext|>'.
     #[arg(long, value_name = "HOW", default_value = "whole")]
-    text_split: TextSplit,
+    pub(crate) text_split: TextSplit,
     /// No progress bar and no summary; errors still go to stderr.
     #[arg(long, short)]
-    quiet: bool,
+    pub(crate) quiet: bool,
 }
 
 #[derive(Args)]
@@ -364,12 +374,12 @@ struct ConvertArgs {
     input: InputArgs,
 }
 
-fn usage_error(message: impl std::fmt::Display) -> i32 {
+pub(crate) fn usage_error(message: impl std::fmt::Display) -> i32 {
     eprintln!("sft-data: error: {message}");
     EXIT_USAGE
 }
 
-fn find_files(paths: &[PathBuf]) -> Result<Vec<DataFile>, i32> {
+pub(crate) fn find_files(paths: &[PathBuf]) -> Result<Vec<DataFile>, i32> {
     let found = discover_noting(paths).map_err(|e| {
         usage_error(format_args!(
             "{e}\n  hint: pass data files (.jsonl, .json, .parquet, .arrow, .txt) or folders holding them"
@@ -395,7 +405,7 @@ fn find_inputs_for(
 
 /// Exit 2 before anything runs when an output would overwrite an input (through any name
 /// or link), two outputs are one file, or an output's folder is missing or read-only.
-fn refuse_unsafe_outputs(
+pub(crate) fn refuse_unsafe_outputs(
     inputs: &[DataFile],
     outputs: &[Output],
     extra_inputs: &[PathBuf],
@@ -408,7 +418,7 @@ fn refuse_unsafe_outputs(
 }
 
 /// The files behind --chat-template and --special-tokens, when they name files.
-fn template_inputs(template: &TemplateArgs) -> Vec<PathBuf> {
+pub(crate) fn template_inputs(template: &TemplateArgs) -> Vec<PathBuf> {
     let mut paths: Vec<PathBuf> = template
         .chat_template
         .iter()
@@ -419,7 +429,7 @@ fn template_inputs(template: &TemplateArgs) -> Vec<PathBuf> {
     paths
 }
 
-fn output_flag(path: &std::path::Path) -> Output {
+pub(crate) fn output_flag(path: &std::path::Path) -> Output {
     Output::new(path, "the output (-o)", "write to another file with -o")
 }
 
@@ -471,6 +481,11 @@ pub fn main() -> i32 {
         Command::Render(args) => run_render(args),
         Command::Prepare(args) => run_prepare(args),
         Command::Show(args) => run_show(args),
+        Command::Mix(args) => crate::curate::run_mix(args),
+        Command::Split(args) => crate::curate::run_split(args),
+        Command::Filter(args) => crate::curate::run_filter(args),
+        Command::Dedupe(args) => crate::curate::run_dedupe(args),
+        Command::Stats(args) => crate::curate::run_stats(args),
     }
 }
 
@@ -523,6 +538,7 @@ fn run_check(args: CheckArgs) -> i32 {
         keep_all_issues: args.report.is_some(),
         issues_per_code: (args.report_limit > 0).then_some(args.report_limit),
         progress: ByteCounter::default(),
+        flat_memory_rows: None,
     };
     let total: u64 = files.iter().map(|f| f.size).sum();
     let mut report = {
@@ -563,7 +579,7 @@ fn run_check(args: CheckArgs) -> i32 {
 
 /// The tokenizer and the template to tokenize conversational rows with: --chat-template
 /// when given, else the tokenizer folder's own.
-fn load_token_check(
+pub(crate) fn load_token_check(
     path: &std::path::Path,
     template: &TemplateArgs,
     max_length: usize,

@@ -2,12 +2,13 @@
 //! calls, messages and exit codes out.
 //!
 //! Each binary is a thin wrapper around a module here, which parses flags with clap and
-//! calls the library crates: `sft-data` ([`data`]: check, convert, render, prepare, show),
+//! calls the library crates: `sft-data` ([`data`]: check, convert, render, prepare, show; mix, split, filter, dedupe and stats in `curate`),
 //! `sft-train` ([`train`], over `sft-train`) and `sft-eval` ([`eval`], over `sft-eval`).
 //! All three speak one flag language ([`flags`]). Exit codes are the same everywhere:
 //! 0 success, 1 the data or the run has problems, 2 the command itself is wrong (bad flag,
 //! missing path).
 
+mod curate;
 pub mod data;
 pub mod eval;
 pub mod flags;

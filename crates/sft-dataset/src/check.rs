@@ -12,10 +12,11 @@ use sft_io::{ByteCounter, DataFile, ReadOptions};
 use sft_tokenize::TokenizeErrorCode;
 
 use crate::hash::content_hash;
+use crate::keys::KeyTable;
 use crate::location::Location;
 use crate::pipeline::{self, parse_row, row_location, FileEvent, ParseProblem};
 use crate::render::template_issues;
-use crate::stats::{LengthStats, Stats};
+use crate::stats::{LengthCounts, LengthStats, Stats};
 use crate::text::{plural, thousands};
 
 /// Below this many examples SFT usually memorises rather than learns.
@@ -63,7 +64,14 @@ pub struct CheckOptions {
     pub template: Option<TemplateCheck>,
     /// Tokenize every row: token statistics, truncation, a packing preview.
     pub tokens: Option<TokenCheck>,
+    /// Past this many distinct rows, duplicates are found in a key table spilled to disk
+    /// (`keys`) instead of a hash map, so memory stays flat; `None`: [`FLAT_MEMORY_ROWS`].
+    pub flat_memory_rows: Option<u64>,
 }
+
+/// The distinct rows `check` keeps in memory to find duplicates (about 45 bytes each, some
+/// 90 MB) before it spills them to a key table and finds the rest with a group-by.
+pub const FLAT_MEMORY_ROWS: u64 = 2_000_000;
 
 /// One problem, located.
 #[derive(Debug, Clone, Serialize)]
@@ -441,9 +449,11 @@ struct Checker<'a> {
     /// Which files hold rows of each kind, to name them in hints.
     files_of_kind: HashMap<RowKind, std::collections::BTreeSet<usize>>,
     seen: HashMap<u64, SeenAt>,
+    /// Past `flat_memory_rows` distinct rows: every row's hash and location, on disk.
+    spill: Option<KeyTable>,
     eval_seen: HashMap<u64, Location>,
-    lengths: Vec<u32>,
-    turns: Vec<u32>,
+    lengths: LengthCounts,
+    turns: LengthCounts,
     longest: BinaryHeap<Reverse<LongRow>>,
     duplicates: u64,
     token_lengths: Vec<u32>,
@@ -573,11 +583,11 @@ impl<'a> Checker<'a> {
             }
         }
         let chars = parsed.chars as u64;
-        self.lengths.push(chars.min(u32::MAX as u64) as u32);
+        self.lengths.add(chars);
         if matches!(parsed.kind, RowKind::Format(f) if f.is_conversational())
             || parsed.kind == RowKind::Convertible(Shape::ShareGpt)
         {
-            self.turns.push(parsed.turns as u32);
+            self.turns.add(parsed.turns as u64);
         }
         let seq = self.report.rows;
         if self.longest.len() < LONGEST_KEPT
@@ -609,6 +619,14 @@ impl<'a> Checker<'a> {
                 eval.overlapping_rows += 1;
             }
         }
+        if let Some(spill) = self.spill.as_mut() {
+            // Rows are numbered from 1 here: 0 stands for the rows spilled from the map.
+            let at = SeenAt::of(file, &location).0;
+            if let Err(e) = spill.push(self.report.rows, &[Some(parsed.hash)], at) {
+                self.spill_failed(e);
+            }
+            return;
+        }
         match self.seen.get(&parsed.hash) {
             Some(first) => {
                 self.duplicates += 1;
@@ -618,16 +636,67 @@ impl<'a> Checker<'a> {
             }
             None => {
                 self.seen.insert(parsed.hash, SeenAt::of(file, &location));
+                let limit = self.options.flat_memory_rows.unwrap_or(FLAT_MEMORY_ROWS);
+                if self.seen.len() as u64 >= limit {
+                    self.start_spill();
+                }
             }
         }
     }
 
+    /// Moves the distinct rows seen so far to a key table on disk; from now on every row
+    /// goes there, and duplicates are found by a group-by at the end.
+    fn start_spill(&mut self) {
+        let mut table = match KeyTable::create(&["hash"], None) {
+            Ok(t) => t,
+            // No room for a temporary file: go on in memory.
+            Err(_) => return,
+        };
+        for (hash, at) in self.seen.drain() {
+            if table.push(0, &[Some(hash)], at.0).is_err() {
+                return;
+            }
+        }
+        self.seen = HashMap::new();
+        self.spill = Some(table);
+    }
+
+    fn spill_failed(&mut self, error: String) {
+        self.spill = None;
+        self.issue(Issue::new(
+            IssueCode::UnreadableFile,
+            None,
+            format!("duplicate detection stopped: {error}"),
+        ));
+    }
+
+    /// The duplicates among the rows that went to the key table, in row order.
+    fn spilled_duplicates(&mut self) {
+        let Some(table) = self.spill.take() else {
+            return;
+        };
+        let repeats = table.finish().and_then(|t| t.repeats("hash"));
+        match repeats {
+            Ok(repeats) => {
+                for r in repeats {
+                    self.duplicates += 1;
+                    let location = SeenAt(r.payload).location(self.files);
+                    let first = SeenAt(r.first_payload).location(self.files);
+                    let message = format!("the same example as {first}");
+                    self.issue(Issue::new(IssueCode::DuplicateRow, Some(location), message));
+                }
+            }
+            Err(e) => self.spill_failed(e),
+        }
+    }
+
     fn finish(mut self) -> CheckReport {
+        self.spilled_duplicates();
         self.dataset_findings();
         self.token_findings();
         let mut stats = Stats {
-            chars: LengthStats::of(&mut self.lengths),
-            turns: LengthStats::of(&mut self.turns),
+            chars: self.lengths.stats(),
+            turns: self.turns.stats(),
             duplicate_rows: self.duplicates,
             long_outliers: 0,
             outlier_threshold_chars: None,
@@ -850,10 +919,7 @@ impl<'a> Checker<'a> {
     }
 
     fn lengths_above(&self, threshold: u64) -> u64 {
-        self.lengths
-            .iter()
-            .filter(|&&l| l as u64 > threshold)
-            .count() as u64
+        self.lengths.above(threshold)
     }
 }
 
@@ -952,9 +1018,10 @@ pub fn check(files: &[DataFile], options: &CheckOptions) -> CheckReport {
         first_of_kind: HashMap::new(),
         files_of_kind: HashMap::new(),
         seen: HashMap::new(),
+        spill: None,
         eval_seen,
-        lengths: Vec::new(),
-        turns: Vec::new(),
+        lengths: LengthCounts::default(),
+        turns: LengthCounts::default(),
         longest: BinaryHeap::new(),
         duplicates: 0,
         token_lengths: Vec::new(),
@@ -991,4 +1058,52 @@ pub fn check(files: &[DataFile], options: &CheckOptions) -> CheckReport {
     let mut report = checker.finish();
     report.seconds = started.elapsed().as_secs_f64();
     report
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn duplicate_issues(report: &mut CheckReport, dir: &std::path::Path) -> Vec<(Value, Value)> {
+        let path = dir.join(format!("report-{}.json", report.stats.duplicate_rows));
+        report.write_json(&path, false).unwrap();
+        let json: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let mut out: Vec<(Value, Value)> = json["issues"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|i| i["code"] == "duplicate_row")
+            .map(|i| (i["line"].clone(), i["message"].clone()))
+            .collect();
+        out.sort_by_key(|(line, _)| line.as_u64());
+        out
+    }
+
+    #[test]
+    fn duplicates_past_the_flat_memory_limit_are_the_same() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rows.jsonl");
+        let rows: String = (0..300)
+            .map(|i| format!("{{\"text\": \"row {}\"}}\n", (i * 37) % 101))
+            .collect();
+        std::fs::write(&path, rows).unwrap();
+        let files = sft_io::discover(&[path]).unwrap();
+        let run = |limit: Option<u64>| {
+            let options = CheckOptions {
+                keep_all_issues: true,
+                flat_memory_rows: limit,
+                ..CheckOptions::default()
+            };
+            check(&files, &options)
+        };
+        let mut in_memory = run(None);
+        let mut spilled = run(Some(10));
+        assert_eq!(in_memory.stats.duplicate_rows, 199);
+        assert_eq!(spilled.stats.duplicate_rows, 199);
+        assert_eq!(in_memory.stats.chars, spilled.stats.chars);
+        let a = duplicate_issues(&mut in_memory, dir.path());
+        let b = duplicate_issues(&mut spilled, dir.path());
+        assert_eq!(a.len(), 199);
+        assert_eq!(a, b);
+    }
 }

@@ -22,7 +22,8 @@
 
 pub mod check;
 pub mod convert;
-mod hash;
+pub mod hash;
+pub mod keys;
 mod location;
 pub mod pipeline;
 pub mod prepare;

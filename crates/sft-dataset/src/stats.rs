@@ -51,9 +51,98 @@ impl LengthStats {
     }
 }
 
+/// A length distribution kept as the count of each distinct value: the same nearest-rank
+/// percentiles as [`LengthStats::of`] over the values, in memory bounded by the number of
+/// distinct lengths rather than the number of rows.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LengthCounts(std::collections::BTreeMap<u64, u64>);
+
+impl LengthCounts {
+    pub fn add(&mut self, value: u64) {
+        *self.0.entry(value).or_default() += 1;
+    }
+
+    pub fn merge(&mut self, other: &LengthCounts) {
+        for (v, n) in &other.0 {
+            *self.0.entry(*v).or_default() += n;
+        }
+    }
+
+    pub fn count(&self) -> u64 {
+        self.0.values().sum()
+    }
+
+    /// How many values are above `threshold`.
+    pub fn above(&self, threshold: u64) -> u64 {
+        self.0
+            .range(threshold.saturating_add(1)..)
+            .map(|(_, n)| n)
+            .sum()
+    }
+
+    /// Nearest-rank percentiles; `None` when empty.
+    pub fn stats(&self) -> Option<LengthStats> {
+        let n = self.count();
+        if n == 0 {
+            return None;
+        }
+        let rank = |p: f64| {
+            let k = ((p / 100.0 * n as f64).ceil() as u64).clamp(1, n);
+            let mut seen = 0;
+            for (v, c) in &self.0 {
+                seen += c;
+                if seen >= k {
+                    return *v;
+                }
+            }
+            unreachable!("k <= n")
+        };
+        let sum: f64 = self.0.iter().map(|(v, c)| *v as f64 * *c as f64).sum();
+        Some(LengthStats {
+            count: n,
+            mean: sum / n as f64,
+            min: *self.0.keys().next().expect("not empty"),
+            p25: rank(25.0),
+            p50: rank(50.0),
+            p75: rank(75.0),
+            p90: rank(90.0),
+            p99: rank(99.0),
+            max: *self.0.keys().next_back().expect("not empty"),
+        })
+    }
+
+    /// Values per power-of-two bin, as (bin start, count): 0, 1, 2-3, 4-7, ...
+    pub fn log2_bins(&self) -> std::collections::BTreeMap<u64, u64> {
+        let mut bins = std::collections::BTreeMap::new();
+        for (v, c) in &self.0 {
+            let start = if *v == 0 {
+                0
+            } else {
+                1u64 << (63 - v.leading_zeros())
+            };
+            *bins.entry(start).or_default() += c;
+        }
+        bins
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counts_give_the_percentiles_of_the_values() {
+        let values: Vec<u32> = (0..1000u32).map(|i| (i * 7919) % 613).collect();
+        let mut counts = LengthCounts::default();
+        for &v in &values {
+            counts.add(v as u64);
+        }
+        let mut sorted = values.clone();
+        assert_eq!(counts.stats(), LengthStats::of(&mut sorted));
+        let above = values.iter().filter(|&&v| v > 300).count() as u64;
+        assert_eq!(counts.above(300), above);
+        assert_eq!(counts.log2_bins().values().sum::<u64>(), 1000);
+    }
 
     #[test]
     fn nearest_rank_percentiles() {

@@ -185,6 +185,13 @@ impl Kinds {
         }
     }
 
+    /// Adds what another writer's rows held.
+    pub fn merge(&mut self, other: &Kinds) {
+        for (path, kind) in &other.seen {
+            *self.seen.entry(path.clone()).or_default() |= kind;
+        }
+    }
+
     /// The outermost paths whose rows hold more than one JSON type (nulls aside).
     pub fn mixed(&self) -> Vec<JsonPath> {
         let mut mixed: Vec<JsonPath> = self

@@ -329,6 +329,21 @@ impl DatasetWriter {
 /// Writes the spilled JSON lines as Parquet; the fields at `mixed` (different JSON types in
 /// different rows) as JSON text with the `arrow.json` extension type.
 fn spill_to_parquet(
+    spill: Temp,
+    path: &Path,
+    mixed: &[crate::json_type::JsonPath],
+) -> Result<Temp, String> {
+    let mut spill = encode_mixed(spill, path, mixed)?;
+    let schema = infer_schema(&mut spill)?;
+    write_parquet(
+        spill,
+        path,
+        Arc::new(crate::json_type::mark(&schema, mixed)),
+    )
+}
+
+/// The spill with the values at `mixed` replaced by their JSON text.
+fn encode_mixed(
     mut spill: Temp,
     path: &Path,
     mixed: &[crate::json_type::JsonPath],
@@ -347,11 +362,23 @@ fn spill_to_parquet(
         }
         spill = encoded.into_inner().map_err(|e| e.error().to_string())?;
     }
+    Ok(spill)
+}
+
+fn infer_schema(spill: &mut Temp) -> Result<arrow_schema::Schema, String> {
     let file = spill.as_file_mut();
     file.seek(SeekFrom::Start(0)).map_err(|e| e.to_string())?;
     let (schema, _) = infer_json_schema(BufReader::new(&*file), None)
         .map_err(|e| format!("cannot derive a Parquet schema from the rows: {e}"))?;
-    let schema = Arc::new(crate::json_type::mark(&schema, mixed));
+    Ok(schema)
+}
+
+fn write_parquet(
+    mut spill: Temp,
+    path: &Path,
+    schema: Arc<arrow_schema::Schema>,
+) -> Result<Temp, String> {
+    let file = spill.as_file_mut();
     file.seek(SeekFrom::Start(0)).map_err(|e| e.to_string())?;
     let reader = ReaderBuilder::new(schema.clone())
         .with_batch_size(4096)
@@ -382,6 +409,77 @@ fn spill_to_parquet(
         .close()
         .map_err(|e| format!("Parquet write failed: {e}"))?;
     Ok(out)
+}
+
+/// Finishes writers of one dataset's splits (train, test) with one schema, inferred from
+/// the rows of all of them: Python `datasets` loads the splits of a `DatasetDict` with one
+/// set of features, so a column that only some rows of one split have must be in every
+/// split's file. JSON lines writers are finished as they are. Returns the rows of each.
+pub fn finish_as_one_dataset(writers: Vec<DatasetWriter>) -> Result<Vec<u64>, WriteError> {
+    if writers.iter().all(|w| w.format != OutputFormat::Parquet) {
+        return writers.into_iter().map(DatasetWriter::finish).collect();
+    }
+    let mut kinds = crate::json_type::Kinds::default();
+    for w in &writers {
+        kinds.merge(&w.kinds);
+    }
+    let mixed = kinds.mixed();
+    let mut spills = Vec::new();
+    for w in writers {
+        let (path, rows, format) = (w.path.clone(), w.rows, w.format);
+        let error = |message: String| WriteError {
+            path: path.clone(),
+            message,
+        };
+        let temp = w
+            .lines
+            .into_inner()
+            .map_err(|e| error(e.error().to_string()))?;
+        let temp = match format {
+            OutputFormat::Parquet => encode_mixed(temp, &path, &mixed).map_err(error)?,
+            OutputFormat::JsonLines => temp,
+        };
+        spills.push((path, rows, format, temp));
+    }
+    let mut schemas = Vec::new();
+    for (path, _, format, temp) in spills.iter_mut() {
+        if *format == OutputFormat::Parquet {
+            schemas.push(infer_schema(temp).map_err(|message| WriteError {
+                path: path.clone(),
+                message,
+            })?);
+        }
+    }
+    let merged = arrow_schema::Schema::try_merge(schemas).map_err(|e| WriteError {
+        path: spills[0].0.clone(),
+        message: format!(
+            "the splits' rows do not fit one Parquet schema ({e}): write .jsonl instead"
+        ),
+    })?;
+    let schema = Arc::new(crate::json_type::mark(&merged, &mixed));
+    let mut finished = Vec::new();
+    for (path, rows, format, temp) in spills {
+        let temp = match format {
+            OutputFormat::Parquet => {
+                write_parquet(temp, &path, schema.clone()).map_err(|message| WriteError {
+                    path: path.clone(),
+                    message,
+                })?
+            }
+            OutputFormat::JsonLines => temp,
+        };
+        finished.push((path, rows, temp));
+    }
+    let mut counts = Vec::new();
+    for (path, rows, temp) in finished {
+        temp.as_file().sync_all().ok();
+        temp.persist(&path).map_err(|e| WriteError {
+            path,
+            message: format!("cannot move the finished file into place: {}", e.error),
+        })?;
+        counts.push(rows);
+    }
+    Ok(counts)
 }
 
 /// Writes `text` to `path` atomically (for reports and manifests).
@@ -453,5 +551,40 @@ impl Write for AtomicFile {
     }
     fn flush(&mut self) -> io::Result<()> {
         self.out.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn columns(path: &Path) -> Vec<String> {
+        let file = std::fs::File::open(path).unwrap();
+        let reader =
+            parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file).unwrap();
+        reader
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect()
+    }
+
+    #[test]
+    fn splits_of_one_dataset_share_one_schema() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a.parquet"), dir.path().join("b.parquet"));
+        let mut wa = DatasetWriter::create(&a).unwrap();
+        let mut wb = DatasetWriter::create(&b).unwrap();
+        wa.write(&serde_json::json!({"text": "x", "only_a": 1}))
+            .unwrap();
+        wb.write(&serde_json::json!({"text": "y", "mixed": "s"}))
+            .unwrap();
+        wa.write(&serde_json::json!({"text": "z", "mixed": 2}))
+            .unwrap();
+        let rows = finish_as_one_dataset(vec![wa, wb]).unwrap();
+        assert_eq!(rows, vec![2, 1]);
+        assert_eq!(columns(&a), columns(&b));
+        assert_eq!(columns(&a).len(), 3);
     }
 }
