@@ -6,7 +6,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{root, sft_eval, sft_train, Run};
+use common::{copy_dir, root, sft_eval, sft_train, Run};
 use serde_json::Value;
 
 const MODEL: &str = "data-samples/models/tiny-llama";
@@ -47,14 +47,6 @@ fn losses(dir: &Path) -> Vec<(u64, f64)> {
         .iter()
         .filter_map(|e| Some((e["step"].as_u64()?, e.get("loss")?.as_f64()?)))
         .collect()
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
-    }
 }
 
 #[test]

@@ -6,7 +6,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{read_jsonl, sft_data};
+use common::{copy_dir, read_jsonl, sft_data};
 use serde_json::{json, Value};
 
 const TOKENIZER: &str = "data-samples/models/smollm2-135m-instruct-tokenizer";
@@ -1105,17 +1105,6 @@ fn train_tiny(data: &Path, out: &Path, steps: &str, extra: &[&str]) -> common::R
     ];
     args.extend_from_slice(extra);
     common::sft_train(&args)
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap().flatten() {
-        if e.path().is_dir() {
-            copy_dir(&e.path(), &to.join(e.file_name()));
-        } else {
-            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
-        }
-    }
 }
 
 /// Rewrites one safetensors file of a checkpoint through `edit`.

@@ -4,7 +4,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{read_jsonl, root, sft_train, Run};
+use common::{copy_dir, read_jsonl, root, sft_train, Run};
 use serde_json::Value;
 
 const MODEL: &str = "data-samples/models/tiny-llama";
@@ -147,14 +147,6 @@ fn resuming_gives_the_losses_of_an_uninterrupted_run() {
     let a = std::fs::read(full.join("model.safetensors")).unwrap();
     let b = std::fs::read(part.join("model.safetensors")).unwrap();
     assert!(a == b, "the resumed run ended with other weights");
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
-    }
 }
 
 #[test]

@@ -92,3 +92,15 @@ pub fn strip_nulls(v: &Value) -> Value {
         other => other.clone(),
     }
 }
+
+/// Copies a folder and everything under it (a checkpoint, for resume and damage tests).
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap().flatten() {
+        if e.path().is_dir() {
+            copy_dir(&e.path(), &to.join(e.file_name()));
+        } else {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+}
