@@ -304,164 +304,73 @@ pub fn train_plan(c: &LlamaConfig, s: &TrainShape) -> MemoryPlan {
         }
         None => loss_bytes(c, n, true),
     };
-    if let Some(l) = s.lora {
-        return lora_plan(
-            c,
-            s,
-            &l,
-            p,
-            trained,
-            grads,
-            [checkpointed, full, transient, loss],
-        );
-    }
-    let mut items = vec![
-        Item {
-            what: "process (binary, tokenizer, buffers)",
-            bytes: BASE_BYTES,
-            counted: true,
-        },
-        Item {
-            what: "weights (f32)",
-            bytes: p * F32,
-            counted: true,
-        },
-        Item {
-            what: if s.grad_accum > 1 {
-                "gradients (+ accumulation buffers)"
-            } else {
-                "gradients"
-            },
-            bytes: grads,
-            counted: true,
-        },
-        Item {
-            what: "AdamW moments",
-            bytes: 2 * p * F32,
-            counted: true,
-        },
-        Item {
-            what: "activations, gradient checkpointing",
-            bytes: checkpointed,
-            counted: s.checkpointing,
-        },
-        Item {
-            what: "activations, all layers kept",
-            bytes: full,
-            counted: !s.checkpointing,
-        },
-        Item {
-            what: "backward working set (one layer)",
-            bytes: transient,
-            counted: true,
-        },
-        Item {
-            what: "attention mask",
-            bytes: mask_bytes(rows, len),
-            counted: true,
-        },
-        Item {
-            what: "loss chunks and head gradients",
-            bytes: loss,
-            counted: true,
-        },
-    ];
-    push_eval(
-        c,
-        s,
-        grads + transient + mask_bytes(rows, len) + loss,
-        checkpointed,
-        full,
-        &mut items,
-    );
-    MemoryPlan { items }
-}
-
-/// The plan of a LoRA run: the frozen base as stored with one projection widened at a
-/// time, the adapters' parameters, gradients and moments, and the activations of a
-/// training forward (the same as full fine-tuning, plus the adapters' own).
-fn lora_plan(
-    c: &LlamaConfig,
-    s: &TrainShape,
-    l: &LoraShape,
-    p: u64,
-    trained: u64,
-    grads: u64,
-    [checkpointed, full, transient, loss]: [u64; 4],
-) -> MemoryPlan {
-    let (rows, len) = (s.rows, s.max_length);
-    let widest =
-        (c.hidden_size.max(c.num_attention_heads * c.head_dim) * c.intermediate_size) as u64;
-    let widened = if l.weight_bytes < F32 {
-        widest * F32
-    } else {
-        0
+    let item = |what: &'static str, bytes: u64| Item {
+        what,
+        bytes,
+        counted: true,
     };
-    let mut items = vec![
-        Item {
-            what: "process (binary, tokenizer, buffers)",
-            bytes: BASE_BYTES,
-            counted: true,
+    let mut items = vec![item("process (binary, tokenizer, buffers)", BASE_BYTES)];
+    match s.lora {
+        None => items.push(item("weights (f32)", p * F32)),
+        // The frozen base as stored, one projection widened to f32 while it runs, and the
+        // adapters' own parameters.
+        Some(l) => {
+            let widest = (c.hidden_size.max(c.num_attention_heads * c.head_dim)
+                * c.intermediate_size) as u64;
+            let narrow = l.weight_bytes < F32;
+            items.push(item(
+                if narrow {
+                    "frozen base weights (as stored, 2 bytes each)"
+                } else {
+                    "frozen base weights (f32)"
+                },
+                p * l.weight_bytes,
+            ));
+            items.push(item(
+                "a projection widened to f32 while it runs",
+                if narrow { widest * F32 } else { 0 },
+            ));
+            items.push(item("adapter parameters (f32)", trained * F32));
+        }
+    }
+    let lora = s.lora.is_some();
+    items.push(item(
+        match (lora, s.grad_accum > 1) {
+            (false, false) => "gradients",
+            (false, true) => "gradients (+ accumulation buffers)",
+            (true, false) => "adapter gradients",
+            (true, true) => "adapter gradients (+ accumulation buffers)",
         },
-        Item {
-            what: if l.weight_bytes < F32 {
-                "frozen base weights (as stored, 2 bytes each)"
-            } else {
-                "frozen base weights (f32)"
-            },
-            bytes: p * l.weight_bytes,
-            counted: true,
+        grads,
+    ));
+    items.push(item(
+        if lora {
+            "AdamW moments (adapters)"
+        } else {
+            "AdamW moments"
         },
-        Item {
-            what: "a projection widened to f32 while it runs",
-            bytes: widened,
-            counted: true,
+        2 * trained * F32,
+    ));
+    items.push(Item {
+        what: "activations, gradient checkpointing",
+        bytes: checkpointed,
+        counted: s.checkpointing,
+    });
+    items.push(Item {
+        what: "activations, all layers kept",
+        bytes: full,
+        counted: !s.checkpointing,
+    });
+    items.push(item("backward working set (one layer)", transient));
+    items.push(item("attention mask", mask_bytes(rows, len)));
+    items.push(item(
+        if lora {
+            "loss chunks (frozen head, no gradient)"
+        } else {
+            "loss chunks and head gradients"
         },
-        Item {
-            what: "adapter parameters (f32)",
-            bytes: trained * F32,
-            counted: true,
-        },
-        Item {
-            what: if s.grad_accum > 1 {
-                "adapter gradients (+ accumulation buffers)"
-            } else {
-                "adapter gradients"
-            },
-            bytes: grads,
-            counted: true,
-        },
-        Item {
-            what: "AdamW moments (adapters)",
-            bytes: 2 * trained * F32,
-            counted: true,
-        },
-        Item {
-            what: "activations, gradient checkpointing",
-            bytes: checkpointed,
-            counted: s.checkpointing,
-        },
-        Item {
-            what: "activations, all layers kept",
-            bytes: full,
-            counted: !s.checkpointing,
-        },
-        Item {
-            what: "backward working set (one layer)",
-            bytes: transient,
-            counted: true,
-        },
-        Item {
-            what: "attention mask",
-            bytes: mask_bytes(rows, len),
-            counted: true,
-        },
-        Item {
-            what: "loss chunks (frozen head, no gradient)",
-            bytes: loss,
-            counted: true,
-        },
-    ];
+        loss,
+    ));
     push_eval(
         c,
         s,
