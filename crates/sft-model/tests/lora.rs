@@ -13,6 +13,10 @@ use serde_json::Value;
 use sft_model::lora::{read_adapter, LoraConfig, Module};
 use sft_model::{Batch, BatchRow, Llama};
 
+mod common;
+
+use common::{floats, ids};
+
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
@@ -26,22 +30,6 @@ fn fixture(name: &str) -> Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
-fn ints(v: &Value) -> Vec<u32> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_u64().unwrap() as u32)
-        .collect()
-}
-
-fn floats(v: &Value) -> Vec<f32> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_f64().unwrap() as f32)
-        .collect()
-}
-
 /// The fixture's padded batch as rows (no labels).
 fn rows_of(f: &Value) -> Vec<BatchRow> {
     f["attention_mask"]
@@ -50,8 +38,8 @@ fn rows_of(f: &Value) -> Vec<BatchRow> {
         .iter()
         .enumerate()
         .map(|(r, mask)| {
-            let n = ints(mask).iter().filter(|&&m| m == 1).count();
-            let input = ints(&f["input_ids"][r])[..n].to_vec();
+            let n = ids(mask).iter().filter(|&&m| m == 1).count();
+            let input = ids(&f["input_ids"][r])[..n].to_vec();
             BatchRow::single(input, vec![-100; n])
         })
         .collect()
@@ -61,7 +49,7 @@ fn rows_of(f: &Value) -> Vec<BatchRow> {
 /// 16 logits, the probe ids) over every real position; argmaxes must agree.
 fn max_diff(model: &Llama, f: &Value, expected: &Value) -> f32 {
     let rows = rows_of(f);
-    let probe = ints(&f["probe_ids"]);
+    let probe = ids(&f["probe_ids"]);
     let batch = Batch::new(&rows, 2, model.config.vocab_size, &Device::Cpu).unwrap();
     let logits = model.logits(&batch).unwrap().to_vec3::<f32>().unwrap();
     let mut worst = 0f32;
@@ -88,7 +76,7 @@ fn max_diff(model: &Llama, f: &Value, expected: &Value) -> f32 {
                 .0;
             assert_eq!(
                 argmax as u32,
-                ints(&e["argmax"])[t],
+                ids(&e["argmax"])[t],
                 "argmax, row {r} position {t}"
             );
         }

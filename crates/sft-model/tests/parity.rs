@@ -10,6 +10,8 @@ use sft_model::{Batch, BatchRow, Llama};
 
 mod common;
 
+use common::{floats, ids};
+
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
@@ -26,22 +28,6 @@ fn tiny() -> Llama {
 fn fixture(name: &str) -> Value {
     let path = root().join("tests/fixtures/train").join(name);
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
-
-fn ids(v: &Value) -> Vec<u32> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_u64().unwrap() as u32)
-        .collect()
-}
-
-fn floats(v: &Value) -> Vec<f32> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_f64().unwrap() as f32)
-        .collect()
 }
 
 /// Compares per-position summaries (lse, argmax, head logits, probe logits) of one row.

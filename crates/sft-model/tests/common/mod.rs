@@ -1,4 +1,5 @@
 //! Helpers shared by the sft-model integration tests.
+#![allow(dead_code)]
 
 use candle_core::Device;
 use sft_model::{Batch, BatchRow, Llama};
@@ -23,4 +24,22 @@ pub fn greedy_by_full_forward(model: &Llama, prompt: &[u32], steps: usize) -> Ve
         seq.push(best as u32);
     }
     seq.split_off(prompt.len())
+}
+
+/// A JSON array of token ids.
+pub fn ids(v: &serde_json::Value) -> Vec<u32> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap() as u32)
+        .collect()
+}
+
+/// A JSON array of numbers as f32.
+pub fn floats(v: &serde_json::Value) -> Vec<f32> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap() as f32)
+        .collect()
 }
