@@ -322,6 +322,161 @@ fn mix_with_replacement_and_epochs_of() {
     assert_eq!((rows.len(), main), (13_333, 10_000));
 }
 
+/// A mix's `source` column is kept by `prepare` (a string per row, or one per document of
+/// a packed row), counted per source in its manifest, and shown per source by `check`.
+#[test]
+fn sources_of_a_mix_flow_through_prepare_and_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut w = Words(5);
+    let mut inputs = Vec::new();
+    for (name, n, words) in [("short", 60, 5), ("long", 30, 60)] {
+        let rows: Vec<Value> = (0..n)
+            .map(|_| json!({"messages": [{"role": "user", "content": w.text(4)}, {"role": "assistant", "content": w.text(words)}]}))
+            .collect();
+        let path = dir.path().join(format!("{name}.jsonl"));
+        write_jsonl(&path, &rows);
+        inputs.push(path);
+    }
+    let mixed = dir.path().join("mixed.jsonl");
+    let r = sft_data(&[
+        "mix",
+        &format!("{}:2", p(&inputs[0])),
+        &format!("{}:1", p(&inputs[1])),
+        "--rows",
+        "90",
+        "--seed",
+        "3",
+        "-o",
+        p(&mixed),
+        "-q",
+    ]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    let rows = read_jsonl(&mixed);
+    let want: Vec<&str> = rows.iter().map(|r| r["source"].as_str().unwrap()).collect();
+    let per_source = |name: &str| want.iter().filter(|&&s| s == name).count() as u64;
+    assert!(per_source("short") > 0 && per_source("long") > 0);
+    let tokenizer = sample("data-samples/models/smollm2-135m-instruct-tokenizer");
+
+    // Unpacked: the column holds each row's source, in the order of the rows.
+    let table = dir.path().join("p.parquet");
+    let r = sft_data(&[
+        "prepare",
+        p(&mixed),
+        "--tokenizer",
+        p(&tokenizer),
+        "-o",
+        p(&table),
+    ]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("sources: 2"), "{}", r.stdout);
+    let got = sft_io::tokens::read_text_column(&table, "source")
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.iter().map(|s| s[0].as_str()).collect::<Vec<_>>(), want);
+    let tokens = sft_io::tokens::read_token_table(&table).unwrap();
+    assert_eq!(
+        tokens.len(),
+        3,
+        "the source is not one of the token columns"
+    );
+    let manifest: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("p.manifest.json")).unwrap())
+            .unwrap();
+    assert!(manifest["columns"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("source")));
+    let counts = |manifest: &Value, name: &str| -> Value {
+        manifest["summary"]["sources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["source"] == name)
+            .cloned()
+            .unwrap()
+    };
+    for name in ["short", "long"] {
+        let c = counts(&manifest, name);
+        assert_eq!(c["examples"], per_source(name), "{name}");
+        let their_tokens: usize = tokens[0]
+            .1
+            .iter()
+            .zip(&got)
+            .filter(|(_, s)| s[0] == name)
+            .map(|(ids, _)| ids.len())
+            .sum();
+        assert_eq!(c["tokens"], their_tokens as u64, "{name}");
+    }
+
+    // Packed: one name per document, in the order of seq_lengths.
+    let packed = dir.path().join("packed.parquet");
+    let r = sft_data(&[
+        "prepare",
+        p(&mixed),
+        "--tokenizer",
+        p(&tokenizer),
+        "--max-length",
+        "256",
+        "--packing",
+        "true",
+        "-o",
+        p(&packed),
+        "-q",
+    ]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    let names = sft_io::tokens::read_text_column(&packed, "source")
+        .unwrap()
+        .unwrap();
+    let table = sft_io::tokens::read_token_table(&packed).unwrap();
+    let seq = &table.iter().find(|(n, _)| n == "seq_lengths").unwrap().1;
+    assert!(names.len() < rows.len(), "rows were packed");
+    let mut documents: BTreeMap<String, u64> = BTreeMap::new();
+    for (row_names, lengths) in names.iter().zip(seq) {
+        assert_eq!(row_names.len(), lengths.len());
+        for n in row_names {
+            *documents.entry(n.clone()).or_default() += 1;
+        }
+    }
+    assert_eq!(documents["short"], per_source("short"));
+    assert_eq!(documents["long"], per_source("long"));
+    let manifest: Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("packed.manifest.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(counts(&manifest, "long")["examples"], per_source("long"));
+    let total: u64 = ["short", "long"]
+        .iter()
+        .map(|n| counts(&manifest, n)["tokens"].as_u64().unwrap())
+        .sum();
+    assert_eq!(json!(total), manifest["summary"]["tokens"]);
+
+    // check: rows, lengths and tokens per source.
+    let report = dir.path().join("check.json");
+    let r = sft_data(&[
+        "check",
+        p(&mixed),
+        "--tokenizer",
+        p(&tokenizer),
+        "--report",
+        p(&report),
+    ]);
+    assert!(r.stdout.contains("sources: 2"), "{}", r.stdout);
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    let sources = report["sources"].as_array().unwrap();
+    assert_eq!(sources.len(), 2);
+    for s in sources {
+        let name = s["source"].as_str().unwrap();
+        assert_eq!(s["rows"], per_source(name), "{name}");
+        assert_eq!(s["tokens"]["count"], per_source(name), "{name}");
+    }
+    let median = |name: &str| {
+        sources.iter().find(|s| s["source"] == name).unwrap()["tokens"]["p50"]
+            .as_u64()
+            .unwrap()
+    };
+    assert!(median("long") > median("short") + 30);
+}
+
 // ---------------------------------------------------------------- dedupe
 
 #[test]

@@ -1,4 +1,5 @@
-//! What the operations read from a row: its text, its prompt, its source.
+//! What the operations read from a row: its text and its prompt (its source is
+//! [`sft_dataset::source`]).
 
 use serde_json::Value;
 use sft_formats::{Format, RowKind};
@@ -71,26 +72,6 @@ pub fn prompt_hash(row: &Value, kind: RowKind) -> Option<u64> {
     h.update(b"prompt\0");
     h.update(text.trim().as_bytes());
     Some(h.digest())
-}
-
-/// The row's source: its `source` field when it is a string (as `mix` writes), else the
-/// name of the file it came from.
-pub fn row_source(row: &Value, file_source: &str) -> String {
-    match row.get("source") {
-        Some(Value::String(s)) if !s.is_empty() => s.clone(),
-        _ => file_source.to_string(),
-    }
-}
-
-/// A file's default source name: its stem (`data/alpaca.jsonl` -> `alpaca`), or for a
-/// shard of a folder, the folder's name.
-pub fn file_source_name(path: &std::path::Path) -> String {
-    let stem = path
-        .file_stem()
-        .map(|s| s.to_string_lossy().to_string())
-        .unwrap_or_default();
-    let stem = stem.trim_end_matches(".jsonl").trim_end_matches(".json");
-    stem.to_string()
 }
 
 #[cfg(test)]

@@ -19,7 +19,7 @@ use crate::groups::{group_rows, GroupBy};
 use crate::minhash::LshParams;
 use crate::pass::{each_row, Input, OpError, Rejects};
 use crate::rng::{Rng, Selection};
-use crate::row::{file_source_name, row_source};
+use sft_dataset::source::{file_source_name, row_source};
 
 /// How big the test side is.
 #[derive(Debug, Clone, Copy, PartialEq)]

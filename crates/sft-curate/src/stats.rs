@@ -17,8 +17,9 @@ use sft_dataset::stats::LengthCounts as Counts;
 use sft_formats::{validate_row, RowKind};
 
 use crate::pass::{each_row, Input, OpError};
-use crate::row::{file_source_name, row_source, row_text};
+use crate::row::row_text;
 use crate::script::dominant_script;
+use sft_dataset::source::{file_source_name, row_source};
 
 /// What is counted for one source and format.
 #[derive(Debug, Clone, Default)]

@@ -16,7 +16,8 @@ use crate::keys::KeyTable;
 use crate::location::Location;
 use crate::pipeline::{self, parse_row, row_location, FileEvent, ParseProblem};
 use crate::render::template_issues;
-use crate::stats::{LengthCounts, LengthStats, Stats};
+use crate::source::{file_source_name, source_field};
+use crate::stats::{LengthCounts, LengthStats, SourceStats, SourceTally, Stats};
 use crate::text::{plural, thousands};
 
 /// Below this many examples SFT usually memorises rather than learns.
@@ -27,6 +28,10 @@ pub const RECOMMENDED_EXAMPLES: u64 = 10_000;
 const SAMPLES_PER_CODE: usize = 5;
 /// How many of the longest rows are kept with their locations, to report outliers.
 const LONGEST_KEPT: usize = 100;
+/// Sources counted apart; rows of any further source are counted under [`OTHER_SOURCES`].
+pub const SOURCES_TRACKED: usize = 1000;
+/// The name the rows of sources past [`SOURCES_TRACKED`] are counted under.
+pub const OTHER_SOURCES: &str = "(other sources)";
 
 /// A tokenizer to measure every row with: token statistics as training will see them.
 pub struct TokenCheck {
@@ -185,6 +190,8 @@ pub struct CheckReport {
     pub errors: u64,
     pub warnings: u64,
     pub stats: Stats,
+    /// Per source (the rows' `source` field, or their file's name), most rows first.
+    pub sources: Vec<SourceStats>,
     pub eval: Option<EvalSummary>,
     /// Bytes of the files on disk (compressed, for compressed files and Parquet).
     pub bytes: u64,
@@ -247,6 +254,8 @@ struct Parsed {
     /// For a row in a shape `convert` takes: whether the suggested conversion converts it,
     /// or why not.
     converts: Option<Result<(), String>>,
+    /// The row's `source` field, if it has one.
+    source: Option<String>,
 }
 
 fn examine(
@@ -352,6 +361,7 @@ fn examine(
         turns: checked.turns,
         tokens: counted,
         needs_template,
+        source: source_field(value).map(str::to_string),
     }
 }
 
@@ -460,6 +470,9 @@ struct Checker<'a> {
     trained_tokens: u64,
     needs_template: u64,
     convertibility: HashMap<Shape, Convertibility>,
+    /// Each file's name as a source, for rows without a `source` field.
+    file_sources: Vec<String>,
+    sources: HashMap<String, SourceTally>,
 }
 
 impl<'a> Checker<'a> {
@@ -516,6 +529,9 @@ impl<'a> Checker<'a> {
         let parsed = match outcome.parsed {
             Ok(p) => p,
             Err(problem) => {
+                let tally = self.source_tally(file, None);
+                tally.rows += 1;
+                tally.rows_with_errors += 1;
                 *self.report.kinds.entry("unparsable".into()).or_default() += 1;
                 let code = if problem.invalid_utf8 {
                     IssueCode::InvalidUtf8
@@ -560,6 +576,23 @@ impl<'a> Checker<'a> {
                 self.issue(issue);
             }
         }
+        let has_error = parsed
+            .issues
+            .iter()
+            .any(|i| i.severity() == Severity::Error);
+        let is_conversation = matches!(parsed.kind, RowKind::Format(f) if f.is_conversational())
+            || parsed.kind == RowKind::Convertible(Shape::ShareGpt);
+        let tally = self.source_tally(file, parsed.source.as_deref());
+        tally.rows += 1;
+        tally.rows_with_errors += has_error as u64;
+        tally.chars.add(parsed.chars as u64);
+        if is_conversation {
+            tally.turns.add(parsed.turns as u64);
+        }
+        if let Some((length, trained)) = parsed.tokens {
+            tally.tokens.add(length as u64);
+            tally.trained_tokens += trained as u64;
+        }
         for row_issue in parsed.issues {
             self.issue(Issue::from_row(row_issue, location.clone()));
         }
@@ -584,9 +617,7 @@ impl<'a> Checker<'a> {
         }
         let chars = parsed.chars as u64;
         self.lengths.add(chars);
-        if matches!(parsed.kind, RowKind::Format(f) if f.is_conversational())
-            || parsed.kind == RowKind::Convertible(Shape::ShareGpt)
-        {
+        if is_conversation {
             self.turns.add(parsed.turns as u64);
         }
         let seq = self.report.rows;
@@ -642,6 +673,18 @@ impl<'a> Checker<'a> {
                 }
             }
         }
+    }
+
+    /// The tally of a row's source: its `source` field, else its file's name; past
+    /// [`SOURCES_TRACKED`] sources, the shared [`OTHER_SOURCES`] one.
+    fn source_tally(&mut self, file: usize, field: Option<&str>) -> &mut SourceTally {
+        let name = field.unwrap_or(self.file_sources[file].as_str());
+        let name = if self.sources.contains_key(name) || self.sources.len() < SOURCES_TRACKED {
+            name.to_string()
+        } else {
+            OTHER_SOURCES.to_string()
+        };
+        self.sources.entry(name).or_default()
     }
 
     /// Moves the distinct rows seen so far to a key table on disk; from now on every row
@@ -703,6 +746,13 @@ impl<'a> Checker<'a> {
         };
         self.outliers(&mut stats);
         self.report.stats = stats;
+        let mut sources: Vec<SourceStats> = self
+            .sources
+            .iter()
+            .map(|(name, tally)| tally.stats(name.clone()))
+            .collect();
+        sources.sort_by(|a, b| b.rows.cmp(&a.rows).then_with(|| a.source.cmp(&b.source)));
+        self.report.sources = sources;
         if let Some(out) = self.report.all_issues.as_mut() {
             let _ = out.flush();
         }
@@ -1002,6 +1052,7 @@ pub fn check(files: &[DataFile], options: &CheckOptions) -> CheckReport {
             errors: 0,
             warnings: 0,
             stats: Stats::default(),
+            sources: Vec::new(),
             eval,
             bytes: files.iter().map(|f| f.size).sum(),
             data_bytes: 0,
@@ -1028,6 +1079,8 @@ pub fn check(files: &[DataFile], options: &CheckOptions) -> CheckReport {
         trained_tokens: 0,
         needs_template: 0,
         convertibility: HashMap::new(),
+        file_sources: files.iter().map(|f| file_source_name(&f.path)).collect(),
+        sources: HashMap::new(),
     };
     let generation_prompt = options
         .template

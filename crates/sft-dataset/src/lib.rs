@@ -31,6 +31,7 @@ pub mod prepared;
 pub mod render;
 pub mod report;
 pub mod show;
+pub mod source;
 pub mod stats;
 pub mod summary;
 pub mod text;

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 use serde_json::{json, Value};
-use sft_io::tokens::TokenTableWriter;
+use sft_io::tokens::{TextColumn, TokenTableWriter};
 use sft_io::write::{DatasetWriter, WriteError};
 use sft_io::{ByteCounter, DataFile, ReadOptions};
 use sft_template::ChatTemplate;
@@ -17,7 +17,10 @@ use sft_tokenize::{
 
 use crate::location::Location;
 use crate::pipeline::{self, parse_row, row_location, FileEvent};
-use crate::prepared::{Manifest, ManifestTemplate, ManifestTokenizer, COLUMNS, PACKED_COLUMNS};
+use crate::prepared::{
+    Manifest, ManifestTemplate, ManifestTokenizer, COLUMNS, PACKED_COLUMNS, SOURCE,
+};
+use crate::source::{file_source_name, source_field};
 use crate::stats::LengthStats;
 
 pub struct PrepareJob {
@@ -48,6 +51,20 @@ pub struct PackingSummary {
     pub efficiency: f64,
 }
 
+/// What one source contributed to the table.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct SourceCounts {
+    pub source: String,
+    /// Examples kept (before packing).
+    pub examples: u64,
+    /// Tokens of those examples, as written (after truncation).
+    pub tokens: u64,
+    pub trained_tokens: u64,
+}
+
+/// Sources listed in the summary and manifest; past it the smallest are counted together.
+pub const SOURCES_LISTED: usize = 1000;
+
 #[derive(Debug, Clone, Serialize)]
 pub struct PrepareSummary {
     pub rows_in: u64,
@@ -63,6 +80,11 @@ pub struct PrepareSummary {
     pub trained_tokens: u64,
     pub lengths: Option<LengthStats>,
     pub packing: Option<PackingSummary>,
+    /// Per source (the rows' `source` field, or their file's name), largest first; at most
+    /// [`SOURCES_LISTED`].
+    pub sources: Vec<SourceCounts>,
+    /// Sources not listed (there were more than [`SOURCES_LISTED`]).
+    pub sources_left_out: u64,
     pub warnings: Vec<Warning>,
     #[serde(skip)]
     pub first_rejects: Vec<(Location, String, String)>,
@@ -186,6 +208,8 @@ pub fn prepare(job: &PrepareJob) -> Result<PrepareSummary, WriteError> {
         trained_tokens: 0,
         lengths: None,
         packing: None,
+        sources: Vec::new(),
+        sources_left_out: 0,
         warnings: Vec::new(),
         first_rejects: Vec::new(),
         unreadable_files: Vec::new(),
@@ -221,12 +245,27 @@ pub fn prepare(job: &PrepareJob) -> Result<PrepareSummary, WriteError> {
     } else {
         &COLUMNS
     };
-    let mut table = TokenTableWriter::create(&job.output, columns)?;
+    // Every row's source is kept beside its tokens: a string per row, or one per document
+    // of a packed row (in the order of `seq_lengths`).
+    let text_column = if job.packing.is_some() {
+        TextColumn::PerDocument(SOURCE)
+    } else {
+        TextColumn::PerRow(SOURCE)
+    };
+    let mut table = TokenTableWriter::create_with_text(&job.output, columns, Some(text_column))?;
+    let file_sources: Vec<String> = job
+        .inputs
+        .iter()
+        .map(|f| file_source_name(&f.path))
+        .collect();
+    let mut sources = SourceNames::default();
     let stop_ids = stop_token_ids(&job.tokenizer, job.template.as_ref());
     let bos = job.tokenizer.bos.as_ref().map(|t| t.id);
     let mut tally = ExampleTally::default();
-    // Without packing, examples stream to the table; packing needs them all.
+    // Without packing, examples stream to the table; packing needs them all (and their
+    // sources, as indices into `sources`).
     let mut kept: Vec<Example> = Vec::new();
+    let mut kept_sources: Vec<u32> = Vec::new();
     let mut failure: Option<WriteError> = None;
     pipeline::run(
         &job.inputs,
@@ -270,7 +309,9 @@ pub fn prepare(job: &PrepareJob) -> Result<PrepareSummary, WriteError> {
                     &row,
                     &tokenize_options,
                 ) {
-                    Ok(example) if example.trained_tokens() > 0 => Ok(example),
+                    Ok(example) if example.trained_tokens() > 0 => {
+                        Ok((example, source_field(&row).map(str::to_string)))
+                    }
                     Ok(example) => {
                         let reason = if example.truncated() {
                             format!(
@@ -329,17 +370,28 @@ pub fn prepare(job: &PrepareJob) -> Result<PrepareSummary, WriteError> {
                     summary.rows_in += 1;
                     file_rows[file] += 1;
                     match outcome {
-                        Ok(example) => {
+                        Ok((example, source)) => {
                             tally.add(&example, capacity, &stop_ids, bos);
+                            let source =
+                                sources.index(source.as_deref().unwrap_or(&file_sources[file]));
                             if job.packing.is_some() {
                                 kept.push(example);
+                                kept_sources.push(source);
                                 Ok(())
                             } else {
-                                table.write(&[
-                                    &to_i32(&example.input_ids),
-                                    &example.labels(),
-                                    &mask_i32(&example.mask),
-                                ])
+                                sources.count(
+                                    source,
+                                    example.input_ids.len(),
+                                    example.trained_tokens(),
+                                );
+                                table.write_with_text(
+                                    &[
+                                        &to_i32(&example.input_ids),
+                                        &example.labels(),
+                                        &mask_i32(&example.mask),
+                                    ],
+                                    &[sources.name(source)],
+                                )
                             }
                         }
                         Err(rejected) => {
@@ -419,8 +471,8 @@ pub fn prepare(job: &PrepareJob) -> Result<PrepareSummary, WriteError> {
         // token of each document is not trained when documents are kept apart.
         let (mut tokens, mut trained) = (0u64, 0u64);
         for bin in &bins {
-            let (mut ids, mut labels, mut mask, mut seq_lengths) =
-                (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            let (mut ids, mut labels, mut mask, mut seq_lengths, mut names) =
+                (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
             for piece in bin {
                 let e = &kept[piece.example];
                 ids.extend(to_i32(&e.input_ids[piece.start..piece.end]));
@@ -431,18 +483,25 @@ pub fn prepare(job: &PrepareJob) -> Result<PrepareSummary, WriteError> {
                 }
                 mask.extend(mask_i32(&e.mask[piece.start..piece.end]));
                 seq_lengths.push(piece.len() as i32);
+                let source = kept_sources[piece.example];
+                let piece_trained = labels[first..].iter().filter(|&&l| l != -100).count();
+                // A document split over rows (bfd_split, wrapped) counts once as an example.
+                sources.count_piece(source, piece.start == 0, piece.len(), piece_trained);
+                names.push(source);
             }
             tokens += ids.len() as u64;
             trained += labels.iter().filter(|&&l| l != -100).count() as u64;
+            let names: Vec<&str> = names.iter().map(|&i| sources.name(i)).collect();
             if separate_documents {
-                table.write(&[&ids, &labels, &mask, &seq_lengths])?;
+                table.write_with_text(&[&ids, &labels, &mask, &seq_lengths], &names)?;
             } else {
-                table.write(&[&ids, &labels, &mask])?;
+                table.write_with_text(&[&ids, &labels, &mask], &names)?;
             }
         }
         summary.tokens = tokens;
         summary.trained_tokens = trained;
     }
+    (summary.sources, summary.sources_left_out) = sources.listed();
     summary.rows_out = table.finish()?;
     summary.output_written = true;
     match rejects {
@@ -472,11 +531,66 @@ pub fn prepare(job: &PrepareJob) -> Result<PrepareSummary, WriteError> {
         completion_only_loss: job.options.completion_only_loss,
         assistant_only_loss: job.options.assistant_only_loss,
         packing: job.packing.map(|p| p.name().to_string()),
-        columns: columns.iter().map(|c| c.to_string()).collect(),
+        columns: columns
+            .iter()
+            .chain(std::iter::once(&SOURCE))
+            .map(|c| c.to_string())
+            .collect(),
         summary: serde_json::to_value(&summary).expect("the summary serialises"),
     };
     manifest.write(&job.output)?;
     Ok(summary)
+}
+
+/// The distinct sources of the examples, each with its counts.
+#[derive(Default)]
+struct SourceNames {
+    index: std::collections::HashMap<String, u32>,
+    counts: Vec<SourceCounts>,
+}
+
+impl SourceNames {
+    fn index(&mut self, name: &str) -> u32 {
+        if let Some(&i) = self.index.get(name) {
+            return i;
+        }
+        let i = self.counts.len() as u32;
+        self.index.insert(name.to_string(), i);
+        self.counts.push(SourceCounts {
+            source: name.to_string(),
+            ..SourceCounts::default()
+        });
+        i
+    }
+
+    fn name(&self, i: u32) -> &str {
+        &self.counts[i as usize].source
+    }
+
+    fn count(&mut self, i: u32, tokens: usize, trained: usize) {
+        self.count_piece(i, true, tokens, trained);
+    }
+
+    fn count_piece(&mut self, i: u32, new_example: bool, tokens: usize, trained: usize) {
+        let c = &mut self.counts[i as usize];
+        c.examples += new_example as u64;
+        c.tokens += tokens as u64;
+        c.trained_tokens += trained as u64;
+    }
+
+    /// Largest first (by tokens, then name), at most [`SOURCES_LISTED`]; and how many
+    /// were left out.
+    fn listed(&self) -> (Vec<SourceCounts>, u64) {
+        let mut all = self.counts.clone();
+        all.sort_by(|a, b| {
+            b.tokens
+                .cmp(&a.tokens)
+                .then_with(|| a.source.cmp(&b.source))
+        });
+        let left_out = all.len().saturating_sub(SOURCES_LISTED) as u64;
+        all.truncate(SOURCES_LISTED);
+        (all, left_out)
+    }
 }
 
 /// The checks that protect training: a model that never learns to stop, a doubled BOS,

@@ -19,6 +19,10 @@ pub const LABELS: &str = "labels";
 pub const COMPLETION_MASK: &str = "completion_mask";
 /// The lengths of the documents packed into a row (`list<int32>`), summing to its length.
 pub const SEQ_LENGTHS: &str = "seq_lengths";
+/// Where each row came from (`utf8`; `list<utf8>` with one name per document in a packed
+/// table): the rows' `source` field, as `sft-data mix` writes it, or their file's name.
+/// Trainers ignore it (TRL drops columns its collator does not take).
+pub const SOURCE: &str = "source";
 
 /// The columns of a table without packing, or with packing that lets documents run into
 /// each other (`wrapped`).

@@ -39,6 +39,7 @@ impl CheckReport {
             .collect();
         m.insert("codes".into(), Value::Object(codes));
         m.insert("stats".into(), json!(self.stats));
+        m.insert("sources".into(), json!(self.sources));
         if let Some(eval) = &self.eval {
             m.insert("eval".into(), json!(eval));
         }
@@ -197,6 +198,54 @@ impl CheckReport {
                 );
             }
             s.push('\n');
+        }
+        // One source is the file's name: nothing to add. With several, what each holds.
+        if self.sources.len() > 1 {
+            const SHOWN: usize = 12;
+            let _ = writeln!(
+                s,
+                "sources: {}{}",
+                self.sources.len(),
+                if self.sources.len() > SHOWN {
+                    " (the largest)"
+                } else {
+                    ""
+                }
+            );
+            for src in self.sources.iter().take(SHOWN) {
+                let _ = write!(s, "  {}  {}", src.source, counted(src.rows, "row", "rows"));
+                if src.rows_with_errors > 0 {
+                    let _ = write!(s, " ({} with errors)", thousands(src.rows_with_errors));
+                }
+                if let Some(c) = &src.chars {
+                    let _ = write!(
+                        s,
+                        "; characters median {}, p90 {}",
+                        thousands(c.p50),
+                        thousands(c.p90)
+                    );
+                }
+                if let Some(t) = &src.tokens {
+                    let _ = write!(
+                        s,
+                        "; tokens median {}, p90 {}, {} trained",
+                        thousands(t.p50),
+                        thousands(t.p90),
+                        thousands(src.trained_tokens)
+                    );
+                }
+                if let Some(t) = &src.turns {
+                    let _ = write!(s, "; turns median {}", t.p50);
+                }
+                s.push('\n');
+            }
+            if self.sources.len() > SHOWN {
+                let _ = writeln!(
+                    s,
+                    "  ... and {} more (in --report)",
+                    self.sources.len() - SHOWN
+                );
+            }
         }
         if let Some(template) = &self.template {
             let _ = writeln!(

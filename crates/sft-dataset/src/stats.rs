@@ -14,6 +14,49 @@ pub struct Stats {
     pub outlier_threshold_chars: Option<u64>,
 }
 
+/// What `check` saw of one source (the rows' `source` field, or their file's name).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SourceStats {
+    pub source: String,
+    pub rows: u64,
+    /// Rows with at least one error (they would not be trained).
+    pub rows_with_errors: u64,
+    /// Characters of text per row.
+    pub chars: Option<LengthStats>,
+    /// Turns per conversation.
+    pub turns: Option<LengthStats>,
+    /// Tokens per row before truncation, with a tokenizer.
+    pub tokens: Option<LengthStats>,
+    /// Tokens trained after truncation, with a tokenizer.
+    pub trained_tokens: u64,
+}
+
+/// A source's tallies while rows pass; [`SourceTally::stats`] at the end. Memory is
+/// bounded by the distinct lengths, not the rows.
+#[derive(Debug, Clone, Default)]
+pub struct SourceTally {
+    pub rows: u64,
+    pub rows_with_errors: u64,
+    pub chars: LengthCounts,
+    pub turns: LengthCounts,
+    pub tokens: LengthCounts,
+    pub trained_tokens: u64,
+}
+
+impl SourceTally {
+    pub fn stats(&self, source: String) -> SourceStats {
+        SourceStats {
+            source,
+            rows: self.rows,
+            rows_with_errors: self.rows_with_errors,
+            chars: self.chars.stats(),
+            turns: self.turns.stats(),
+            tokens: self.tokens.stats(),
+            trained_tokens: self.trained_tokens,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct LengthStats {
     pub count: u64,

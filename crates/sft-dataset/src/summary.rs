@@ -173,6 +173,39 @@ impl PrepareSummary {
                 p.efficiency * 100.0
             );
         }
+        // One source is the file's name: nothing to add. With several, what each gave.
+        if s.sources.len() > 1 {
+            const SHOWN: usize = 12;
+            let _ = writeln!(
+                out,
+                "sources: {} ({}examples, tokens, trained tokens each)",
+                thousands(s.sources.len() as u64 + s.sources_left_out),
+                if s.sources.len() > SHOWN {
+                    "the largest; "
+                } else {
+                    ""
+                }
+            );
+            for c in s.sources.iter().take(SHOWN) {
+                let _ = writeln!(
+                    out,
+                    "  {}  {}  {}  {} ({:.1}% of trained)",
+                    c.source,
+                    thousands(c.examples),
+                    thousands(c.tokens),
+                    thousands(c.trained_tokens),
+                    if s.trained_tokens > 0 {
+                        100.0 * c.trained_tokens as f64 / s.trained_tokens as f64
+                    } else {
+                        0.0
+                    }
+                );
+            }
+            let more = (s.sources.len().saturating_sub(SHOWN)) as u64 + s.sources_left_out;
+            if more > 0 {
+                let _ = writeln!(out, "  ... and {} more", thousands(more));
+            }
+        }
         for (location, code, reason) in &s.first_rejects {
             let _ = writeln!(out, "  rejected {location}: {code}: {reason}");
         }
