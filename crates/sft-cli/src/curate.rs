@@ -290,7 +290,7 @@ pub fn run_mix(args: MixArgs) -> i32 {
             Ok(f) => f,
             Err(code) => return code,
         };
-        let name = name.unwrap_or_else(|| sft_curate::row::file_source_name(&path));
+        let name = name.unwrap_or_else(|| sft_dataset::source::file_source_name(&path));
         if sources
             .iter()
             .any(|s: &sft_curate::mix::MixSource| s.name == name)
@@ -660,6 +660,12 @@ pub fn run_dedupe(args: DedupeArgs) -> i32 {
             thousands(s.clusters),
             thousands(s.bad_rows)
         );
+        if s.candidates_not_confirmed > 0 {
+            println!(
+                "  kept {} candidates whose signatures estimate a similarity under the threshold",
+                thousands(s.candidates_not_confirmed)
+            );
+        }
         print!(
             "{}",
             rejects_line(

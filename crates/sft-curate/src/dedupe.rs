@@ -11,8 +11,9 @@ use sft_dataset::Location;
 use sft_io::write::DatasetWriter;
 
 use crate::groups::{group_rows, GroupBy};
-use crate::minhash::LshParams;
+use crate::minhash::{LshParams, MinHasher};
 use crate::pass::{each_row, record, Input, OpError, Rejects};
+use crate::row::row_text;
 
 pub struct DedupeJob {
     pub input: Input,
@@ -46,6 +47,9 @@ pub struct DedupeSummary {
     pub written: u64,
     pub exact_duplicates: u64,
     pub near_duplicates: u64,
+    /// LSH candidates whose signature, compared with their cluster's kept row, estimates a
+    /// similarity under the threshold: they are kept.
+    pub candidates_not_confirmed: u64,
     /// Rows that could not be parsed (in the rejects file too).
     pub bad_rows: u64,
     pub clusters: u64,
@@ -82,6 +86,7 @@ pub fn dedupe(job: &DedupeJob) -> Result<DedupeSummary, OpError> {
         written: 0,
         exact_duplicates: 0,
         near_duplicates: 0,
+        candidates_not_confirmed: 0,
         bad_rows: groups.bad_rows,
         clusters: 0,
         threshold: job.threshold,
@@ -92,9 +97,18 @@ pub fn dedupe(job: &DedupeJob) -> Result<DedupeSummary, OpError> {
         seconds: 0.0,
         listed: Vec::new(),
     };
-    // Where each kept row of a cluster is, until the cluster's last row has been seen.
+    // Where each kept row of a cluster is, and with near-duplicates its signature, against
+    // which a candidate is confirmed before it is dropped.
     let mut kept_at: HashMap<u64, Location> = HashMap::new();
-    let mut listed: HashMap<u64, usize> = HashMap::new();
+    let hasher = near.map(MinHasher::new);
+    let mut kept_signatures: HashMap<u64, Vec<u8>> = HashMap::new();
+    let signature = |value: &serde_json::Value| {
+        let h = hasher.as_ref()?;
+        h.signature(&row_text(value, sft_formats::detect_row(value)))
+            .map(|s| truncated(&s))
+    };
+    // The clusters that lost a row so far, with their place in the listed ones.
+    let mut counted: HashMap<u64, Option<usize>> = HashMap::new();
     each_row(
         &job.input,
         |_, value| value,
@@ -106,24 +120,37 @@ pub fn dedupe(job: &DedupeJob) -> Result<DedupeSummary, OpError> {
             let first = groups.representative(at.seq);
             if first == at.seq {
                 if groups.in_group(at.seq) {
-                    summary.clusters += 1;
                     kept_at.insert(at.seq, at.location());
-                    if summary.listed.len() < job.clusters_listed {
-                        listed.insert(at.seq, summary.listed.len());
-                        summary.listed.push(Cluster {
-                            kept: at.location(),
-                            dropped: Vec::new(),
-                        });
+                    if let Some(s) = signature(&value) {
+                        kept_signatures.insert(at.seq, s);
                     }
                 }
                 summary.written += 1;
                 return Ok(writer.write(&value)?);
             }
+            let exact = groups.is_exact_duplicate(at.seq);
+            // A near-duplicate candidate (rows that agree on a band) is dropped only when
+            // its signature agrees with the kept row's about as often as the threshold says;
+            // otherwise it is a distinct row, and kept.
+            if !exact {
+                let confirmed = match (
+                    kept_signatures.get(&first),
+                    signature(&value),
+                    job.threshold,
+                ) {
+                    (Some(k), Some(s), Some(t)) => truncated_similarity(k, &s) >= t,
+                    _ => false,
+                };
+                if !confirmed {
+                    summary.candidates_not_confirmed += 1;
+                    summary.written += 1;
+                    return Ok(writer.write(&value)?);
+                }
+            }
             let kept = kept_at
                 .get(&first)
                 .cloned()
                 .unwrap_or_else(|| Location::file("?"));
-            let exact = groups.is_exact_duplicate(at.seq);
             let (code, reason) = if exact {
                 summary.exact_duplicates += 1;
                 (
@@ -140,7 +167,19 @@ pub fn dedupe(job: &DedupeJob) -> Result<DedupeSummary, OpError> {
                     ),
                 )
             };
-            if let Some(&i) = listed.get(&first) {
+            // A cluster is counted (and listed) at its first dropped row: candidates that
+            // were not confirmed make none.
+            let index = *counted.entry(first).or_insert_with(|| {
+                summary.clusters += 1;
+                (summary.listed.len() < job.clusters_listed).then(|| {
+                    summary.listed.push(Cluster {
+                        kept: kept.clone(),
+                        dropped: Vec::new(),
+                    });
+                    summary.listed.len() - 1
+                })
+            });
+            if let Some(i) = index {
                 summary.listed[i].dropped.push(ClusterMember {
                     location: at.location(),
                     exact,
@@ -160,4 +199,52 @@ pub fn dedupe(job: &DedupeJob) -> Result<DedupeSummary, OpError> {
         sft_io::write::write_atomic(path, text.as_bytes())?;
     }
     Ok(summary)
+}
+
+/// A signature cut to its low 8 bits a value: 1 byte a hash function for the kept rows of
+/// clusters, at the cost of chance agreements (1 in 256), which
+/// [`truncated_similarity`] takes out.
+fn truncated(signature: &[u32]) -> Vec<u8> {
+    signature.iter().map(|&v| v as u8).collect()
+}
+
+/// The Jaccard similarity two truncated signatures estimate: the share of equal values,
+/// less the agreements of unequal values by chance (`p = s + (1 - s) / 256`).
+fn truncated_similarity(a: &[u8], b: &[u8]) -> f64 {
+    let equal = a.iter().zip(b).filter(|(x, y)| x == y).count() as f64;
+    let p = equal / a.len().max(1) as f64;
+    ((p - 1.0 / 256.0) / (1.0 - 1.0 / 256.0)).max(0.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::minhash::{jaccard, MinHasher};
+
+    #[test]
+    fn truncated_signatures_estimate_the_similarity() {
+        let hasher = MinHasher::new(LshParams::for_threshold(0.8));
+        let words = |seed: u64, n: usize| {
+            let mut rng = crate::rng::Rng::new(seed);
+            (0..n)
+                .map(|_| format!("w{}", rng.below(5000)))
+                .collect::<Vec<_>>()
+        };
+        let a = words(1, 400);
+        let mut b = a.clone();
+        for i in (0..400).step_by(100) {
+            b[i] = "changed".into();
+        }
+        let (a, b) = (a.join(" "), b.join(" "));
+        let c = words(2, 400).join(" ");
+        let sig = |t: &str| truncated(&hasher.signature(t).unwrap());
+        let near = truncated_similarity(&sig(&a), &sig(&b));
+        assert!(
+            (near - jaccard(&a, &b)).abs() < 0.1,
+            "{near} vs {}",
+            jaccard(&a, &b)
+        );
+        assert!(truncated_similarity(&sig(&a), &sig(&c)) < 0.05);
+        assert_eq!(truncated_similarity(&sig(&a), &sig(&a)), 1.0);
+    }
 }
