@@ -430,8 +430,10 @@ fn gradient_checkpointing_changes_no_weight() {
     assert!(a == b, "checkpointing changed the weights");
 }
 
-/// --dry_run prints the memory plan and exits before loading anything; a run whose plan
-/// exceeds the machine's memory stops before loading the data and names flags that fit.
+/// --dry_run prints the memory plan and exits before loading anything; a packed run whose
+/// plan exceeds the machine's memory stops before loading the data and names flags that
+/// fit; an unpacked one is planned again at its data's largest micro-batch (the plan at
+/// max_length is an upper bound for it) and runs when that fits.
 #[test]
 fn the_memory_plan_is_printed_and_an_oversized_run_stops_early() {
     let r = sft_train(&["--model_name_or_path", MODEL, "--dry_run"]);
@@ -459,6 +461,8 @@ fn the_memory_plan_is_printed_and_an_oversized_run_stops_early() {
             "2048",
             "--gradient_checkpointing",
             "false",
+            "--packing",
+            "true",
         ],
     );
     assert_eq!(r.code, 1, "{}", r.stderr);
@@ -470,4 +474,39 @@ fn the_memory_plan_is_printed_and_an_oversized_run_stops_early() {
         r.stderr
     );
     assert!(!out.join("data").exists(), "the data was loaded");
+
+    // Unpacked, the same flags ask for micro-batches the data cannot fill: 100,000 rows of
+    // 2,048 tokens planned, the few rows there are (each far shorter) trained.
+    let out = tmp.path().join("unpacked");
+    let r = sft_train(&[
+        "--model_name_or_path",
+        MODEL,
+        "--dataset_name",
+        DATA,
+        "--output_dir",
+        out.to_str().unwrap(),
+        "--per_device_train_batch_size",
+        "100000",
+        "--max_length",
+        "2048",
+        "--gradient_checkpointing",
+        "false",
+        "--max_steps",
+        "1",
+        "--save_strategy",
+        "no",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("100000 x 2048 tokens per micro-batch (padded to the longest row"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains("this data's largest micro-batch"),
+        "{}",
+        r.stderr
+    );
+    assert!(out.join("trainer_state.json").exists() || out.join("model.safetensors").exists());
 }

@@ -299,9 +299,15 @@ fn run(args: TrainArgs) -> i32 {
             Ok(l) => l,
             Err(e) => return usage_error(e),
         };
-        return match memory_plan(&dir, &args, lora.as_ref(), args.eval_dataset.is_some()) {
+        return match memory_plan(
+            &dir,
+            &args,
+            lora.as_ref(),
+            args.eval_dataset.is_some(),
+            None,
+        ) {
             Ok(_) => 0,
-            Err(e) => run_error(e),
+            Err(e) => run_error(e.message),
         };
     }
     let Some(dataset) = &args.dataset_name else {
@@ -428,18 +434,21 @@ fn run(args: TrainArgs) -> i32 {
     let load_from = resume.as_deref().unwrap_or(&model_dir);
     let evaluates = args.eval_dataset.is_some() || args.dataset_test_split.is_some();
     // An adapter checkpoint has no config.json: the plan is of the base.
-    if let Err(e) = memory_plan(
-        if lora.is_some() {
-            &model_dir
-        } else {
-            load_from
-        },
-        &args,
-        lora.as_ref(),
-        evaluates && eval_strategy != Strategy::No,
-    ) {
-        return run_error(e);
-    }
+    let plan_dir = if lora.is_some() {
+        &model_dir
+    } else {
+        load_from
+    };
+    let plans_eval = evaluates && eval_strategy != Strategy::No;
+    // Before anything is loaded the plan assumes every micro-batch at max_length. Packed,
+    // that is their shape; unpacked it is an upper bound (a batch is padded to its longest
+    // row), so a run it refuses is planned again at the data's longest micro-batch once
+    // the data is read, and refused only if that does not fit either.
+    let upper_bound_refusal = match memory_plan(plan_dir, &args, lora.as_ref(), plans_eval, None) {
+        Ok(()) => None,
+        Err(e) if packing.is_none() && e.smaller_fits => Some(e.message),
+        Err(e) => return run_error(e.message),
+    };
     let started = Instant::now();
     // A checkpoint is checked whole (weights, moments, sizes) before the data is prepared.
     let loaded = match &resume {
@@ -522,6 +531,28 @@ fn run(args: TrainArgs) -> i32 {
         },
         None => Vec::new(),
     };
+    if packing.is_none() {
+        let observed = Observed {
+            longest: sft_train::trainer::longest_micro_batch(&cfg, &train).max(if plans_eval {
+                eval.iter().map(|r| r.input_ids.len()).max().unwrap_or(0)
+            } else {
+                0
+            }),
+            rows: train.len(),
+            eval_rows: eval.len(),
+        };
+        let smaller = observed.longest < args.max_length
+            || observed.rows < args.per_device_train_batch_size
+            || (plans_eval && observed.eval_rows < args.per_device_eval_batch_size);
+        if smaller {
+            if let Err(e) = memory_plan(plan_dir, &args, lora.as_ref(), plans_eval, Some(observed))
+            {
+                return run_error(e.message);
+            }
+        } else if let Some(e) = upper_bound_refusal {
+            return run_error(e);
+        }
+    }
     cfg.pad_token_id = model.config.pad_id(None);
     static STOP: AtomicBool = AtomicBool::new(false);
     let _ = ctrlc::set_handler(|| {
@@ -653,35 +684,60 @@ fn run(args: TrainArgs) -> i32 {
 
 /// Prints the memory plan of the run (unless --quiet, or always with --dry_run) and, with
 /// --memory_check, refuses a run whose predicted peak exceeds the available memory, naming
-/// flags that would make it fit.
+/// flags that would make it fit. `observed`: the data's micro-batches, once they are known
+/// (unpacked runs); before that, micro-batches are planned at `max_length` and full.
 fn memory_plan(
     model_dir: &Path,
     args: &TrainArgs,
     lora: Option<&sft_model::LoraConfig>,
     evaluates: bool,
-) -> Result<(), String> {
+    observed: Option<Observed>,
+) -> Result<(), PlanRefusal> {
     use sft_model::memory_plan::{
         gib, mem_available, stored_weight_bytes, suggestions, train_plan, LoraShape, TrainShape,
     };
-    let config = sft_model::LlamaConfig::from_file(&model_dir.join("config.json"))
-        .map_err(|e| e.to_string())?;
+    let config =
+        sft_model::LlamaConfig::from_file(&model_dir.join("config.json")).map_err(|e| {
+            PlanRefusal {
+                message: e.to_string(),
+                smaller_fits: false,
+            }
+        })?;
+    // A micro-batch holds at most the rows there are, padded to the longest of them.
+    let (rows, max_length, eval_rows) = match observed {
+        None => (
+            args.per_device_train_batch_size,
+            args.max_length,
+            args.per_device_eval_batch_size,
+        ),
+        Some(o) => (
+            args.per_device_train_batch_size.min(o.rows),
+            o.longest,
+            args.per_device_eval_batch_size.min(o.eval_rows),
+        ),
+    };
     let shape = TrainShape {
-        rows: args.per_device_train_batch_size.max(1),
-        max_length: args.max_length,
+        rows: rows.max(1),
+        max_length: max_length.max(1),
         grad_accum: args.gradient_accumulation_steps.max(1),
         checkpointing: args.gradient_checkpointing.unwrap_or(true),
-        eval_rows: evaluates.then_some(args.per_device_eval_batch_size.max(1)),
+        eval_rows: evaluates.then_some(eval_rows.max(1)),
         lora: lora.map(|l| LoraShape::new(l, stored_weight_bytes(&config))),
     };
     let plan = train_plan(&config, &shape);
     let available = mem_available();
     if args.dry_run || !args.quiet {
+        let packed = PackingStrategy::from_flags(args.packing.as_deref(), None).is_ok_and(|p| p.0);
         eprintln!(
             "memory plan{}: {} x {} tokens per micro-batch{}, gradient checkpointing {}:\n{}  available {}",
             if lora.is_some() { " (LoRA)" } else { "" },
             shape.rows,
             shape.max_length,
-            if PackingStrategy::from_flags(args.packing.as_deref(), None).is_ok_and(|p| p.0) { " (packed)" } else { " (padded to the longest row, at most max_length)" },
+            match (packed, observed) {
+                (true, _) => " (packed)",
+                (false, None) => " (padded to the longest row, at most max_length: an upper bound until the data is read)",
+                (false, Some(_)) => " (this data's largest micro-batch, padded to its longest row)",
+            },
             if shape.checkpointing { "on" } else { "off" },
             plan.render(),
             available.map_or("unknown".into(), |a| format!("{} (MemAvailable)", gib(a))),
@@ -699,11 +755,38 @@ fn memory_plan(
     } else {
         format!("flags that would fit: {}", tips.join("; or "))
     };
-    Err(format!(
-        "the run is predicted to need {} at its peak but {} is available, so it would be killed mid-run; {tips} (--memory_check false runs anyway)",
-        gib(plan.peak()),
-        gib(available)
-    ))
+    let smallest = TrainShape {
+        rows: 1,
+        max_length: 1,
+        eval_rows: shape.eval_rows.map(|_| 1),
+        ..shape
+    };
+    Err(PlanRefusal {
+        message: format!(
+            "the run is predicted to need {} at its peak but {} is available, so it would be killed mid-run; {tips} (--memory_check false runs anyway)",
+            gib(plan.peak()),
+            gib(available)
+        ),
+        smaller_fits: train_plan(&config, &smallest).peak() <= available,
+    })
+}
+
+/// Why the memory plan refuses a run.
+struct PlanRefusal {
+    message: String,
+    /// Whether smaller micro-batches than the planned ones could fit (then an unpacked run
+    /// is planned again at its data's largest micro-batch before it is refused).
+    smaller_fits: bool,
+}
+
+/// What the data says of an unpacked run's micro-batches.
+#[derive(Clone, Copy)]
+struct Observed {
+    /// The longest row of any micro-batch the run will see (train and eval).
+    longest: usize,
+    /// Training rows (a micro-batch holds at most these).
+    rows: usize,
+    eval_rows: usize,
 }
 
 /// The LoRA configuration of a `--use_peft` run (TRL's defaults, PEFT's target modules for

@@ -76,6 +76,29 @@ pub fn plan(cfg: &TrainConfig, rows: usize) -> (usize, usize) {
     (steps_per_epoch, total.max(1))
 }
 
+/// The longest row of any micro-batch the run will see, over every epoch it covers, in
+/// the seeded orders it will use: what an unpacked run's micro-batches are padded to at
+/// their worst (at most `max_length`), for the memory plan.
+pub fn longest_micro_batch(cfg: &TrainConfig, rows: &[BatchRow]) -> usize {
+    if rows.is_empty() {
+        return 0;
+    }
+    // Each epoch visits every row once, whatever its order: the longest row is in some
+    // micro-batch. Only a run that stops inside its first epoch sees fewer rows.
+    let (steps_per_epoch, total) = plan(cfg, rows.len());
+    if total >= steps_per_epoch {
+        return rows.iter().map(|r| r.input_ids.len()).max().unwrap_or(0);
+    }
+    let order = epoch_order(rows.len(), cfg.seed, 0, cfg.shuffle);
+    let seen = (total * cfg.gradient_accumulation_steps * cfg.per_device_train_batch_size)
+        .min(order.len());
+    order[..seen]
+        .iter()
+        .map(|&i| rows[i].input_ids.len())
+        .max()
+        .unwrap_or(0)
+}
+
 pub struct Trainer<'a> {
     pub model: Llama,
     pub cfg: TrainConfig,
