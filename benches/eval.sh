@@ -29,6 +29,9 @@
 # loss and loss_tokens should agree between the two lines (same rows, same model), and
 # new_tokens nearly always (greedy decoding can part ways on near-ties of float32 logits).
 #
+# Each side runs under /usr/bin/time -v; its peak RSS ("Maximum resident set size", the whole
+# process: model, data, scoring and generation) is added to its line as peak_rss_mb.
+#
 # Run it on an idle machine: both sides use every core, and any other busy process (a compile,
 # another benchmark) makes their threads wait for each other and the times swing widely.
 # The real model folder comes from data-samples/models/smollm2_from_gguf.py.
@@ -47,7 +50,8 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
 echo "== sft-eval (candle) $model $dataset N=$n M=$m B=$b" >&2
-target/release/sft-eval --checkpoint "$model" --dataset "$dataset" --max-samples "$n" \
+/usr/bin/time -v -o "$tmp/sft.time" target/release/sft-eval --checkpoint "$model" \
+  --dataset "$dataset" --max-samples "$n" \
   --max-new-tokens "$m" --batch-size "$b" --report "$tmp/report.json" -q || status=$?
 if [ ! -s "$tmp/report.json" ]; then
   echo "sft-eval wrote no report (exit ${status:-0})" >&2
@@ -74,9 +78,17 @@ print(json.dumps({
     "batch_size": int(sys.argv[2]),
     "max_new_tokens": int(sys.argv[3]),
     "loadavg_1m": os.getloadavg()[0],
+    "peak_rss_mb": round(int(next(l for l in open(sys.argv[4]) if "Maximum resident" in l).split(":")[1]) / 1024),
 }))
-' "$tmp/report.json" "$b" "$m"
+' "$tmp/report.json" "$b" "$m" "$tmp/sft.time"
 
 echo "== transformers (PyTorch) $model $dataset N=$n M=$m B=$b" >&2
-HF_HUB_OFFLINE=1 "$PYTHON" benches/eval_transformers.py --model "$model" --dataset "$dataset" \
-  --max-samples "$n" --max-new-tokens "$m" --batch-size "$b"
+HF_HUB_OFFLINE=1 /usr/bin/time -v -o "$tmp/hf.time" "$PYTHON" benches/eval_transformers.py \
+  --model "$model" --dataset "$dataset" \
+  --max-samples "$n" --max-new-tokens "$m" --batch-size "$b" >"$tmp/hf.json"
+python3 -c '
+import json, sys
+line = json.loads(open(sys.argv[1]).read().strip().splitlines()[-1])
+line["peak_rss_mb"] = round(int(next(l for l in open(sys.argv[2]) if "Maximum resident" in l).split(":")[1]) / 1024)
+print(json.dumps(line))
+' "$tmp/hf.json" "$tmp/hf.time"

@@ -32,29 +32,8 @@ work=${WORK:-$(mktemp -d)}
 mkdir -p "$work"
 "$PYTHON" benches/gen_real_lengths.py "$work/train.jsonl" 64 --seed 0 >&2
 
-summary() {  # NAME LOG OUT_DIR_OR_JSON
-  local name=$1 log=$2 status=$3
-  local rss plan secs tokens
-  rss=$(awk -F': ' '/Maximum resident set size/ {printf "%.0f", $2 / 1024}' "$log")
-  plan=$(awk '/predicted peak/ {print $3, $4; exit}' "$log")
-  secs=$(grep -o '"train_seconds": [0-9.]*' "$log.out" 2>/dev/null | awk '{print $2}' || true)
-  tokens=$(grep -o '"tokens_seen": [0-9]*' "$log.out" 2>/dev/null | awk '{print $2}' || true)
-  if [ -z "$secs" ]; then
-    secs=$(grep -o 'steps in [0-9.]* s' "$log" | awk '{print $3}' || true)
-    tokens=$(grep -o '"num_input_tokens_seen": [0-9]*' "$work/out-$name/trainer_state.json" 2>/dev/null | awk '{print $2}' || true)
-  fi
-  local tps=n/a
-  if [ -n "$secs" ] && [ -n "$tokens" ]; then tps=$(awk -v t="$tokens" -v s="$secs" 'BEGIN {printf "%.1f", t / s}'); fi
-  echo "$name | exit $status | peak RSS ${rss:-?} MiB | train ${secs:-?} s | ${tokens:-?} tokens | ${tps} tokens/s | plan ${plan:-n/a} | load $(cut -d' ' -f1 /proc/loadavg)"
-}
-
-measure() {
-  local name=$1
-  shift
-  local log="$work/$name.log" status=0
-  /usr/bin/time -v "$@" >"$log.out" 2>"$log" || status=$?
-  summary "$name" "$log" "$status"
-}
+# measure NAME CMD...: one line per config (benches/measure.sh).
+source benches/measure.sh
 
 ours() {
   local name=$1 m=$2

@@ -25,7 +25,9 @@
 # Packed micro-batches are exactly batch x max_length tokens, the shape the memory plan
 # predicts for; unpacked ones are as long as their longest row, at most max_length.
 # Each prints one line: config, exit status, peak RSS (MiB, "Maximum resident set size"),
-# wall time (noisy on a shared machine), and for sft-train the memory plan's predicted peak.
+# wall time, training seconds, tokens and tokens/s (sft-train and TRL), and for sft-train the
+# memory plan's predicted peak (the last plan printed: for an unpacked run, the one at the
+# data's largest micro-batch).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-/tmp/trlvenv/bin/python}
@@ -47,19 +49,8 @@ mkdir -p "$work"
 "$PYTHON" benches/gen_real_lengths.py "$work/train.jsonl" 64 --seed 0 >&2
 "$PYTHON" benches/gen_real_lengths.py "$work/heldout.jsonl" 64 --seed 1 >&2
 
-# measure NAME CMD...: runs CMD under /usr/bin/time -v, prints the summary line.
-measure() {
-  local name=$1
-  shift
-  local log="$work/$name.log"
-  local status=0
-  /usr/bin/time -v "$@" >"$log.out" 2>"$log" || status=$?
-  local rss wall plan
-  rss=$(awk -F': ' '/Maximum resident set size/ {printf "%.0f", $2 / 1024}' "$log")
-  wall=$(awk -F': ' '/Elapsed \(wall clock\)/ {print $2}' "$log")
-  plan=$(awk '/predicted peak/ {print $3, $4; exit}' "$log")
-  echo "$name | exit $status | peak RSS ${rss} MiB | wall $wall | plan ${plan:-n/a}"
-}
+# measure NAME CMD...: one line per config (benches/measure.sh).
+source benches/measure.sh
 
 train() {
   local name=$1

@@ -5,7 +5,7 @@
 #   bash benches/ops.sh ROWS [WORK_DIR]      (default 10000000 rows in /tmp/sft-ops)
 #
 # Needs about 6x the input's size on disk (input, outputs, the key table); everything it
-# writes is removed at the end. Prints one line per command: seconds and max RSS.
+# writes is removed at the end (inputs already in WORK_DIR are used and kept). Prints one line per command: seconds and max RSS.
 set -euo pipefail
 rows=${1:-10000000}
 work=${2:-/tmp/sft-ops}
@@ -13,8 +13,13 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 bin=${SFT_DATA:-$root/target/release/sft-data}
 [ -x "$bin" ] || cargo build --release -p sft-cli --bin sft-data
 mkdir -p "$work"
-trap 'rm -rf "$work"' EXIT
-[ -f "$work/in-0.jsonl" ] || python3 "$root/benches/gen_ops_data.py" "$work/in" "$rows"
+if [ -f "$work/in-0.jsonl" ]; then
+  # Inputs generated beforehand are kept (they take minutes to make); outputs are not.
+  trap 'rm -rf "$work"/mix.jsonl "$work"/dedupe* "$work"/split "$work"/*.time "$work"/stats.*' EXIT
+else
+  trap 'rm -rf "$work"' EXIT
+  python3 "$root/benches/gen_ops_data.py" "$work/in" "$rows"
+fi
 du -ch "$work"/in-*.jsonl | tail -1
 measure() {
   local name=$1; shift
