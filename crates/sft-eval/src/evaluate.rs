@@ -561,10 +561,19 @@ fn sample(
     reference_stats: &[Option<RepetitionStats>],
 ) -> Result<(GenerationSummary, Vec<SampleReport>), EvalError> {
     let t0 = Instant::now();
-    let mut outs = Vec::new();
-    for chunk in prompt_ids.chunks(batch_size.max(1)) {
-        outs.extend(model.generate(chunk, opts).map_err(EvalError::Model)?);
+    // Prompts of like length decode together, so a batch's KV cache is not as long as its
+    // longest prompt for all of them; the samples are reported in the prompts' order.
+    let mut order: Vec<usize> = (0..prompt_ids.len()).collect();
+    order.sort_by_key(|&i| prompt_ids[i].len());
+    let mut outs: Vec<Option<sft_model::Generation>> = vec![None; prompt_ids.len()];
+    for chunk in order.chunks(batch_size.max(1)) {
+        let batch: Vec<Vec<u32>> = chunk.iter().map(|&i| prompt_ids[i].clone()).collect();
+        let generated = model.generate(&batch, opts).map_err(EvalError::Model)?;
+        for (&i, g) in chunk.iter().zip(generated) {
+            outs[i] = Some(g);
+        }
     }
+    let outs: Vec<sft_model::Generation> = outs.into_iter().flatten().collect();
     let seconds = t0.elapsed().as_secs_f64();
     let mut samples = Vec::new();
     let mut all_checks = Vec::new();

@@ -59,22 +59,62 @@ impl Llama {
             return Err(crate::ModelError::Input(format!("prompt {i} is empty")));
         }
         let longest = prompts.iter().map(Vec::len).max().unwrap_or(0);
-        let mut ids = Vec::with_capacity(b * longest);
-        let mut positions = Vec::with_capacity(b * longest);
-        // Which keys are real, per row, growing with every step.
-        let mut valid: Vec<Vec<bool>> = Vec::with_capacity(b);
+        let layers = self.config.num_hidden_layers;
+        // The prompts are prefilled packed into one row, each attending only to its own
+        // earlier tokens and with positions from 0 (no padding is computed, and the
+        // matrix products stay as large as the batch), and each prompt's keys and values
+        // are then placed right-aligned in the batch's cache: the layout of a left-padded
+        // batch, whose padding keys are never attended to.
+        let total: usize = prompts.iter().map(Vec::len).sum();
+        let mut packed_ids = Vec::with_capacity(total);
+        let mut positions = Vec::with_capacity(total);
+        let mut ranges = Vec::with_capacity(total);
+        let mut starts = Vec::with_capacity(b);
         for p in prompts {
-            let pad = longest - p.len();
-            ids.extend(std::iter::repeat_n(opts.pad_id, pad));
-            ids.extend_from_slice(p);
-            positions.extend(std::iter::repeat_n(0, pad));
+            let start = packed_ids.len();
+            starts.push(start);
+            packed_ids.extend_from_slice(p);
             positions.extend(0..p.len() as u32);
-            let mut v = vec![false; pad];
-            v.extend(std::iter::repeat_n(true, p.len()));
-            valid.push(v);
+            ranges.extend((start..start + p.len()).map(|q| (start as u32, q as u32 + 1)));
         }
+        let mut packed = KvCache::new(layers, total);
+        let input = Tensor::from_vec(packed_ids, (1, total), &self.device)?;
+        let mask = crate::ops::SoftmaxMask::from_ranges(
+            crate::attention::KeyRanges::new(1, total, total, ranges)?,
+            &self.device,
+        )?;
+        let hidden = self.forward_hidden(
+            &input,
+            &positions,
+            Some(mask),
+            Some(&mut packed),
+            crate::llama::Mode::Infer,
+        )?;
+        // The last position of each prompt.
+        let ends: Vec<u32> = starts
+            .iter()
+            .zip(prompts)
+            .map(|(&s, p)| (s + p.len() - 1) as u32)
+            .collect();
+        let last = hidden
+            .squeeze(0)?
+            .index_select(&Tensor::from_vec(ends, b, &self.device)?, 0)?;
+        let mut logits = self.head_logits(&last)?;
+        let mut cache = KvCache::new(layers, longest + opts.max_new_tokens);
+        for (r, (p, &start)) in prompts.iter().zip(&starts).enumerate() {
+            cache.place_row(r, b, &packed, start, p.len(), longest - p.len())?;
+        }
+        cache.len = longest;
+        // Which keys are real, per row, growing with every step.
+        let mut valid: Vec<Vec<bool>> = prompts
+            .iter()
+            .map(|p| {
+                let mut v = vec![false; longest - p.len()];
+                v.resize(longest, true);
+                v
+            })
+            .collect();
         let mut next_pos: Vec<u32> = prompts.iter().map(|p| p.len() as u32).collect();
-        let mut cache = KvCache::new(self.config.num_hidden_layers, longest + opts.max_new_tokens);
         let mut rng = SplitMix64::new(opts.seed ^ 0x5DEE_CE66_D1CE_4E5B);
         let mut out: Vec<Generation> = (0..b)
             .map(|_| Generation {
@@ -85,25 +125,11 @@ impl Llama {
         // The prompts still decoding, by batch row: a finished one leaves the batch (and the
         // KV cache), so later steps compute only for the others.
         let mut live: Vec<usize> = (0..b).collect();
-        let mut input = Tensor::from_vec(ids, (b, longest), &self.device)?;
-        let mut t = longest;
-        let mut past = 0;
-        for _ in 0..opts.max_new_tokens {
-            let mask = self.generation_mask(&valid, past, t)?;
-            let hidden = self.forward_hidden(
-                &input,
-                &positions,
-                Some(mask),
-                Some(&mut cache),
-                crate::llama::Mode::Infer,
-            )?;
-            let last = hidden.narrow(1, t - 1, 1)?.squeeze(1)?;
-            let logits = crate::linear::linear(&last, &self.lm_head_weight().detach(), None)?
-                .to_dtype(candle_core::DType::F32)?;
-            let logits = logits.to_vec2::<f32>()?;
+        let mut past = longest;
+        for step in 0..opts.max_new_tokens {
             let mut step_ids = Vec::with_capacity(live.len());
             let mut finished = Vec::new();
-            for (r, row) in logits.into_iter().enumerate() {
+            for (r, row) in std::mem::take(&mut logits).into_iter().enumerate() {
                 let id = if opts.temperature <= 0.0 {
                     first_argmax(&row)
                 } else {
@@ -117,11 +143,9 @@ impl Llama {
                 }
                 step_ids.push(id);
             }
-            if finished.len() == live.len() {
+            if finished.len() == live.len() || step + 1 == opts.max_new_tokens {
                 break;
             }
-            past += t;
-            t = 1;
             for (p, v) in next_pos.iter_mut().zip(valid.iter_mut()) {
                 *p += 1;
                 v.push(true);
@@ -136,10 +160,30 @@ impl Llama {
                 step_ids = keep.iter().map(|&r| step_ids[r]).collect();
             }
             // The new token sits one position before the next free one.
-            positions = next_pos.iter().map(|p| p - 1).collect();
-            input = Tensor::from_vec(step_ids, (live.len(), 1), &self.device)?;
+            let positions: Vec<u32> = next_pos.iter().map(|p| p - 1).collect();
+            let input = Tensor::from_vec(step_ids, (live.len(), 1), &self.device)?;
+            let mask = self.generation_mask(&valid, past, 1)?;
+            let hidden = self.forward_hidden(
+                &input,
+                &positions,
+                Some(mask),
+                Some(&mut cache),
+                crate::llama::Mode::Infer,
+            )?;
+            let t = hidden.dim(1)?;
+            logits = self.head_logits(&hidden.narrow(1, t - 1, 1)?.squeeze(1)?)?;
+            past += 1;
         }
         Ok(out)
+    }
+
+    /// The logits (f32) of hidden states `[rows, hidden]`.
+    fn head_logits(&self, last: &Tensor) -> Result<Vec<Vec<f32>>> {
+        Ok(
+            crate::linear::linear(last, &self.lm_head_weight().detach(), None)?
+                .to_dtype(candle_core::DType::F32)?
+                .to_vec2::<f32>()?,
+        )
     }
 
     /// Mask `[rows, 1, t, past + t]`: new query `i` sees valid keys up to its own position

@@ -36,6 +36,45 @@ impl KvCache {
         }
     }
 
+    /// Writes positions `from..from + len` of the one-row cache `src` (every layer filled)
+    /// into row `row` of this cache of `rows` rows, at positions `offset..offset + len`;
+    /// the buffers are allocated (zeros) on first use. For prompts prefilled packed.
+    pub fn place_row(
+        &mut self,
+        row: usize,
+        rows: usize,
+        src: &KvCache,
+        from: usize,
+        len: usize,
+        offset: usize,
+    ) -> Result<()> {
+        if offset + len > self.capacity || from + len > src.len {
+            return Err(crate::ModelError::Input(format!(
+                "cannot place {len} positions from {from} of a KV cache of {} at {offset} of one of {}",
+                src.len, self.capacity
+            )));
+        }
+        for (slot, source) in self.layers.iter_mut().zip(&src.layers) {
+            let Some((k, v)) = source else {
+                return Err(crate::ModelError::Input("placing an empty KV cache".into()));
+            };
+            if slot.is_none() {
+                let (_, nkv, _, hd) = k.dims4()?;
+                let shape = (rows, nkv, self.capacity, hd);
+                *slot = Some((
+                    Tensor::zeros(shape, k.dtype(), k.device())?,
+                    Tensor::zeros(shape, v.dtype(), v.device())?,
+                ));
+            }
+            let (ck, cv) = slot.as_ref().expect("allocated above");
+            let k = k.narrow(2, from, len)?.contiguous()?;
+            let v = v.narrow(2, from, len)?.contiguous()?;
+            ck.narrow(0, row, 1)?.slice_set(&k, 2, offset)?;
+            cv.narrow(0, row, 1)?.slice_set(&v, 2, offset)?;
+        }
+        Ok(())
+    }
+
     /// Keeps only the given batch rows (in that order), for example when the other
     /// sequences have finished.
     pub fn keep_rows(&mut self, rows: &[u32]) -> Result<()> {
