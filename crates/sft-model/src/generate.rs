@@ -125,7 +125,6 @@ impl Llama {
         // The prompts still decoding, by batch row: a finished one leaves the batch (and the
         // KV cache), so later steps compute only for the others.
         let mut live: Vec<usize> = (0..b).collect();
-        let mut past = longest;
         for step in 0..opts.max_new_tokens {
             let mut step_ids = Vec::with_capacity(live.len());
             let mut finished = Vec::new();
@@ -162,7 +161,8 @@ impl Llama {
             // The new token sits one position before the next free one.
             let positions: Vec<u32> = next_pos.iter().map(|p| p - 1).collect();
             let input = Tensor::from_vec(step_ids, (live.len(), 1), &self.device)?;
-            let mask = self.generation_mask(&valid, past, 1)?;
+            // Keys so far: the padded prompts and the tokens fed back before this one.
+            let mask = self.generation_mask(&valid, longest + step, 1)?;
             let hidden = self.forward_hidden(
                 &input,
                 &positions,
@@ -172,7 +172,6 @@ impl Llama {
             )?;
             let t = hidden.dim(1)?;
             logits = self.head_logits(&hidden.narrow(1, t - 1, 1)?.squeeze(1)?)?;
-            past += 1;
         }
         Ok(out)
     }
