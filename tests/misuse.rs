@@ -1450,3 +1450,39 @@ fn a_huge_reply_is_cut_before_tokenizing_and_keeps_the_same_tokens() {
     }
     assert_eq!(ids[0], ids[1]);
 }
+
+/// A reader that stops early (`sft-data show ... | head -c 100`) ends the command quietly
+/// with 141 (as a shell reports SIGPIPE), not with a panic.
+#[test]
+fn a_closed_stdout_is_not_a_panic() {
+    use std::io::Read;
+    let dir = tempfile::tempdir().unwrap();
+    let rows = dir.path().join("a.jsonl");
+    let text: String = (0..400)
+        .map(|i| json!({"messages": [{"role": "user", "content": format!("question {i} ").repeat(20)}, {"role": "assistant", "content": "answer ".repeat(40)}]}).to_string() + "\n")
+        .collect();
+    std::fs::write(&rows, text).unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sft-data"))
+        .args([
+            "show",
+            rows.to_str().unwrap(),
+            "--tokenizer",
+            common::sample("data-samples/models/smollm2-135m-instruct-tokenizer")
+                .to_str()
+                .unwrap(),
+            "--rows",
+            "0..400",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut first = [0u8; 100];
+    stdout.read_exact(&mut first).unwrap();
+    drop(stdout);
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(141), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

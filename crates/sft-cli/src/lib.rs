@@ -41,6 +41,39 @@ pub fn keep_freed_memory() {
     }
 }
 
+/// Runs a command's `main` and exits with its code. A reader that goes away early
+/// (`sft-data show ... | head`) is not a crash: the write to the closed pipe panics inside
+/// `print!`, the panic unwinds (so temporary files are removed as everywhere else), and the
+/// process exits quietly with [`EXIT_BROKEN_PIPE`], as a shell reports a command that
+/// SIGPIPE stopped. Any other panic is reported as before.
+pub fn run(main: fn() -> i32) -> ! {
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if !is_broken_pipe(info.payload()) {
+            default_hook(info);
+        }
+    }));
+    let code = match std::panic::catch_unwind(main) {
+        Ok(code) => code,
+        Err(payload) if is_broken_pipe(payload.as_ref()) => EXIT_BROKEN_PIPE,
+        Err(_) => 101,
+    };
+    std::process::exit(code)
+}
+
+/// Whether a panic is the standard library's on printing to a closed stdout or stderr.
+fn is_broken_pipe(payload: &(dyn std::any::Any + Send)) -> bool {
+    let message = payload
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| payload.downcast_ref::<&str>().copied())
+        .unwrap_or("");
+    message.starts_with("failed printing to") && message.contains("Broken pipe")
+}
+
+/// The reader of the output went away (128 + SIGPIPE, as a shell reports it).
+pub const EXIT_BROKEN_PIPE: i32 = 141;
+
 /// The data or the run has problems.
 pub const EXIT_PROBLEMS: i32 = 1;
 /// The command line is wrong.

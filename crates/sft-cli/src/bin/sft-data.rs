@@ -5,5 +5,5 @@
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
-    std::process::exit(sft_cli::data::main());
+    sft_cli::run(sft_cli::data::main);
 }

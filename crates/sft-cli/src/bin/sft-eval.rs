@@ -3,5 +3,5 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
     sft_cli::keep_freed_memory();
-    std::process::exit(sft_cli::eval::main());
+    sft_cli::run(sft_cli::eval::main);
 }

@@ -5,5 +5,5 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
     sft_cli::keep_freed_memory();
-    std::process::exit(sft_cli::train::main());
+    sft_cli::run(sft_cli::train::main);
 }
