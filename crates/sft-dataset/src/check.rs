@@ -462,6 +462,7 @@ struct Checker<'a> {
     /// Past `flat_memory_rows` distinct rows: every row's hash and location, on disk.
     spill: Option<KeyTable>,
     eval_seen: HashMap<u64, Location>,
+    /// Characters and turns per row of the whole dataset: its sources' merged at the end.
     lengths: LengthCounts,
     turns: LengthCounts,
     longest: BinaryHeap<Reverse<LongRow>>,
@@ -616,10 +617,6 @@ impl<'a> Checker<'a> {
             }
         }
         let chars = parsed.chars as u64;
-        self.lengths.add(chars);
-        if is_conversation {
-            self.turns.add(parsed.turns as u64);
-        }
         let seq = self.report.rows;
         if self.longest.len() < LONGEST_KEPT
             || self
@@ -680,11 +677,16 @@ impl<'a> Checker<'a> {
     fn source_tally(&mut self, file: usize, field: Option<&str>) -> &mut SourceTally {
         let name = field.unwrap_or(self.file_sources[file].as_str());
         let name = if self.sources.contains_key(name) || self.sources.len() < SOURCES_TRACKED {
-            name.to_string()
+            name
         } else {
-            OTHER_SOURCES.to_string()
+            OTHER_SOURCES
         };
-        self.sources.entry(name).or_default()
+        // A name is copied once, when its source is first seen, not for every row.
+        if !self.sources.contains_key(name) {
+            self.sources
+                .insert(name.to_string(), SourceTally::default());
+        }
+        self.sources.get_mut(name).expect("inserted above")
     }
 
     /// Moves the distinct rows seen so far to a key table on disk; from now on every row
@@ -734,6 +736,11 @@ impl<'a> Checker<'a> {
     }
 
     fn finish(mut self) -> CheckReport {
+        // The dataset's lengths are its sources' together.
+        for tally in self.sources.values() {
+            self.lengths.merge(&tally.chars);
+            self.turns.merge(&tally.turns);
+        }
         self.spilled_duplicates();
         self.dataset_findings();
         self.token_findings();
