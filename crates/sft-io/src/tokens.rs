@@ -222,6 +222,35 @@ impl TokenTableWriter {
 /// A column of a token table: its name and one list per row.
 pub type TokenColumn = (String, Vec<Vec<i32>>);
 
+/// A reader of the columns of the Parquet file at `path` that `wanted` picks; `None` when
+/// it picks none (with `ProjectionMask::roots` of nothing, every column would be empty).
+fn columns_reader(
+    path: &Path,
+    wanted: impl Fn(&Field) -> bool,
+) -> Result<Option<parquet::arrow::arrow_reader::ParquetRecordBatchReader>, String> {
+    let fail = |e: &dyn std::fmt::Display| format!("{}: {e}", path.display());
+    let file = std::fs::File::open(path).map_err(|e| fail(&e))?;
+    let builder = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+        .map_err(|e| fail(&e))?;
+    let picked: Vec<usize> = builder
+        .schema()
+        .fields()
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| wanted(f))
+        .map(|(i, _)| i)
+        .collect();
+    if picked.is_empty() {
+        return Ok(None);
+    }
+    let mask = parquet::arrow::ProjectionMask::roots(builder.parquet_schema(), picked);
+    builder
+        .with_projection(mask)
+        .build()
+        .map(Some)
+        .map_err(|e| fail(&e))
+}
+
 fn is_int32_list(t: &DataType) -> bool {
     matches!(t, DataType::List(item) if item.data_type() == &DataType::Int32)
 }
@@ -232,23 +261,10 @@ pub fn read_token_table(path: &Path) -> Result<Vec<TokenColumn>, String> {
     use arrow_array::cast::AsArray;
     use arrow_array::types::Int32Type;
     use arrow_array::Array;
-    use parquet::arrow::ProjectionMask;
-    let file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let builder = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    let wanted: Vec<usize> = builder
-        .schema()
-        .fields()
-        .iter()
-        .enumerate()
-        .filter(|(_, f)| is_int32_list(f.data_type()))
-        .map(|(i, _)| i)
-        .collect();
-    let mask = ProjectionMask::roots(builder.parquet_schema(), wanted);
-    let reader = builder
-        .with_projection(mask)
-        .build()
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let Some(reader) = columns_reader(path, |f| is_int32_list(f.data_type()))? else {
+        // No token column: the callers name the one they miss.
+        return Ok(Vec::new());
+    };
     let mut columns: Vec<TokenColumn> = Vec::new();
     for batch in reader {
         let batch = batch.map_err(|e| e.to_string())?;
@@ -282,23 +298,9 @@ pub fn read_token_table(path: &Path) -> Result<Vec<TokenColumn>, String> {
 pub fn read_text_column(path: &Path, name: &str) -> Result<Option<Vec<Vec<String>>>, String> {
     use arrow_array::cast::AsArray;
     use arrow_array::Array;
-    use parquet::arrow::ProjectionMask;
-    let file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let builder = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    let Some(index) = builder
-        .schema()
-        .fields()
-        .iter()
-        .position(|f| f.name() == name)
-    else {
+    let Some(reader) = columns_reader(path, |f| f.name() == name)? else {
         return Ok(None);
     };
-    let mask = ProjectionMask::roots(builder.parquet_schema(), [index]);
-    let reader = builder
-        .with_projection(mask)
-        .build()
-        .map_err(|e| format!("{}: {e}", path.display()))?;
     let mut rows = Vec::new();
     for batch in reader {
         let batch = batch.map_err(|e| e.to_string())?;
