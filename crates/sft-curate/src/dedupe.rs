@@ -97,18 +97,14 @@ pub fn dedupe(job: &DedupeJob) -> Result<DedupeSummary, OpError> {
         seconds: 0.0,
         listed: Vec::new(),
     };
-    // Where each kept row of a cluster is, and with near-duplicates its signature, against
-    // which a candidate is confirmed before it is dropped.
-    let mut kept_at: HashMap<u64, Location> = HashMap::new();
+    // Each cluster's kept row, from the row itself to the end of the input.
+    let mut clusters: HashMap<u64, KeptRow> = HashMap::new();
     let hasher = near.map(MinHasher::new);
-    let mut kept_signatures: HashMap<u64, Vec<u8>> = HashMap::new();
     let signature = |value: &serde_json::Value| {
         let h = hasher.as_ref()?;
         h.signature(&row_text(value, sft_formats::detect_row(value)))
             .map(|s| truncated(&s))
     };
-    // The clusters that lost a row so far, with their place in the listed ones.
-    let mut counted: HashMap<u64, Option<usize>> = HashMap::new();
     each_row(
         &job.input,
         |_, value| value,
@@ -120,24 +116,26 @@ pub fn dedupe(job: &DedupeJob) -> Result<DedupeSummary, OpError> {
             let first = groups.representative(at.seq);
             if first == at.seq {
                 if groups.in_group(at.seq) {
-                    kept_at.insert(at.seq, at.location());
-                    if let Some(s) = signature(&value) {
-                        kept_signatures.insert(at.seq, s);
-                    }
+                    clusters.insert(
+                        at.seq,
+                        KeptRow {
+                            location: at.location(),
+                            signature: signature(&value),
+                            counted: None,
+                        },
+                    );
                 }
                 summary.written += 1;
                 return Ok(writer.write(&value)?);
             }
             let exact = groups.is_exact_duplicate(at.seq);
+            let kept = clusters.get_mut(&first);
             // A near-duplicate candidate (rows that agree on a band) is dropped only when
             // its signature agrees with the kept row's about as often as the threshold says;
             // otherwise it is a distinct row, and kept.
             if !exact {
-                let confirmed = match (
-                    kept_signatures.get(&first),
-                    signature(&value),
-                    job.threshold,
-                ) {
+                let kept_signature = kept.as_ref().and_then(|k| k.signature.as_ref());
+                let confirmed = match (kept_signature, signature(&value), job.threshold) {
                     (Some(k), Some(s), Some(t)) => truncated_similarity(k, &s) >= t,
                     _ => false,
                 };
@@ -147,33 +145,46 @@ pub fn dedupe(job: &DedupeJob) -> Result<DedupeSummary, OpError> {
                     return Ok(writer.write(&value)?);
                 }
             }
-            let kept = kept_at
-                .get(&first)
-                .cloned()
-                .unwrap_or_else(|| Location::file("?"));
+            // (Every grouped row's kept row comes first; "?" would mean a bug, not lost data.)
+            let mut missing;
+            let kept = match kept {
+                Some(k) => k,
+                None => {
+                    missing = KeptRow {
+                        location: Location::file("?"),
+                        signature: None,
+                        counted: None,
+                    };
+                    &mut missing
+                }
+            };
             let (code, reason) = if exact {
                 summary.exact_duplicates += 1;
                 (
                     "duplicate_row",
-                    format!("the same example as a row of the cluster kept at {kept}"),
+                    format!(
+                        "the same example as a row of the cluster kept at {}",
+                        kept.location
+                    ),
                 )
             } else {
                 summary.near_duplicates += 1;
                 (
                     "near_duplicate",
                     format!(
-                        "a near-duplicate (Jaccard similarity of word shingles above {}) of the cluster kept at {kept}",
-                        job.threshold.unwrap_or(1.0)
+                        "a near-duplicate (Jaccard similarity of word shingles above {}) of the cluster kept at {}",
+                        job.threshold.unwrap_or(1.0),
+                        kept.location
                     ),
                 )
             };
             // A cluster is counted (and listed) at its first dropped row: candidates that
             // were not confirmed make none.
-            let index = *counted.entry(first).or_insert_with(|| {
+            let index = *kept.counted.get_or_insert_with(|| {
                 summary.clusters += 1;
                 (summary.listed.len() < job.clusters_listed).then(|| {
                     summary.listed.push(Cluster {
-                        kept: kept.clone(),
+                        kept: kept.location.clone(),
                         dropped: Vec::new(),
                     });
                     summary.listed.len() - 1
@@ -199,6 +210,16 @@ pub fn dedupe(job: &DedupeJob) -> Result<DedupeSummary, OpError> {
         sft_io::write::write_atomic(path, text.as_bytes())?;
     }
     Ok(summary)
+}
+
+/// The kept row of a cluster, while the cluster's rows pass.
+struct KeptRow {
+    location: Location,
+    /// Its signature cut to 8 bits a hash ([`truncated`]), with near-duplicates.
+    signature: Option<Vec<u8>>,
+    /// Set at the cluster's first dropped row: its place among the listed clusters, if it
+    /// is listed.
+    counted: Option<Option<usize>>,
 }
 
 /// A signature cut to its low 8 bits a value: 1 byte a hash function for the kept rows of
