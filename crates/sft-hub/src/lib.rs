@@ -27,12 +27,17 @@
 
 pub mod cache;
 mod client;
+mod dataset;
 mod error;
 mod model;
 mod repo;
 mod settings;
 
 pub use client::{HubClient, RepoFile, RepoInfo};
+pub use dataset::{
+    card_configs, convert_configs, fetch_hub_path, infer_splits, plan_from_files, resolve_dataset,
+    CardConfig, DatasetFiles, DatasetRequest, SplitFiles, CONVERT_REVISION,
+};
 pub use error::{HubError, Missing};
 pub use model::{resolve_model, wanted_model_files};
 pub use repo::{encode_revision, is_commit_sha, HubPath, RepoId, RepoType};
