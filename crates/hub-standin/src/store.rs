@@ -362,7 +362,7 @@ fn collect_files(
             .unwrap_or(&path)
             .to_string_lossy()
             .replace('\\', "/");
-        if rel == ".standin.json" || skip.iter().any(|s| *s == rel) {
+        if rel == ".standin.json" || skip.contains(&rel) {
             continue;
         }
         if path.is_dir() {

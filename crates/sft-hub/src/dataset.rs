@@ -172,46 +172,47 @@ pub fn card_configs(readme: &str) -> Result<Vec<CardConfig>, String> {
                 _ => Vec::new(),
             }
         };
-        let data_files =
-            match c.get("data_files") {
-                None => None,
-                Some(v @ serde_yaml::Value::String(_)) => {
-                    Some(BTreeMap::from([("train".to_string(), strings(v))]))
-                }
-                Some(serde_yaml::Value::Sequence(items)) => {
-                    let mut map: BTreeMap<String, Vec<String>> = BTreeMap::new();
-                    for item in items {
-                        match item {
-                            serde_yaml::Value::String(s) => {
-                                map.entry("train".into()).or_default().push(s.clone())
-                            }
-                            serde_yaml::Value::Mapping(_) => {
-                                let split = item
-                                    .get("split")
-                                    .and_then(|s| s.as_str())
-                                    .unwrap_or("train")
-                                    .to_string();
-                                let paths = item.get("path").map(strings).unwrap_or_default();
-                                map.entry(split).or_default().extend(paths);
-                            }
-                            _ => return Err(format!(
+        let data_files = match c.get("data_files") {
+            None => None,
+            Some(v @ serde_yaml::Value::String(_)) => {
+                Some(BTreeMap::from([("train".to_string(), strings(v))]))
+            }
+            Some(serde_yaml::Value::Sequence(items)) => {
+                let mut map: BTreeMap<String, Vec<String>> = BTreeMap::new();
+                for item in items {
+                    match item {
+                        serde_yaml::Value::String(s) => {
+                            map.entry("train".into()).or_default().push(s.clone())
+                        }
+                        serde_yaml::Value::Mapping(_) => {
+                            let split = item
+                                .get("split")
+                                .and_then(|s| s.as_str())
+                                .unwrap_or("train")
+                                .to_string();
+                            let paths = item.get("path").map(strings).unwrap_or_default();
+                            map.entry(split).or_default().extend(paths);
+                        }
+                        _ => {
+                            return Err(format!(
                                 "config {name}: data_files entries are strings or {{split, path}}"
-                            )),
+                            ))
                         }
                     }
-                    Some(map)
                 }
-                Some(serde_yaml::Value::Mapping(m)) => Some(
-                    m.iter()
-                        .filter_map(|(k, v)| Some((k.as_str()?.to_string(), strings(v))))
-                        .collect(),
-                ),
-                Some(_) => {
-                    return Err(format!(
-                        "config {name}: data_files is a string, a list or a mapping"
-                    ))
-                }
-            };
+                Some(map)
+            }
+            Some(serde_yaml::Value::Mapping(m)) => Some(
+                m.iter()
+                    .filter_map(|(k, v)| Some((k.as_str()?.to_string(), strings(v))))
+                    .collect(),
+            ),
+            Some(_) => {
+                return Err(format!(
+                    "config {name}: data_files is a string, a list or a mapping"
+                ))
+            }
+        };
         out.push(CardConfig {
             name,
             default,

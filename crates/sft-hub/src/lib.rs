@@ -26,13 +26,16 @@
 //! ```
 
 pub mod cache;
+mod card;
 mod client;
 mod dataset;
 mod error;
 mod model;
 mod repo;
 mod settings;
+mod upload;
 
+pub use card::ModelCard;
 pub use client::{HubClient, RepoFile, RepoInfo};
 pub use dataset::{
     card_configs, convert_configs, fetch_hub_path, infer_splits, plan_from_files, resolve_dataset,
@@ -42,3 +45,4 @@ pub use error::{HubError, Missing};
 pub use model::{resolve_model, wanted_model_files};
 pub use repo::{encode_revision, is_commit_sha, HubPath, RepoId, RepoType};
 pub use settings::{HubSettings, DEFAULT_ENDPOINT};
+pub use upload::{create_repo, push_folder, PushRequest, PushedCommit};
