@@ -19,6 +19,7 @@ pub fn handle(hub: &mut Hub, req: &Request) -> Response {
     }
     hub.log.push(line);
     let base = format!("http://{}", req.header("host").unwrap_or("127.0.0.1"));
+    let cdn = hub.cdn_base.clone().unwrap_or_else(|| base.clone());
     if let Some(token) = req.token() {
         if !hub.tokens.contains_key(token) {
             return Response::error(401, None, "Invalid credentials in Authorization header");
@@ -79,7 +80,7 @@ pub fn handle(hub: &mut Hub, req: &Request) -> Response {
             let Some(id) = repo.strip_suffix(".git") else {
                 return Response::error(404, None, "Not found");
             };
-            lfs_batch(hub, kind, id, req, user.as_deref(), &base)
+            lfs_batch(hub, kind, id, req, user.as_deref(), &cdn)
         }
         ("GET" | "HEAD", path) => {
             let (kind, rest) = match path {
@@ -98,7 +99,7 @@ pub fn handle(hub: &mut Hub, req: &Request) -> Response {
                         &file,
                         req,
                         user.as_deref(),
-                        &base,
+                        &cdn,
                     )
                 }
                 _ => Response::error(404, None, "Not found"),

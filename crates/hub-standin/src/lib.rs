@@ -8,7 +8,8 @@
 //! - `GET /api/{models,datasets}/ID[/revision/REV]` (`sha`, `siblings`, with `?blobs=true`
 //!   their sizes and LFS sha256) and `GET .../tree/REV[/PATH]?recursive=true`;
 //! - `HEAD`/`GET /[datasets/]ID/resolve/REV/FILE` with `X-Repo-Commit` and `ETag`; LFS files
-//!   answer 302 with `X-Linked-Etag` / `X-Linked-Size` to `/lfs-cdn/SHA256`; byte ranges;
+//!   answer 302 with `X-Linked-Etag` / `X-Linked-Size` to `/lfs-cdn/SHA256` on a second
+//!   port (another origin, like the Hub's CDN, where the token is not sent); byte ranges;
 //! - private repos (401 `RepoNotFound` without the owner's token), gated repos (401/403
 //!   `GatedRepo`), `refs/convert/parquet` and any other branch or tag as a revision;
 //! - `POST /api/repos/create` (409 when it exists), `/api/validate-yaml`,
@@ -45,7 +46,7 @@ pub struct StandIn {
     addr: SocketAddr,
     hub: Arc<Mutex<Hub>>,
     stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+    threads: Vec<JoinHandle<()>>,
 }
 
 impl StandIn {
@@ -58,18 +59,25 @@ impl StandIn {
         let listener = TcpListener::bind(addr)?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
+        let cdn = TcpListener::bind((addr.ip(), 0))?;
+        cdn.set_nonblocking(true)?;
+        let mut hub = hub;
+        hub.cdn_base = Some(format!("http://{}", cdn.local_addr()?));
         let hub = Arc::new(Mutex::new(hub));
         let stop = Arc::new(AtomicBool::new(false));
-        let thread = {
-            let hub = hub.clone();
-            let stop = stop.clone();
-            std::thread::spawn(move || accept_loop(listener, hub, stop))
-        };
+        let threads = [listener, cdn]
+            .into_iter()
+            .map(|listener| {
+                let hub = hub.clone();
+                let stop = stop.clone();
+                std::thread::spawn(move || accept_loop(listener, hub, stop))
+            })
+            .collect();
         Ok(Self {
             addr,
             hub,
             stop,
-            thread: Some(thread),
+            threads,
         })
     }
 
@@ -102,7 +110,7 @@ impl StandIn {
 impl Drop for StandIn {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
-        if let Some(t) = self.thread.take() {
+        for t in self.threads.drain(..) {
             let _ = t.join();
         }
     }

@@ -155,6 +155,9 @@ pub struct Hub {
     pub cuts: HashMap<String, usize>,
     /// Every request seen: `METHOD PATH` plus ` Range: ...` when there was one.
     pub log: Vec<String>,
+    /// `http://127.0.0.1:PORT` of the second listener that plays the CDN and the LFS storage
+    /// (another origin, as on the Hub: clients follow redirects there without the token).
+    pub cdn_base: Option<String>,
     counter: u64,
 }
 
