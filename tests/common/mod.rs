@@ -41,6 +41,9 @@ fn run_binary(exe: &str, args: &[&str]) -> Run {
         .args(args)
         .current_dir(root())
         .env("NO_COLOR", "1")
+        // A test never reaches the network: a Hub id is looked up in the cache only
+        // (tests/hub.rs runs its own Hub stand-in on 127.0.0.1).
+        .env("HF_HUB_OFFLINE", "1")
         .output()
         .expect("the binary runs");
     Run {

@@ -37,24 +37,34 @@ Exit codes: 0 done, 1 the run failed (bad data, a non-finite loss), 2 the comman
     args_override_self = true
 )]
 struct TrainArgs {
-    /// Model folder (config.json, model.safetensors, tokenizer files), or OWNER/NAME found in
-    /// the local Hugging Face cache.
+    /// Model folder (config.json, model.safetensors, tokenizer files), or a Hub model id
+    /// OWNER/NAME (the local Hugging Face cache first, then the Hub; HF_HUB_OFFLINE=1 for the
+    /// cache only).
     #[arg(long = "model_name_or_path", value_name = "DIR|OWNER/NAME")]
     model_name_or_path: Option<String>,
-    /// Training data: files or a folder in any of the four formats, or a prepared .parquet.
-    #[arg(long = "dataset_name", value_name = "PATH")]
+    /// The Hub model's branch, tag or commit (default: main).
+    #[arg(long = "model_revision", value_name = "REV")]
+    model_revision: Option<String>,
+    /// Training data: files or a folder in any of the four formats, a prepared .parquet, or
+    /// a Hub dataset OWNER/NAME (where no local path of that name exists) or
+    /// hf://datasets/OWNER/NAME[@REV][/PATH].
+    #[arg(long = "dataset_name", value_name = "PATH|OWNER/NAME")]
     dataset_name: Option<PathBuf>,
-    /// Evaluation data (same kinds as --dataset_name).
-    #[arg(long = "eval_dataset", value_name = "PATH")]
+    /// A Hub dataset's config (a `configs:` name of its card; default: the card's default).
+    #[arg(long = "dataset_config", value_name = "NAME")]
+    dataset_config: Option<String>,
+    /// Evaluation data (same kinds as --dataset_name; of a Hub dataset, the
+    /// --dataset_test_split split, else `test`).
+    #[arg(long = "eval_dataset", value_name = "PATH|OWNER/NAME")]
     eval_dataset: Option<PathBuf>,
-    /// With a DatasetDict folder: the training split's subfolder.
+    /// With a DatasetDict folder: the training split's subfolder; with a Hub dataset, the split.
     #[arg(
         long = "dataset_train_split",
         default_value = "train",
         value_name = "NAME"
     )]
     dataset_train_split: String,
-    /// With a DatasetDict folder: the split to evaluate on.
+    /// With a DatasetDict folder or a Hub dataset: the split to evaluate on.
     #[arg(long = "dataset_test_split", value_name = "NAME")]
     dataset_test_split: Option<String>,
     /// Where checkpoints, the final model and the logs go.
@@ -169,9 +179,31 @@ struct TrainArgs {
     /// Shuffle the training rows each epoch (seeded).
     #[arg(long = "shuffle", default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
     shuffle: bool,
-    /// Not supported: there is no network. Upload OUTPUT_DIR with `hf upload`.
+    /// Push the final model (and checkpoints, per --hub_strategy) with a model card to the
+    /// Hub repo --hub_model_id, created if missing. Needs a write token (HF_TOKEN, the token
+    /// file, or --hub_token).
     #[arg(long = "push_to_hub", num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
     push_to_hub: Option<bool>,
+    /// The Hub repo to push to.
+    #[arg(long = "hub_model_id", value_name = "OWNER/NAME")]
+    hub_model_id: Option<String>,
+    /// Create the repo private (when this push creates it).
+    #[arg(long = "hub_private_repo", num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    hub_private_repo: Option<bool>,
+    /// every_save (default, as transformers: each checkpoint's model too), end, checkpoint
+    /// (also the whole latest checkpoint in last-checkpoint/) or all_checkpoints.
+    #[arg(long = "hub_strategy", value_name = "NAME")]
+    hub_strategy: Option<String>,
+    /// The token to push with (wins over HF_TOKEN and the token file).
+    #[arg(long = "hub_token", value_name = "TOKEN")]
+    hub_token: Option<String>,
+    /// The branch to push to (created from main if missing; default: main).
+    #[arg(long = "hub_revision", value_name = "BRANCH")]
+    hub_revision: Option<String>,
+    /// Do not train: push the finished --output_dir as the end of a run does (to retry a
+    /// failed push). Takes --hub_model_id and the other --hub_ flags.
+    #[arg(long = "push_only")]
+    push_only: bool,
     /// Only `false` is accepted: the CPU trains in float32.
     #[arg(long = "bf16", num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
     bf16: Option<bool>,
@@ -262,9 +294,153 @@ pub fn main() -> i32 {
     run(args)
 }
 
+/// The push flags checked together: `None` without --push_to_hub (and then no --hub_ flag).
+fn hub_target(args: &TrainArgs) -> Result<Option<sft_train::hub::HubTarget>, String> {
+    let pushes = args.push_to_hub == Some(true) || args.push_only;
+    if !pushes {
+        let given = [
+            ("hub_model_id", args.hub_model_id.is_some()),
+            ("hub_private_repo", args.hub_private_repo.is_some()),
+            ("hub_strategy", args.hub_strategy.is_some()),
+            ("hub_token", args.hub_token.is_some()),
+            ("hub_revision", args.hub_revision.is_some()),
+        ];
+        return match given.iter().find(|(_, g)| *g) {
+            Some((name, _)) => Err(format!("--{name} is a push setting: add --push_to_hub")),
+            None => Ok(None),
+        };
+    }
+    let Some(model_id) = args.hub_model_id.clone() else {
+        return Err("--push_to_hub needs --hub_model_id OWNER/NAME (the Hub repo to push to, created if missing)".into());
+    };
+    if let Err(e) = sft_hub::RepoId::model(&model_id) {
+        return Err(format!("--hub_model_id {e}"));
+    }
+    let strategy = args.hub_strategy.as_deref().unwrap_or("every_save");
+    let Some(strategy) = sft_train::hub::HubStrategy::parse(strategy) else {
+        return Err(format!(
+            "--hub_strategy {strategy}: expected one of {}",
+            sft_train::hub::HubStrategy::NAMES.join(", ")
+        ));
+    };
+    Ok(Some(sft_train::hub::HubTarget {
+        model_id,
+        private: args.hub_private_repo.unwrap_or(false),
+        strategy,
+        revision: args.hub_revision.clone(),
+        token: args.hub_token.clone(),
+    }))
+}
+
+/// The model card of a run: TRL's metadata, the flags that shaped it, its final losses.
+fn model_card(
+    args: &TrainArgs,
+    target: &sft_train::hub::HubTarget,
+    summary: Option<&sft_train::trainer::Summary>,
+) -> sft_hub::ModelCard {
+    let mut datasets = Vec::new();
+    for d in [&args.dataset_name, &args.eval_dataset]
+        .into_iter()
+        .flatten()
+    {
+        let name = d.to_string_lossy();
+        if sft_train::hub::is_hub_dataset(&name) {
+            let id = match sft_hub::HubPath::parse(&name) {
+                Some(Ok(p)) => p.repo.id().to_string(),
+                _ => name.to_string(),
+            };
+            if !datasets.contains(&id) {
+                datasets.push(id);
+            }
+        }
+    }
+    let mut training_args: Vec<(String, String)> = vec![
+        ("learning_rate".into(), args.learning_rate.to_string()),
+        ("lr_scheduler_type".into(), args.lr_scheduler_type.clone()),
+        (
+            "per_device_train_batch_size".into(),
+            args.per_device_train_batch_size.to_string(),
+        ),
+        (
+            "gradient_accumulation_steps".into(),
+            args.gradient_accumulation_steps.to_string(),
+        ),
+    ];
+    if args.max_steps > 0 {
+        training_args.push(("max_steps".into(), args.max_steps.to_string()));
+    } else {
+        training_args.push(("num_train_epochs".into(), args.num_train_epochs.to_string()));
+    }
+    training_args.push(("max_length".into(), args.max_length.to_string()));
+    if let Some(p) = &args.packing {
+        training_args.push(("packing".into(), p.clone()));
+    }
+    training_args.push(("seed".into(), args.seed.to_string()));
+    let peft = args.use_peft.unwrap_or(false);
+    if peft {
+        training_args.push(("use_peft".into(), "true".into()));
+        if let Some(r) = args.lora_r {
+            training_args.push(("lora_r".into(), r.to_string()));
+        }
+    }
+    let mut results = Vec::new();
+    if let Some(s) = summary {
+        results.push(("train_loss".to_string(), s.train_loss));
+        results.push(("global_step".to_string(), s.global_step as f64));
+        let eval = s
+            .log_history
+            .iter()
+            .rev()
+            .find_map(|e| e["eval_loss"].as_f64());
+        if let Some(l) = eval {
+            results.push(("eval_loss".to_string(), l));
+        }
+    }
+    sft_hub::ModelCard {
+        model_id: target.model_id.clone(),
+        base_model: args.model_name_or_path.clone(),
+        datasets,
+        library_name: if peft { "peft" } else { "transformers" }.into(),
+        extra_tags: Vec::new(),
+        training_args,
+        results,
+    }
+}
+
 fn run(args: TrainArgs) -> i32 {
-    if args.push_to_hub == Some(true) {
-        return usage_error("--push_to_hub: there is no network here; after training upload the output folder with the Hugging Face CLI: `hf upload OWNER/NAME OUTPUT_DIR`");
+    let hub = match hub_target(&args) {
+        Ok(h) => h,
+        Err(e) => return usage_error(e),
+    };
+    if args.push_only {
+        let (Some(target), Some(out)) = (&hub, &args.output_dir) else {
+            return usage_error(
+                "--push_only needs --output_dir (the finished run) and --hub_model_id",
+            );
+        };
+        if !out.is_dir() {
+            return usage_error(format_args!(
+                "--push_only: {} is not a folder",
+                out.display()
+            ));
+        }
+        let card = model_card(&args, target, None);
+        return match sft_train::hub::push_only(target.clone(), out, &card) {
+            Ok(c) => {
+                if !args.quiet {
+                    eprintln!(
+                        "pushed {} to {} (commit {}, {} files, {} through LFS)",
+                        out.display(),
+                        c.url,
+                        c.commit,
+                        c.files,
+                        c.lfs_files
+                    );
+                }
+                0
+            }
+            Err(e) => run_error(e),
+        };
     }
     if let Some(adapter) = &args.merge_adapter {
         return merge(adapter, &args);
@@ -291,7 +467,8 @@ fn run(args: TrainArgs) -> i32 {
         return usage_error("--model_name_or_path is required (a model folder such as data-samples/models/tiny-llama)");
     };
     if args.dry_run {
-        let dir = match sft_model::locate::model_dir(model_name) {
+        let dir = match sft_model::locate::model_dir_at(model_name, args.model_revision.as_deref())
+        {
             Ok(d) => d,
             Err(e) => return usage_error(e),
         };
@@ -352,10 +529,11 @@ fn run(args: TrainArgs) -> i32 {
     if args.bf16 == Some(true) {
         return usage_error("--bf16 is not supported: the CPU trains in float32 (bf16 and f16 weight files are converted when loaded); drop the flag or pass --bf16 false");
     }
-    let model_dir = match sft_model::locate::model_dir(model_name) {
-        Ok(d) => d,
-        Err(e) => return usage_error(e),
-    };
+    let model_dir =
+        match sft_model::locate::model_dir_at(model_name, args.model_revision.as_deref()) {
+            Ok(d) => d,
+            Err(e) => return usage_error(e),
+        };
     // Where to resume from, if anywhere.
     let resume = match sft_train::checkpoint::resume_from(
         output_dir,
@@ -364,7 +542,45 @@ fn run(args: TrainArgs) -> i32 {
         Ok(r) => r,
         Err(e) => return usage_error(e),
     };
+    // A Hub dataset: the files of its splits, from the cache or downloaded into it.
+    let dataset_text = dataset.to_string_lossy().into_owned();
+    let hub_dataset = sft_train::hub::is_hub_dataset(&dataset_text);
+    if args.dataset_config.is_some() && !hub_dataset {
+        return usage_error(format_args!(
+            "--dataset_config applies to a Hub dataset (OWNER/NAME); {} is a local path",
+            dataset.display()
+        ));
+    }
+    let split_files = |name: &str, split: &str| {
+        sft_train::hub::dataset_split_files(name, args.dataset_config.as_deref(), split)
+            .map_err(|e| usage_error(format_args!("--dataset_name {name}: {e}")))
+    };
+    let mut hub_train = None;
+    let mut hub_eval = None;
+    if hub_dataset {
+        hub_train = match split_files(&dataset_text, &args.dataset_train_split) {
+            Ok(f) => f,
+            Err(code) => return code,
+        };
+        if let Some(split) = &args.dataset_test_split {
+            hub_eval = match split_files(&dataset_text, split) {
+                Ok(f) => f,
+                Err(code) => return code,
+            };
+        }
+    }
+    if let Some(eval) = &args.eval_dataset {
+        let name = eval.to_string_lossy().into_owned();
+        if sft_train::hub::is_hub_dataset(&name) {
+            let split = args.dataset_test_split.as_deref().unwrap_or("test");
+            hub_eval = match split_files(&name, split) {
+                Ok(f) => f,
+                Err(code) => return code,
+            };
+        }
+    }
     let (train_path, eval_path) = match &args.dataset_test_split {
+        _ if hub_dataset => (dataset.clone(), args.eval_dataset.clone().or_else(|| args.dataset_test_split.as_ref().map(|_| dataset.clone()))),
         Some(split) if dataset.join(split).is_dir() => (dataset.join(&args.dataset_train_split), Some(dataset.join(split))),
         Some(split) => return usage_error(format_args!("--dataset_test_split {split}: {} has no {split} folder (a DatasetDict saved with save_to_disk has one per split)", dataset.display())),
         None => (
@@ -430,6 +646,27 @@ fn run(args: TrainArgs) -> i32 {
     if let Err(e) = cfg.validate(eval_path.is_some()) {
         return usage_error(e);
     }
+    // The repo is created now: a token that cannot push stops the run before it trains.
+    let push = match &hub {
+        Some(target) => match sft_train::hub::HubPush::start(target.clone(), output_dir) {
+            Ok(p) => {
+                if !args.quiet {
+                    eprintln!(
+                        "push: to {} ({}) at the end{}",
+                        target.model_id,
+                        p.url,
+                        match target.strategy {
+                            sft_train::hub::HubStrategy::End => "",
+                            _ => " and at each save",
+                        }
+                    );
+                }
+                Some(p)
+            }
+            Err(e) => return run_error(format_args!("--push_to_hub: {e}")),
+        },
+        None => None,
+    };
     let device = Device::Cpu;
     let load_from = resume.as_deref().unwrap_or(&model_dir);
     let evaluates = args.eval_dataset.is_some() || args.dataset_test_split.is_some();
@@ -510,8 +747,12 @@ fn run(args: TrainArgs) -> i32 {
         ..plan.clone()
     };
     let work = output_dir.join("data");
-    let load = |path: &Path, name: &str, plan: &DataPlan| {
-        let dataset = Dataset::open(path).map_err(run_error)?;
+    let load = |path: &Path, hub_files: Option<&Vec<PathBuf>>, name: &str, plan: &DataPlan| {
+        let dataset = match hub_files {
+            Some(files) => Dataset::open_files(path, files),
+            None => Dataset::open(path),
+        }
+        .map_err(run_error)?;
         let loaded = load_rows(&dataset, name, &model_dir, plan, &work).map_err(run_error)?;
         if !args.quiet {
             for line in loaded.describe(name) {
@@ -520,12 +761,12 @@ fn run(args: TrainArgs) -> i32 {
         }
         Ok::<_, i32>(loaded.rows)
     };
-    let train = match load(&train_path, "train", &plan) {
+    let train = match load(&train_path, hub_train.as_ref(), "train", &plan) {
         Ok(r) => r,
         Err(code) => return code,
     };
     let eval = match &eval_path {
-        Some(p) => match load(p, "eval", &eval_plan) {
+        Some(p) => match load(p, hub_eval.as_ref(), "eval", &eval_plan) {
             Ok(r) => r,
             Err(code) => return code,
         },
@@ -610,8 +851,29 @@ fn run(args: TrainArgs) -> i32 {
             }
         }
         Event::Saved(path) => {
+            let mut lines = Vec::new();
             if !quiet {
-                let line = format!("saved {}", path.display());
+                lines.push(format!("saved {}", path.display()));
+            }
+            // A failed push mid-run does not stop training: the end pushes everything again.
+            if let Some(p) = &push {
+                match p.after_save(path) {
+                    Ok(commits) => {
+                        if !quiet {
+                            for c in commits {
+                                lines.push(format!(
+                                    "pushed {} to {} (commit {})",
+                                    path.display(),
+                                    c.url,
+                                    c.commit
+                                ));
+                            }
+                        }
+                    }
+                    Err(e) => lines.push(format!("sft-train: warning: {e}")),
+                }
+            }
+            for line in lines {
                 match &bar {
                     Some(b) => b.println(line),
                     None => eprintln!("{line}"),
@@ -654,6 +916,24 @@ fn run(args: TrainArgs) -> i32 {
                     output_dir.join("metrics.jsonl").display(),
                     output_dir.join("loss.svg").display()
                 );
+            }
+            if let (Some(p), Some(target)) = (&push, &hub) {
+                let card = model_card(&args, target, Some(&summary));
+                match p.at_end(&card) {
+                    Ok(c) => {
+                        if !args.quiet {
+                            eprintln!(
+                                "pushed {} to {} (commit {}, {} files, {} through LFS)",
+                                output_dir.display(),
+                                c.url,
+                                c.commit,
+                                c.files,
+                                c.lfs_files
+                            );
+                        }
+                    }
+                    Err(e) => return run_error(e),
+                }
             }
             0
         }

@@ -55,6 +55,11 @@ pub enum ModelError {
         message: String,
         hint: String,
     },
+    /// Not a local folder, and the Hub could not give it (private, gated, missing, offline).
+    Hub {
+        name: String,
+        source: sft_hub::HubError,
+    },
 }
 
 impl ModelError {
@@ -110,6 +115,12 @@ impl std::fmt::Display for ModelError {
                     write!(f, "\n  hint: {hint}")?;
                 }
                 Ok(())
+            }
+            Self::Hub { name, source } => {
+                write!(
+                    f,
+                    "{name}: no local folder of that name; as a Hub model id: {source}"
+                )
             }
             Self::Candle(e) => write!(f, "tensor error: {e}"),
             Self::Input(m) => f.write_str(m),

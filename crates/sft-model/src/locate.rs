@@ -1,13 +1,19 @@
-//! Where a model is: a local folder, or a model id found in the local Hugging Face cache
-//! (there is no network at run time).
+//! Where a model is: a local folder, or a Hugging Face Hub model id resolved by `sft-hub`
+//! (the shared cache first, `refs/<revision>` naming the snapshot; then a download of only
+//! the files a job reads; `HF_HUB_OFFLINE=1` for the cache alone).
 
 use std::path::PathBuf;
 
 use crate::ModelError;
 
-/// A model folder: a local path, or OWNER/NAME in the local Hugging Face cache
-/// (`HF_HUB_CACHE`, `HF_HOME/hub` or `~/.cache/huggingface/hub`), its newest snapshot.
+/// A model folder: a local path, or `OWNER/NAME` / `hf://OWNER/NAME` on the Hub at `main`.
 pub fn model_dir(name: &str) -> Result<PathBuf, ModelError> {
+    model_dir_at(name, None)
+}
+
+/// As [`model_dir`], a Hub id at `revision` (a branch, tag or commit; `main` when `None`,
+/// TRL's `--model_revision`). A local folder wins over a Hub id of the same name.
+pub fn model_dir_at(name: &str, revision: Option<&str>) -> Result<PathBuf, ModelError> {
     let path = PathBuf::from(name);
     if path.is_dir() {
         return Ok(path);
@@ -16,37 +22,30 @@ pub fn model_dir(name: &str) -> Result<PathBuf, ModelError> {
         return Err(ModelError::NotFound {
             name: name.to_string(),
             message: "not a folder; a model is a Hugging Face model folder".into(),
-            hint: String::new(),
+            hint: "pass the folder that holds config.json, or a Hub model id OWNER/NAME".into(),
         });
     }
-    let hub = std::env::var_os("HF_HUB_CACHE")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HF_HOME").map(|h| PathBuf::from(h).join("hub")))
-        .or_else(|| {
-            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/huggingface/hub"))
-        });
-    if let (Some(hub), Some((owner, repo))) = (hub.as_ref(), name.split_once('/')) {
-        let snapshots = hub
-            .join(format!("models--{owner}--{repo}"))
-            .join("snapshots");
-        let mut found: Vec<PathBuf> = std::fs::read_dir(&snapshots)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| p.join("config.json").is_file())
-            .collect();
-        found.sort_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok());
-        if let Some(p) = found.pop() {
-            return Ok(p);
-        }
-    }
-    Err(ModelError::NotFound {
+    let hub = |id: &str, revision: Option<&str>, sub: &str| {
+        let client = sft_hub::HubClient::from_env()?;
+        let dir = sft_hub::resolve_model(&client, id, revision)?;
+        Ok::<_, sft_hub::HubError>(if sub.is_empty() { dir } else { dir.join(sub) })
+    };
+    let resolved = match sft_hub::HubPath::parse(name) {
+        Some(Ok(p)) => hub(p.repo.id(), p.revision.as_deref().or(revision), &p.path),
+        Some(Err(e)) => Err(e),
+        None => match sft_hub::RepoId::model(name) {
+            Ok(_) if name.contains('/') => hub(name, revision, ""),
+            _ => {
+                return Err(ModelError::NotFound {
+                    name: name.to_string(),
+                    message: "no such folder".into(),
+                    hint: "pass a local model folder (config.json, *.safetensors, tokenizer files) or a Hub model id OWNER/NAME".into(),
+                })
+            }
+        },
+    };
+    resolved.map_err(|source| ModelError::Hub {
         name: name.to_string(),
-        message: format!(
-            "no such folder, and not in the local Hugging Face cache ({})",
-            hub.map(|h| h.display().to_string()).unwrap_or_else(|| "unknown".into())
-        ),
-        hint: format!("there is no network at run time; download it first (`hf download {name}`) or pass a local folder. For SmolLM2-135M-Instruct offline see the README (data-samples/models/smollm2_from_gguf.py)"),
+        source,
     })
 }

@@ -448,7 +448,7 @@ pub fn read_adapter(dir: &Path) -> Result<AdapterFile, ModelError> {
 
 /// The base model folder of an adapter: `given` (`--base_model`) when there is one, else the
 /// adapter's `base_model_name_or_path` as a folder (relative to the working directory, as
-/// PEFT reads it) or a model id in the local Hugging Face cache.
+/// PEFT reads it) or a Hub model id (the cache first, then the Hub).
 pub fn base_model_dir(adapter: &AdapterFile, given: Option<&str>) -> Result<PathBuf, ModelError> {
     if let Some(name) = given {
         return crate::locate::model_dir(name);
@@ -465,7 +465,7 @@ pub fn base_model_dir(adapter: &AdapterFile, given: Option<&str>) -> Result<Path
         ModelError::config(
             &config,
             format!("its base model {name:?} is not here: {e}"),
-            "give the base model with --base_model DIR (a local folder or a model in the Hugging Face cache)",
+            "give the base model with --base_model DIR|OWNER/NAME (a local folder or a Hub model id)",
         )
     })
 }

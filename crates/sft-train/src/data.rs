@@ -53,6 +53,19 @@ impl Dataset {
         })
     }
 
+    /// Data files given one by one (the files of a Hub dataset's split); `label` is the
+    /// path shown for them.
+    pub fn open_files(label: &Path, paths: &[PathBuf]) -> Result<Dataset, DataError> {
+        if let [one] = paths {
+            return Self::open(one);
+        }
+        let files = discover(paths).map_err(|e| DataError::Files(e.to_string()))?;
+        Ok(Dataset::Files {
+            path: label.to_path_buf(),
+            files,
+        })
+    }
+
     pub fn path(&self) -> &Path {
         match self {
             Dataset::Prepared { table, .. } => table,

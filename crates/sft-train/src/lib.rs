@@ -14,6 +14,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod config_file;
 pub mod data;
+pub mod hub;
 pub mod metrics;
 pub mod optim;
 pub mod rng;

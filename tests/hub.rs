@@ -1,0 +1,318 @@
+//! The course's command, with `sft-train` in place of `trl sft`, against the Hub stand-in
+//! on 127.0.0.1: the model and the dataset by id, training, `--push_to_hub`, and the pushed
+//! model downloaded back. Then offline from the same cache, the push strategies, and the
+//! push flags' errors.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::{root, Run};
+use hub_standin::{Hub, Kind, StandIn};
+
+const TOKEN: &str = "hf_standin_user";
+const MODEL_ID: &str = "HuggingFaceTB/SmolLM3-3B-Base";
+const DATASET_ID: &str = "HuggingFaceTB/smoltalk2_everyday_convs_think";
+
+/// The stand-in serving the tiny model under the course's model id and a small
+/// conversations dataset under its dataset id.
+fn course_hub() -> StandIn {
+    let mut hub = Hub::new();
+    hub.add_token(TOKEN, "user");
+    hub.create_repo(Kind::Model, MODEL_ID, false);
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(root().join("data-samples/models/tiny-llama")).unwrap() {
+        let path = entry.unwrap().path();
+        files.push((
+            path.file_name().unwrap().to_string_lossy().into_owned(),
+            std::fs::read(&path).unwrap(),
+        ));
+    }
+    hub.commit_bytes(Kind::Model, MODEL_ID, "main", files, "add model");
+    hub.create_repo(Kind::Dataset, DATASET_ID, false);
+    let card = "---\nconfigs:\n- config_name: default\n  data_files:\n  - split: train\n    path: data/train-*\n---\n# Everyday conversations\n";
+    hub.commit_bytes(
+        Kind::Dataset,
+        DATASET_ID,
+        "main",
+        vec![
+            ("README.md".into(), card.as_bytes().to_vec()),
+            (
+                "data/train-00000-of-00001.jsonl".into(),
+                std::fs::read(root().join("data-samples/formats/messages.jsonl")).unwrap(),
+            ),
+        ],
+        "add data",
+    );
+    StandIn::start(hub).unwrap()
+}
+
+/// `sft-train` with the Hub settings in its environment only.
+fn sft_train(server: &StandIn, home: &Path, env: &[(&str, &str)], args: &[&str]) -> Run {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sft-train"));
+    cmd.args(args)
+        .current_dir(root())
+        .env("NO_COLOR", "1")
+        .env("HF_ENDPOINT", server.url())
+        .env("HF_HOME", home)
+        .env("HF_HUB_CACHE", home.join("hub"))
+        .env_remove("HF_TOKEN")
+        .env_remove("HF_HUB_OFFLINE")
+        .env_remove("HF_TOKEN_PATH");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    Run {
+        code: out.status.code().unwrap(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+fn course_args<'a>(out: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "--model_name_or_path",
+        MODEL_ID,
+        "--dataset_name",
+        DATASET_ID,
+        "--output_dir",
+        out,
+        "--per_device_train_batch_size",
+        "4",
+        "--learning_rate",
+        "5e-5",
+        "--max_steps",
+        "2",
+        "--logging_steps",
+        "1",
+        "--save_steps",
+        "1",
+        "--report_to",
+        "none",
+    ];
+    args.extend_from_slice(extra);
+    args
+}
+
+#[test]
+fn the_course_command_trains_from_the_hub_and_pushes() {
+    let server = course_hub();
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("hf");
+    let out = tmp.path().join("sft-model");
+    let out_s = out.to_str().unwrap();
+    let r = sft_train(
+        &server,
+        &home,
+        &[("HF_TOKEN", TOKEN)],
+        &course_args(
+            out_s,
+            &["--push_to_hub", "--hub_model_id", "user/smollm3-custom"],
+        ),
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.contains("pushed"), "{}", r.stderr);
+
+    // The model and the dataset came into the shared cache layout.
+    let model_repo = home.join("hub/models--HuggingFaceTB--SmolLM3-3B-Base");
+    assert!(model_repo.join("refs/main").is_file());
+    assert!(home
+        .join("hub/datasets--HuggingFaceTB--smoltalk2_everyday_convs_think/refs/main")
+        .is_file());
+
+    // What the Hub now holds: the final model, its card; no checkpoint, no prepared data.
+    {
+        let hub = server.hub();
+        let repo = &hub.repos[&(Kind::Model, "user/smollm3-custom".to_string())];
+        let files = &repo.commits[&repo.branches["main"]].files;
+        assert!(files["model.safetensors"].lfs);
+        for f in [
+            "config.json",
+            "tokenizer.json",
+            "README.md",
+            "trainer_state.json",
+        ] {
+            assert!(files.contains_key(f), "{f}: {:?}", files.keys());
+        }
+        assert!(!files
+            .keys()
+            .any(|f| f.starts_with("checkpoint-") || f.starts_with("data/")));
+        let card = String::from_utf8(files["README.md"].data.to_vec()).unwrap();
+        assert!(
+            card.contains("base_model: HuggingFaceTB/SmolLM3-3B-Base"),
+            "{card}"
+        );
+        assert!(card.contains(DATASET_ID), "{card}");
+        assert!(card.contains("- sft") && card.contains("- trl"), "{card}");
+        assert!(card.contains("train_loss"), "{card}");
+    }
+
+    // Downloaded back: the bytes the run wrote.
+    let back = tempfile::tempdir().unwrap();
+    let client = sft_hub::HubClient::new(sft_hub::HubSettings {
+        endpoint: server.url(),
+        token: None,
+        cache_dir: back.path().to_path_buf(),
+        offline: false,
+        progress: false,
+    })
+    .unwrap();
+    let dir = sft_hub::resolve_model(&client, "user/smollm3-custom", None).unwrap();
+    for f in ["model.safetensors", "config.json", "tokenizer.json"] {
+        assert_eq!(
+            std::fs::read(dir.join(f)).unwrap(),
+            std::fs::read(out.join(f)).unwrap(),
+            "{f}"
+        );
+    }
+
+    // Offline, from the same cache, with no Hub at all: the same command trains.
+    drop(server);
+    let dead = StandIn::start(Hub::new()).unwrap();
+    let out2 = tmp.path().join("offline");
+    let r = sft_train(
+        &dead,
+        &home,
+        &[("HF_HUB_OFFLINE", "1")],
+        &course_args(out2.to_str().unwrap(), &[]),
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(dead.requests().is_empty(), "{:?}", dead.requests());
+}
+
+#[test]
+fn every_save_and_checkpoint_strategies_push_during_the_run() {
+    let server = course_hub();
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("hf");
+    for (strategy, repo_id) in [
+        ("every_save", "user/every"),
+        ("checkpoint", "user/last"),
+        ("all_checkpoints", "user/all"),
+    ] {
+        let out = tmp.path().join(strategy);
+        let r = sft_train(
+            &server,
+            &home,
+            &[],
+            &course_args(
+                out.to_str().unwrap(),
+                &[
+                    "--push_to_hub",
+                    "--hub_model_id",
+                    repo_id,
+                    "--hub_strategy",
+                    strategy,
+                    "--hub_token",
+                    TOKEN,
+                    "--quiet",
+                ],
+            ),
+        );
+        assert_eq!(r.code, 0, "{strategy}: {}", r.stderr);
+        let hub = server.hub();
+        let repo = &hub.repos[&(Kind::Model, repo_id.to_string())];
+        let messages: Vec<&str> = repo.commits.values().map(|c| c.message.as_str()).collect();
+        assert!(
+            messages.contains(&"Training in progress, step 1"),
+            "{strategy}: {messages:?}"
+        );
+        assert!(
+            messages.contains(&"End of training"),
+            "{strategy}: {messages:?}"
+        );
+        let files = &repo.commits[&repo.branches["main"]].files;
+        assert!(files.contains_key("model.safetensors"));
+        assert!(
+            !files.contains_key("optimizer.safetensors"),
+            "resume states stay in checkpoints"
+        );
+        match strategy {
+            "checkpoint" => assert!(files.contains_key("last-checkpoint/optimizer.safetensors")),
+            "all_checkpoints" => {
+                assert!(files.contains_key("checkpoint-1/model.safetensors"));
+                assert!(files.contains_key("checkpoint-2/training_state.json"));
+            }
+            _ => assert!(!files.keys().any(|f| f.contains("checkpoint"))),
+        }
+    }
+}
+
+#[test]
+fn push_flags_are_checked_before_training() {
+    let server = course_hub();
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("hf");
+    let out = tmp.path().join("out");
+    let out_s = out.to_str().unwrap();
+    // A push setting without --push_to_hub is not silently ignored.
+    let r = sft_train(
+        &server,
+        &home,
+        &[],
+        &course_args(out_s, &["--hub_strategy", "every_save"]),
+    );
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("add --push_to_hub"), "{}", r.stderr);
+    let r = sft_train(&server, &home, &[], &course_args(out_s, &["--push_to_hub"]));
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("--hub_model_id"), "{}", r.stderr);
+    let r = sft_train(
+        &server,
+        &home,
+        &[("HF_TOKEN", TOKEN)],
+        &course_args(
+            out_s,
+            &[
+                "--push_to_hub",
+                "--hub_model_id",
+                "user/x",
+                "--hub_strategy",
+                "sometimes",
+            ],
+        ),
+    );
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("every_save"), "{}", r.stderr);
+    // No token: stops before training, says how to give one.
+    let r = sft_train(
+        &server,
+        &home,
+        &[],
+        &course_args(out_s, &["--push_to_hub", "--hub_model_id", "user/x"]),
+    );
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("HF_TOKEN") && r.stderr.contains("--hub_token"),
+        "{}",
+        r.stderr
+    );
+    assert!(!out.join("checkpoint-1").exists());
+    // A model id that is not on the Hub: named, with what to check.
+    let r = sft_train(
+        &server,
+        &home,
+        &[],
+        &[
+            "--model_name_or_path",
+            "nobody/nothing",
+            "--dataset_name",
+            DATASET_ID,
+            "--output_dir",
+            out_s,
+        ],
+    );
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("nobody/nothing") && r.stderr.contains("check the id"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        !r.stderr.to_lowercase().contains("no network"),
+        "{}",
+        r.stderr
+    );
+}
