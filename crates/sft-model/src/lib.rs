@@ -58,7 +58,7 @@ pub enum ModelError {
     /// Not a local folder, and the Hub could not give it (private, gated, missing, offline).
     Hub {
         name: String,
-        source: sft_hub::HubError,
+        source: Box<sft_hub::HubError>,
     },
 }
 

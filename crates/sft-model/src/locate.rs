@@ -46,6 +46,6 @@ pub fn model_dir_at(name: &str, revision: Option<&str>) -> Result<PathBuf, Model
     };
     resolved.map_err(|source| ModelError::Hub {
         name: name.to_string(),
-        source,
+        source: Box::new(source),
     })
 }
