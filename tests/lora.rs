@@ -309,7 +309,7 @@ fn lora_flags_are_checked() {
     let cases: &[(&[&str], &str)] = &[
         (&["--lora_target_modules", "lm_head"], "output head"),
         (&["--lora_target_modules", "qproj"], "no such module"),
-        (&["--lora_r", "0"], "--lora_r must be at least 1"),
+        (&["--lora_r", "0"], "'--lora_r <N>': must be at least 1"),
         (&["--lora_dropout", "1"], "--lora_dropout"),
         (&["--lora_task_type", "SEQ_CLS"], "only CAUSAL_LM"),
         (&["--use_dora"], "DoRA"),

@@ -1060,7 +1060,7 @@ fn sft_train_and_sft_eval_refuse_wrong_outputs_before_any_work() {
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(
         r.stderr
-            .contains("--per_device_train_batch_size must be at least 1"),
+            .contains("'--per_device_train_batch_size <N>': must be at least 1"),
         "{}",
         r.stderr
     );

@@ -894,7 +894,7 @@ fn bad_commands_are_clear_errors_with_exit_2() {
                 "--threshold".into(),
                 "1.5".into(),
             ],
-            "between 0 and 1",
+            "'--threshold <F>': must be within [0, 1]",
         ),
         (
             vec!["dedupe".into(), i.into(), "-o".into(), i.into()],

@@ -25,7 +25,7 @@ pub struct MixArgs {
     #[arg(required = true, value_name = "SOURCE:WEIGHT")]
     sources: Vec<String>,
     /// Rows in the mix.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = crate::flags::range::positive_u64, allow_hyphen_values = true)]
     rows: Option<u64>,
     /// Take the named source once, whole, and the others in proportion to it.
     #[arg(long, value_name = "NAME")]
@@ -74,7 +74,7 @@ pub struct SplitArgs {
     #[arg(long)]
     stratify_by_source: bool,
     /// Near-duplicates above this Jaccard similarity stay on one side.
-    #[arg(long, default_value_t = 0.8, value_name = "F")]
+    #[arg(long, default_value_t = 0.8, value_name = "F", value_parser = crate::flags::range::ratio, allow_hyphen_values = true)]
     near_threshold: f64,
     /// Only exact duplicates and shared prompts stay together (no MinHash pass).
     #[arg(long)]
@@ -145,7 +145,7 @@ pub struct DedupeArgs {
     #[arg(long, value_name = "FILE")]
     rejects: Option<PathBuf>,
     /// Near-duplicates: the Jaccard similarity of word 5-shingles above which rows are one.
-    #[arg(long, default_value_t = 0.8, value_name = "F")]
+    #[arg(long, default_value_t = 0.8, value_name = "F", value_parser = crate::flags::range::ratio, allow_hyphen_values = true)]
     threshold: f64,
     /// Exact duplicates only (no MinHash).
     #[arg(long)]

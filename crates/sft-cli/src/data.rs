@@ -79,7 +79,7 @@ struct ShowArgs {
     #[arg(long)]
     boundaries: bool,
     /// Cut examples at N tokens, as prepare does.
-    #[arg(long, default_value_t = 1024, value_name = "N")]
+    #[arg(long, default_value_t = 1024, value_name = "N", value_parser = crate::flags::range::positive, allow_hyphen_values = true)]
     max_length: usize,
     /// Train only on completions (default: true for prompt-completion data).
     #[arg(long, value_name = "true|false")]
@@ -115,7 +115,7 @@ struct PrepareArgs {
     output: PathBuf,
     /// Keep the first N tokens of each example (TRL's default 1024); with packing, the
     /// length of a packed row.
-    #[arg(long, default_value_t = 1024, value_name = "N")]
+    #[arg(long, default_value_t = 1024, value_name = "N", value_parser = crate::flags::range::positive, allow_hyphen_values = true)]
     max_length: usize,
     /// Pack examples into rows of --max-length: bfd (best fit over the whole dataset, longer
     /// examples cut), bfd_split (split instead of cut), wrapped (concatenate and cut); or
@@ -328,7 +328,7 @@ struct CheckArgs {
     #[arg(long, value_name = "MODEL_DIR|tokenizer.json")]
     tokenizer: Option<PathBuf>,
     /// With --tokenizer: the length training cuts at and packs to.
-    #[arg(long, default_value_t = 1024, value_name = "N", requires = "tokenizer")]
+    #[arg(long, default_value_t = 1024, value_name = "N", requires = "tokenizer", value_parser = crate::flags::range::positive, allow_hyphen_values = true)]
     max_length: usize,
     #[command(flatten)]
     template: TemplateArgs,
@@ -449,9 +449,6 @@ fn rejects_output(rejects: Option<&PathBuf>, output: &std::path::Path) -> Output
     }
 }
 
-/// Exit code of a job stopped by Ctrl-C (128 + SIGINT, as shells report it).
-const EXIT_INTERRUPTED: i32 = 130;
-
 pub fn main() -> i32 {
     let args = match crate::flags::normalise(std::env::args().collect(), '-') {
         Ok(a) => a,
@@ -461,19 +458,21 @@ pub fn main() -> i32 {
         Ok(cli) => cli,
         Err(code) => return code,
     };
-    // Ctrl-C removes the temporary files of unfinished outputs; finished
-    // outputs are complete, as they are renamed into place only when whole.
-    let _ = ctrlc::set_handler(|| {
+    // Ctrl-C, SIGTERM or SIGUSR1 remove the temporary files of unfinished outputs and
+    // exit with 128 + the signal; finished outputs are complete, as they are renamed into
+    // place only when whole.
+    crate::signals::on_stop(|signal, _| {
         let removed = sft_io::write::remove_temporaries();
         eprintln!(
-            "\nsft-data: interrupted; no output was left half-written ({})",
+            "\nsft-data: interrupted by {}; no output was left half-written ({})",
+            crate::signals::name(signal),
             counted(
                 removed as u64,
                 "temporary file removed",
                 "temporary files removed"
             )
         );
-        std::process::exit(EXIT_INTERRUPTED);
+        std::process::exit(crate::signals::exit_code(signal));
     });
     match cli.command {
         Command::Check(args) => run_check(args),

@@ -1,12 +1,14 @@
 //! `sft-eval`: score checkpoints in batch jobs.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use clap::Parser;
 use serde_json::Value;
 use sft_eval::evaluate::{evaluate, EvalEvent, EvalOptions, Expectations, Gates, Sampling};
-use sft_eval::report::markdown;
-use sft_io::paths::Output;
+use sft_eval::report::{markdown, CheckpointReport};
+use sft_io::paths::{Output, Read};
 use sft_tokenize::TokenizeOptions;
 
 use crate::{EXIT_PROBLEMS, EXIT_USAGE};
@@ -15,6 +17,7 @@ use crate::{EXIT_PROBLEMS, EXIT_USAGE};
 #[command(
     name = "sft-eval",
     version,
+    allow_negative_numbers = true,
     about = "Score checkpoints: held-out loss, generated samples checked for format compliance and repetition, a diagnosis of the loss curves",
     long_about = "Score checkpoints: held-out loss and perplexity (rendered and masked as in training), \
 generated samples (prompts rendered with add_generation_prompt=True) checked for format compliance \
@@ -49,12 +52,12 @@ struct EvalArgs {
     /// Generate for the first N rows that have a prompt (0: no generation).
     #[arg(long, default_value_t = 16, value_name = "N")]
     max_samples: usize,
-    #[arg(long, default_value_t = 128, value_name = "N")]
+    #[arg(long, default_value_t = 128, value_name = "N", value_parser = crate::flags::range::positive, allow_hyphen_values = true)]
     max_new_tokens: usize,
     /// 0 is greedy decoding.
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, value_parser = crate::flags::range::non_negative, allow_hyphen_values = true)]
     temperature: f64,
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, value_parser = crate::flags::range::top_p, allow_hyphen_values = true)]
     top_p: f64,
     #[arg(long, default_value_t = 0)]
     top_k: usize,
@@ -65,11 +68,11 @@ struct EvalArgs {
         long,
         default_value_t = 8,
         value_name = "N",
-        alias = "per-device-eval-batch-size"
-    )]
+        alias = "per-device-eval-batch-size",
+        value_parser = crate::flags::range::positive, allow_hyphen_values = true)]
     batch_size: usize,
     /// Tokens per held-out example (as in training).
-    #[arg(long, default_value_t = 1024, value_name = "N")]
+    #[arg(long, default_value_t = 1024, value_name = "N", value_parser = crate::flags::range::positive, allow_hyphen_values = true)]
     max_length: usize,
     #[arg(long, value_name = "true|false")]
     completion_only_loss: Option<bool>,
@@ -94,13 +97,13 @@ struct EvalArgs {
     #[arg(long, value_name = "N")]
     max_chars: Option<usize>,
     /// Fail (exit 1) when the best held-out loss is above this.
-    #[arg(long, value_name = "LOSS")]
+    #[arg(long, value_name = "LOSS", value_parser = crate::flags::range::non_negative, allow_hyphen_values = true)]
     max_loss: Option<f64>,
     /// Fail when the best checkpoint's share of samples passing every check is below this.
-    #[arg(long, value_name = "RATE")]
+    #[arg(long, value_name = "RATE", value_parser = crate::flags::range::ratio, allow_hyphen_values = true)]
     min_compliance: Option<f64>,
     /// Fail when the best checkpoint's share of repetitive samples is above this.
-    #[arg(long, value_name = "SHARE")]
+    #[arg(long, value_name = "SHARE", value_parser = crate::flags::range::ratio, allow_hyphen_values = true)]
     max_repetition: Option<f64>,
     #[arg(long, short = 'q')]
     quiet: bool,
@@ -193,6 +196,50 @@ fn run(args: EvalArgs) -> Result<i32, i32> {
         }
         None => temp.path().to_path_buf(),
     };
+    // Nor may any output land inside a checkpoint, the run, the base model or the data.
+    let mut reads: Vec<Read> = args
+        .checkpoint
+        .iter()
+        .map(|c| Read::new(c, "the checkpoint (--checkpoint)"))
+        .collect();
+    reads.extend(args.run.iter().map(|r| Read::new(r, "the run (--run)")));
+    reads.push(Read::new(&args.dataset, "the held-out data (--dataset)"));
+    if let Some(base) = args.base_model.as_deref().map(Path::new) {
+        reads.push(Read::new(base, "the base model (--base-model)"));
+    }
+    let elsewhere =
+        |flag: &str| format!("pass {flag} a path outside the checkpoints, the run and the data");
+    let mut folders = Vec::new();
+    if args.report.is_some() {
+        folders.push(Output::new(
+            &work_dir,
+            "the report's data folder",
+            elsewhere("--report"),
+        ));
+    }
+    if let Some(dir) = &args.plots {
+        folders.push(Output::new(
+            dir,
+            "the plots folder (--plots)",
+            elsewhere("--plots"),
+        ));
+    }
+    let mut files = Vec::new();
+    if let Some(p) = &args.report {
+        files.push(Output::new(
+            p,
+            "the report (--report)",
+            elsewhere("--report"),
+        ));
+    }
+    if let Some(p) = &args.markdown {
+        files.push(Output::new(
+            p,
+            "the summary (--markdown)",
+            elsewhere("--markdown"),
+        ));
+    }
+    sft_io::paths::refuse_writing_into_reads(&reads, &files, &folders, &[]).map_err(usage_error)?;
     let options = EvalOptions {
         checkpoints: args.checkpoint.clone(),
         base_model: args.base_model.clone(),
@@ -224,6 +271,49 @@ fn run(args: EvalArgs) -> Result<i32, i32> {
             max_chars: args.max_chars,
         },
     };
+    // A stop signal (Ctrl-C, SIGTERM, SIGUSR1) keeps what was scored: the report (and the
+    // summary) of the checkpoints done so far is written, then the job exits with 128 + the
+    // signal. The checkpoint in progress is abandoned.
+    let scored: Arc<Mutex<Vec<CheckpointReport>>> = Arc::default();
+    // Set once the whole report is being written: a signal then no longer replaces it.
+    static FINISHING: AtomicBool = AtomicBool::new(false);
+    {
+        let scored = Arc::clone(&scored);
+        let (report, markdown_path) = (args.report.clone(), args.markdown.clone());
+        let dataset = args.dataset.display().to_string();
+        crate::signals::on_stop(move |signal, first| {
+            if !first || FINISHING.load(Ordering::SeqCst) {
+                return;
+            }
+            sft_io::write::remove_temporaries();
+            let done = scored.lock().map(|s| s.clone()).unwrap_or_default();
+            let why = format!("stopped by {}", crate::signals::name(signal));
+            let partial = sft_eval::report::Report::interrupted(&dataset, done, why);
+            let mut kept = Vec::new();
+            if let Some(path) = &report {
+                let text = serde_json::to_string_pretty(&partial).expect("JSON") + "\n";
+                if sft_io::write::write_atomic(path, text.as_bytes()).is_ok() {
+                    kept.push(path.display().to_string());
+                }
+            }
+            if let Some(path) = &markdown_path {
+                if sft_io::write::write_atomic(path, markdown(&partial).as_bytes()).is_ok() {
+                    kept.push(path.display().to_string());
+                }
+            }
+            eprintln!(
+                "\nsft-eval: stopped by {} after {} checkpoint(s){}",
+                crate::signals::name(signal),
+                partial.checkpoints.len(),
+                if kept.is_empty() {
+                    String::new()
+                } else {
+                    format!("; their report is in {}", kept.join(" and "))
+                }
+            );
+            std::process::exit(crate::signals::exit_code(signal));
+        });
+    }
     let quiet = args.quiet;
     let batch_size = args.batch_size;
     let mut on = |event: EvalEvent| match event {
@@ -236,6 +326,9 @@ fn run(args: EvalArgs) -> Result<i32, i32> {
         }
         EvalEvent::Note(note) => eprintln!("sft-eval: note: {note}"),
         EvalEvent::Checkpoint { report, seconds } => {
+            if let Ok(mut done) = scored.lock() {
+                done.push(report.clone());
+            }
             if let Some(h) = report
                 .heldout
                 .as_ref()
@@ -263,6 +356,7 @@ fn run(args: EvalArgs) -> Result<i32, i32> {
         min_compliance: args.min_compliance,
         max_repetition: args.max_repetition,
     });
+    FINISHING.store(true, Ordering::SeqCst);
     let md = markdown(&report);
     if let Some(path) = &args.report {
         let text = serde_json::to_string_pretty(&report).expect("JSON") + "\n";

@@ -58,6 +58,99 @@ pub fn normalise(args: Vec<String>, separator: char) -> Result<Vec<String>, Stri
     Ok(out)
 }
 
+/// Range checks of numeric flags, as clap value parsers: a value out of range is a usage
+/// error (exit 2) that names the flag and the range, checked before anything runs. The
+/// ranges are those transformers' `TrainingArguments`, TRL's `SFTConfig`, PEFT's
+/// `LoraConfig` and torch's AdamW enforce.
+pub mod range {
+    fn number<T: std::str::FromStr>(s: &str, kind: &str) -> Result<T, String> {
+        s.trim()
+            .parse()
+            .map_err(|_| format!("expected {kind}, got {s:?}"))
+    }
+
+    fn finite(s: &str) -> Result<f64, String> {
+        let x: f64 = number(s, "a number")?;
+        if x.is_finite() {
+            Ok(x)
+        } else {
+            Err("must be a finite number".into())
+        }
+    }
+
+    /// An integer of at least 1 (lengths, batch sizes, step counts).
+    pub fn positive(s: &str) -> Result<usize, String> {
+        match number::<usize>(s, "a whole number of at least 1")? {
+            0 => Err("must be at least 1".into()),
+            n => Ok(n),
+        }
+    }
+
+    /// An integer of at least 1, as a u64.
+    pub fn positive_u64(s: &str) -> Result<u64, String> {
+        positive(s).map(|n| n as u64)
+    }
+
+    /// A step count of at least 1, or -1 for none (`--max_steps`).
+    pub fn max_steps(s: &str) -> Result<i64, String> {
+        match number::<i64>(s, "a whole number")? {
+            n if n >= 1 || n == -1 => Ok(n),
+            _ => Err("must be at least 1 (or -1: train for --num_train_epochs)".into()),
+        }
+    }
+
+    /// A finite number of at least 0 (learning rate, weight decay, epsilon, clipping norm,
+    /// warmup steps, temperature).
+    pub fn non_negative(s: &str) -> Result<f64, String> {
+        let x = finite(s)?;
+        if x >= 0.0 {
+            Ok(x)
+        } else {
+            Err("must be at least 0".into())
+        }
+    }
+
+    /// A finite number above 0 (epochs, LoRA alpha, a loss gate).
+    pub fn above_zero(s: &str) -> Result<f64, String> {
+        let x = finite(s)?;
+        if x > 0.0 {
+            Ok(x)
+        } else {
+            Err("must be above 0".into())
+        }
+    }
+
+    /// A ratio within [0, 1] (warmup ratio, rates and shares of gates, similarity).
+    pub fn ratio(s: &str) -> Result<f64, String> {
+        let x = finite(s)?;
+        if (0.0..=1.0).contains(&x) {
+            Ok(x)
+        } else {
+            Err("must be within [0, 1]".into())
+        }
+    }
+
+    /// A probability within [0, 1) (dropout, Adam's betas).
+    pub fn below_one(s: &str) -> Result<f64, String> {
+        let x = finite(s)?;
+        if (0.0..1.0).contains(&x) {
+            Ok(x)
+        } else {
+            Err("must be within [0, 1)".into())
+        }
+    }
+
+    /// A share within (0, 1] (nucleus sampling's top-p).
+    pub fn top_p(s: &str) -> Result<f64, String> {
+        let x = finite(s)?;
+        if x > 0.0 && x <= 1.0 {
+            Ok(x)
+        } else {
+            Err("must be within (0, 1]".into())
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -107,5 +200,25 @@ mod tests {
             let err = normalise(args(&["sft-train", flag]), '_').unwrap_err();
             assert!(err.contains("is not supported:"), "{flag}: {err}");
         }
+    }
+
+    #[test]
+    fn ranges_name_what_is_allowed() {
+        assert_eq!(range::positive("3"), Ok(3));
+        assert_eq!(range::positive("0").unwrap_err(), "must be at least 1");
+        assert!(range::positive("-1").unwrap_err().contains("whole number"));
+        assert_eq!(range::ratio("1.5").unwrap_err(), "must be within [0, 1]");
+        assert_eq!(range::ratio("0.1"), Ok(0.1));
+        assert_eq!(
+            range::non_negative("-1e-4").unwrap_err(),
+            "must be at least 0"
+        );
+        assert_eq!(
+            range::non_negative("nan").unwrap_err(),
+            "must be a finite number"
+        );
+        assert_eq!(range::below_one("1").unwrap_err(), "must be within [0, 1)");
+        assert_eq!(range::top_p("0").unwrap_err(), "must be within (0, 1]");
+        assert_eq!(range::above_zero("0").unwrap_err(), "must be above 0");
     }
 }

@@ -13,6 +13,7 @@ pub mod data;
 pub mod eval;
 pub mod flags;
 mod progress;
+pub mod signals;
 pub mod train;
 
 /// Tells mimalloc (the binaries' allocator) to keep freed memory instead of returning it to
@@ -58,6 +59,8 @@ pub fn run(main: fn() -> i32) -> ! {
         Err(payload) if is_broken_pipe(payload.as_ref()) => EXIT_BROKEN_PIPE,
         Err(_) => 101,
     };
+    // What is still temporary now was not finished (or is the copy of standard input).
+    sft_io::write::remove_temporaries();
     std::process::exit(code)
 }
 

@@ -8,6 +8,7 @@ use std::time::Instant;
 use candle_core::Device;
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
+use sft_io::paths::Read;
 use sft_tokenize::{PackingStrategy, TokenizeOptions};
 
 use sft_train::config::Strategy;
@@ -16,9 +17,6 @@ use sft_train::schedule::ScheduleKind;
 use sft_train::{Event, Outcome, TrainConfig, Trainer};
 
 use crate::{EXIT_PROBLEMS, EXIT_USAGE};
-
-/// Exit code of a run stopped by Ctrl-C (after saving a checkpoint), as shells report SIGINT.
-pub const EXIT_INTERRUPTED: i32 = 130;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -32,9 +30,13 @@ Output: OUTPUT_DIR/checkpoint-N folders and the final model (Hugging Face folder
 transformers loads), trainer_state.json, metrics.jsonl, loss.svg.\n\n\
 Flags may also come from --config FILE.yaml (same names); the command line wins. Both \
 --flag_name and --flag-name are accepted.\n\n\
-Exit codes: 0 done, 1 the run failed (bad data, a non-finite loss), 2 the command is wrong, \
-130 stopped by Ctrl-C after saving a checkpoint.",
-    args_override_self = true
+Signals: Ctrl-C (SIGINT), SIGTERM and SIGUSR1 finish the step, save a checkpoint (the log \
+says how long it took) and exit; --resume_from_checkpoint continues exactly.\n\n\
+Exit codes: 0 done, 1 the run failed (bad data, a non-finite loss, a run that cannot learn), \
+2 the command is wrong, 130 / 143 / 138 stopped by SIGINT / SIGTERM / SIGUSR1 after saving a \
+checkpoint.",
+    args_override_self = true,
+    allow_negative_numbers = true
 )]
 struct TrainArgs {
     /// Model folder (config.json, model.safetensors, tokenizer files), or a Hub model id
@@ -73,27 +75,27 @@ struct TrainArgs {
     #[arg(
         long = "per_device_train_batch_size",
         default_value_t = 8,
-        value_name = "N"
-    )]
+        value_name = "N",
+        value_parser = crate::flags::range::positive, allow_hyphen_values = true)]
     per_device_train_batch_size: usize,
     #[arg(
         long = "per_device_eval_batch_size",
         default_value_t = 8,
-        value_name = "N"
-    )]
+        value_name = "N",
+        value_parser = crate::flags::range::positive, allow_hyphen_values = true)]
     per_device_eval_batch_size: usize,
     #[arg(
         long = "gradient_accumulation_steps",
         default_value_t = 1,
-        value_name = "N"
-    )]
+        value_name = "N",
+        value_parser = crate::flags::range::positive, allow_hyphen_values = true)]
     gradient_accumulation_steps: usize,
-    #[arg(long = "learning_rate", default_value_t = 2e-5, value_name = "LR")]
+    #[arg(long = "learning_rate", default_value_t = 2e-5, value_name = "LR", value_parser = crate::flags::range::non_negative, allow_hyphen_values = true)]
     learning_rate: f64,
-    #[arg(long = "num_train_epochs", default_value_t = 3.0, value_name = "N")]
+    #[arg(long = "num_train_epochs", default_value_t = 3.0, value_name = "N", value_parser = crate::flags::range::non_negative, allow_hyphen_values = true)]
     num_train_epochs: f64,
     /// Optimizer steps; overrides --num_train_epochs when positive.
-    #[arg(long = "max_steps", default_value_t = -1, allow_hyphen_values = true, value_name = "N")]
+    #[arg(long = "max_steps", default_value_t = -1, allow_hyphen_values = true, value_name = "N", value_parser = crate::flags::range::max_steps)]
     max_steps: i64,
     /// linear, cosine, constant, constant_with_warmup.
     #[arg(
@@ -103,37 +105,37 @@ struct TrainArgs {
     )]
     lr_scheduler_type: String,
     /// Warmup steps; a value below 1 is a ratio of the total (transformers 5).
-    #[arg(long = "warmup_steps", default_value_t = 0.0, value_name = "N")]
+    #[arg(long = "warmup_steps", default_value_t = 0.0, value_name = "N", value_parser = crate::flags::range::non_negative, allow_hyphen_values = true)]
     warmup_steps: f64,
     /// Warmup as a ratio of the total steps (transformers 4's name).
-    #[arg(long = "warmup_ratio", value_name = "R")]
+    #[arg(long = "warmup_ratio", value_name = "R", value_parser = crate::flags::range::ratio, allow_hyphen_values = true)]
     warmup_ratio: Option<f64>,
-    #[arg(long = "weight_decay", default_value_t = 0.0, value_name = "W")]
+    #[arg(long = "weight_decay", default_value_t = 0.0, value_name = "W", value_parser = crate::flags::range::non_negative, allow_hyphen_values = true)]
     weight_decay: f64,
-    #[arg(long = "adam_beta1", default_value_t = 0.9)]
+    #[arg(long = "adam_beta1", default_value_t = 0.9, value_parser = crate::flags::range::below_one, allow_hyphen_values = true)]
     adam_beta1: f64,
-    #[arg(long = "adam_beta2", default_value_t = 0.999)]
+    #[arg(long = "adam_beta2", default_value_t = 0.999, value_parser = crate::flags::range::below_one, allow_hyphen_values = true)]
     adam_beta2: f64,
-    #[arg(long = "adam_epsilon", default_value_t = 1e-8)]
+    #[arg(long = "adam_epsilon", default_value_t = 1e-8, value_parser = crate::flags::range::non_negative, allow_hyphen_values = true)]
     adam_epsilon: f64,
     /// Global gradient-norm clipping (0 turns it off).
-    #[arg(long = "max_grad_norm", default_value_t = 1.0)]
+    #[arg(long = "max_grad_norm", default_value_t = 1.0, value_parser = crate::flags::range::non_negative, allow_hyphen_values = true)]
     max_grad_norm: f64,
-    #[arg(long = "logging_steps", default_value_t = 10, value_name = "N")]
+    #[arg(long = "logging_steps", default_value_t = 10, value_name = "N", value_parser = crate::flags::range::positive, allow_hyphen_values = true)]
     logging_steps: usize,
     /// steps, epoch or no.
     #[arg(long = "save_strategy", default_value = "steps")]
     save_strategy: String,
-    #[arg(long = "save_steps", default_value_t = 500, value_name = "N")]
+    #[arg(long = "save_steps", default_value_t = 500, value_name = "N", value_parser = crate::flags::range::positive, allow_hyphen_values = true)]
     save_steps: usize,
     /// Keep at most N checkpoints (the best one is never deleted).
-    #[arg(long = "save_total_limit", value_name = "N")]
+    #[arg(long = "save_total_limit", value_name = "N", value_parser = crate::flags::range::positive, allow_hyphen_values = true)]
     save_total_limit: Option<usize>,
     /// no, steps or epoch.
     #[arg(long = "eval_strategy", default_value = "no")]
     eval_strategy: String,
     /// Evaluate every N steps (default: --logging_steps).
-    #[arg(long = "eval_steps", value_name = "N")]
+    #[arg(long = "eval_steps", value_name = "N", value_parser = crate::flags::range::positive, allow_hyphen_values = true)]
     eval_steps: Option<usize>,
     #[arg(long = "seed", default_value_t = 42)]
     seed: u64,
@@ -149,7 +151,7 @@ struct TrainArgs {
     #[arg(long = "resume_from_checkpoint", num_args = 0..=1, default_missing_value = "latest", value_name = "PATH")]
     resume_from_checkpoint: Option<String>,
     /// Tokens per example (or per packed row).
-    #[arg(long = "max_length", default_value_t = 1024, value_name = "N")]
+    #[arg(long = "max_length", default_value_t = 1024, value_name = "N", value_parser = crate::flags::range::positive, allow_hyphen_values = true)]
     max_length: usize,
     /// Pack examples into rows of --max_length: `--packing` (or true) with
     /// --packing_strategy, or the strategy itself (`--packing bfd`).
@@ -169,7 +171,7 @@ struct TrainArgs {
     #[arg(long = "dataset_text_field", default_value = "text")]
     dataset_text_field: String,
     /// Stop after N evaluations without a better eval_loss.
-    #[arg(long = "early_stopping_patience", value_name = "N")]
+    #[arg(long = "early_stopping_patience", value_name = "N", value_parser = crate::flags::range::positive, allow_hyphen_values = true)]
     early_stopping_patience: Option<usize>,
     #[arg(long = "load_best_model_at_end", num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
     load_best_model_at_end: Option<bool>,
@@ -224,13 +226,13 @@ struct TrainArgs {
     #[arg(long = "use_peft", num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
     use_peft: Option<bool>,
     /// LoRA rank (default 16).
-    #[arg(long = "lora_r", value_name = "N")]
+    #[arg(long = "lora_r", value_name = "N", value_parser = crate::flags::range::positive, allow_hyphen_values = true)]
     lora_r: Option<usize>,
     /// LoRA alpha: the adapters' output is scaled by alpha / r (default 32).
-    #[arg(long = "lora_alpha", value_name = "A")]
+    #[arg(long = "lora_alpha", value_name = "A", value_parser = crate::flags::range::above_zero, allow_hyphen_values = true)]
     lora_alpha: Option<f64>,
     /// Dropout on the adapters' input (default 0.05), seeded.
-    #[arg(long = "lora_dropout", value_name = "P")]
+    #[arg(long = "lora_dropout", value_name = "P", value_parser = crate::flags::range::below_one, allow_hyphen_values = true)]
     lora_dropout: Option<f64>,
     /// Projections to adapt: names (q_proj,v_proj,...) or all-linear (default: PEFT's for
     /// the model type, q_proj and v_proj for llama, mistral, qwen2, qwen3).
@@ -246,6 +248,19 @@ struct TrainArgs {
     /// (the base: --model_name_or_path, else the adapter's base_model_name_or_path).
     #[arg(long = "merge_adapter", value_name = "ADAPTER_DIR")]
     merge_adapter: Option<PathBuf>,
+    /// Use an --output_dir that holds another run: its checkpoints, logs and model are
+    /// removed first (without it such a folder is refused unless the run resumes).
+    #[arg(long = "overwrite_output_dir", num_args = 0..=1, default_missing_value = "true", default_value_t = false, action = clap::ArgAction::Set, value_name = "BOOL")]
+    overwrite_output_dir: bool,
+    /// A run that cannot learn (gradients exactly zero, a model collapsed to the uniform
+    /// distribution, a loss far above its start): `stop` (exit 1, keeping the last good
+    /// checkpoint) or `warn` (say so and train on).
+    #[arg(
+        long = "health_checks",
+        default_value = "stop",
+        value_name = "stop|warn"
+    )]
+    health_checks: String,
     /// Flags from a YAML file of `name: value` lines (command-line flags win).
     #[arg(long = "config", value_name = "FILE.yaml")]
     config: Option<PathBuf>,
@@ -588,11 +603,25 @@ fn run(args: TrainArgs) -> i32 {
             args.eval_dataset.clone(),
         ),
     };
-    if output_dir.exists() && !output_dir.is_dir() {
-        return usage_error(format_args!(
-            "--output_dir {}: a file, not a folder\n  hint: pass a folder (it is created if missing)",
-            output_dir.display()
-        ));
+    // Nothing the run reads may be written into or over, and another run's files are not
+    // mixed with this one's.
+    let mut reads = vec![
+        Read::new(&model_dir, "the model (--model_name_or_path)"),
+        Read::new(&train_path, "the training data (--dataset_name)"),
+    ];
+    if let Some(p) = &eval_path {
+        reads.push(Read::new(p, "the evaluation data"));
+    }
+    if let Some(t) = &args.chat_template_path {
+        reads.push(Read::new(t, "the chat template (--chat_template_path)"));
+    }
+    if let Err(e) = sft_train::output_dir::check_output_dir(
+        output_dir,
+        &reads,
+        resume.as_deref(),
+        args.overwrite_output_dir,
+    ) {
+        return usage_error(e);
     }
     let lora = match lora_config(&model_dir, &args) {
         Ok(l) => l,
@@ -638,6 +667,13 @@ fn run(args: TrainArgs) -> i32 {
     cfg.early_stopping_patience = args.early_stopping_patience;
     cfg.load_best_model_at_end = args.load_best_model_at_end.unwrap_or(false);
     cfg.report_to_trackio = trackio;
+    let Some(health) = sft_train::config::HealthPolicy::parse(&args.health_checks) else {
+        return usage_error(format_args!(
+            "--health_checks {}: expected stop or warn",
+            args.health_checks
+        ));
+    };
+    cfg.health_checks = health;
     cfg.trackio_project = args.project.clone();
     if let Some(name) = &args.run_name {
         cfg.run_name = name.clone();
@@ -746,6 +782,17 @@ fn run(args: TrainArgs) -> i32 {
         packing: eval_packing,
         ..plan.clone()
     };
+    if args.overwrite_output_dir && resume.is_none() {
+        match sft_train::output_dir::clear_previous_run(output_dir) {
+            Ok(removed) if !removed.is_empty() && !args.quiet => eprintln!(
+                "--overwrite_output_dir: removed the previous run's {} from {}",
+                removed.join(", "),
+                output_dir.display()
+            ),
+            Ok(_) => {}
+            Err(e) => return run_error(e),
+        }
+    }
     let work = output_dir.join("data");
     let load = |path: &Path, hub_files: Option<&Vec<PathBuf>>, name: &str, plan: &DataPlan| {
         let dataset = match hub_files {
@@ -795,13 +842,21 @@ fn run(args: TrainArgs) -> i32 {
         }
     }
     cfg.pad_token_id = model.config.pad_id(None);
+    // Ctrl-C, SIGTERM (a scheduler's stop, SIGKILL follows after its grace period) and
+    // SIGUSR1 (Slurm's early warning) finish the step and save a checkpoint. A second
+    // Ctrl-C quits at once; a SIGTERM after SIGUSR1 lets the save finish.
     static STOP: AtomicBool = AtomicBool::new(false);
-    let _ = ctrlc::set_handler(|| {
-        if STOP.swap(true, Ordering::SeqCst) {
+    crate::signals::on_stop(|signal, first| {
+        let name = crate::signals::name(signal);
+        if first {
+            STOP.store(true, Ordering::SeqCst);
+            eprintln!("\nsft-train: {name}: finishing this step and saving a checkpoint (Ctrl-C again to quit without one)");
+        } else if signal == signal_hook::consts::SIGINT {
             eprintln!("\nsft-train: second Ctrl-C, exiting without a checkpoint");
-            std::process::exit(EXIT_INTERRUPTED);
+            std::process::exit(crate::signals::exit_code(signal));
+        } else {
+            eprintln!("\nsft-train: {name}: still saving the checkpoint");
         }
-        eprintln!("\nsft-train: Ctrl-C: finishing this step and saving a checkpoint (Ctrl-C again to quit now)");
     });
     let (_, total) = sft_train::trainer::plan(&cfg, train.len());
     if !args.quiet {
@@ -850,10 +905,10 @@ fn run(args: TrainArgs) -> i32 {
                 }
             }
         }
-        Event::Saved(path) => {
+        Event::Saved { path, seconds } => {
             let mut lines = Vec::new();
             if !quiet {
-                lines.push(format!("saved {}", path.display()));
+                lines.push(format!("saved {} in {seconds:.1} s", path.display()));
             }
             // A failed push mid-run does not stop training: the end pushes everything again.
             if let Some(p) = &push {
@@ -937,13 +992,35 @@ fn run(args: TrainArgs) -> i32 {
             }
             0
         }
-        Outcome::Interrupted { checkpoint } => {
+        Outcome::Interrupted {
+            checkpoint,
+            save_seconds,
+        } => {
+            let signal = crate::signals::received().unwrap_or(signal_hook::consts::SIGINT);
             eprintln!(
-                "sft-train: stopped by Ctrl-C at step {}; resume with --resume_from_checkpoint {}",
+                "sft-train: stopped by {} at step {}; the checkpoint took {save_seconds:.1} s to write (a scheduler's grace period must allow that); resume with --resume_from_checkpoint {}",
+                crate::signals::name(signal),
                 summary.global_step,
                 checkpoint.display()
             );
-            EXIT_INTERRUPTED
+            crate::signals::exit_code(signal)
+        }
+        Outcome::Unhealthy {
+            verdict,
+            last_good_checkpoint,
+        } => {
+            eprintln!(
+                "sft-train: error: step {}: the run {}: {}\n  likely cause: {}\n  {}\n  (--health_checks warn trains on regardless)",
+                verdict.step,
+                verdict.sickness.name(),
+                verdict.message,
+                verdict.cause,
+                match last_good_checkpoint {
+                    Some(p) => format!("The last good checkpoint is {}; no model was saved after the run fell ill", p.display()),
+                    None => "No checkpoint was saved before the run fell ill, and no model after".into(),
+                }
+            );
+            EXIT_PROBLEMS
         }
         Outcome::NonFinite {
             step,

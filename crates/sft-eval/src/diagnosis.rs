@@ -20,6 +20,10 @@ pub enum FindingKind {
     Instability,
     /// Non-finite losses, or a training loss that ends far above its minimum.
     Divergence,
+    /// What sft-train stops a run for: gradients exactly zero, a model collapsed to the
+    /// uniform distribution, a loss far above its start for several logging windows
+    /// (`sft_train::health`).
+    CannotLearn,
     /// Losses fell and nothing above was found.
     Healthy,
     /// Too few training points to judge the curve.
@@ -422,6 +426,38 @@ pub fn diagnose(history: &[Value], t: &DiagnosisThresholds) -> Diagnosis {
     }
     findings.sort_by_key(|f| std::cmp::Reverse(f.severity));
     diagnosis.findings = findings;
+    diagnosis
+}
+
+/// [`diagnose`], plus the checks sft-train runs while it trains (`sft_train::health`) on
+/// the same log entries: a run that could not learn is an error finding, first. The
+/// vocabulary size (of the run's model) lets the collapse to the uniform distribution be
+/// recognised; without it the other checks still run.
+pub fn diagnose_run(
+    history: &[Value],
+    vocab_size: Option<usize>,
+    t: &DiagnosisThresholds,
+) -> Diagnosis {
+    let mut diagnosis = diagnose(history, t);
+    let health = sft_train::health::HealthThresholds::default();
+    if let Some(v) = sft_train::health::scan(history, vocab_size, &health) {
+        let mut f = finding(
+            FindingKind::CannotLearn,
+            Severity::Error,
+            format!(
+                "step {}: the run {}: {}; likely cause: {}",
+                v.step,
+                v.sickness.name(),
+                v.message,
+                v.cause
+            ),
+        );
+        f.steps = vec![v.since_step, v.step];
+        diagnosis
+            .findings
+            .retain(|f| f.kind != FindingKind::Healthy);
+        diagnosis.findings.insert(0, f);
+    }
     diagnosis
 }
 

@@ -27,7 +27,7 @@ use crate::compliance::{
     check_sample, compliance_rate, pass_rates, validate_pattern, ComplianceOptions, Sample,
     StopReason,
 };
-use crate::diagnosis::{diagnose, read_history, DiagnosisThresholds};
+use crate::diagnosis::{diagnose_run, read_history, DiagnosisThresholds};
 use crate::prompts::{prompt_of, EvalPrompt};
 use crate::repetition::{is_repetitive, line_loop, repetition, RepetitionStats};
 use crate::report::{
@@ -215,7 +215,7 @@ pub fn checkpoints(
         {
             out.push((run.to_path_buf(), step_of(run)));
         }
-        if out.is_empty() {
+        if out.is_empty() && explicit.is_empty() {
             return Err(EvalError::Options(format!(
                 "--run {}: no checkpoint-N folders and no final model",
                 run.display()
@@ -496,7 +496,11 @@ pub fn evaluate(options: &EvalOptions, on: &mut dyn FnMut(EvalEvent)) -> Result<
     let diagnosis = match &options.run {
         Some(run) => {
             let history = read_history(run).map_err(EvalError::History)?;
-            Some(diagnose(&history, &DiagnosisThresholds::default()))
+            Some(diagnose_run(
+                &history,
+                run_vocab_size(run),
+                &DiagnosisThresholds::default(),
+            ))
         }
         None => None,
     };
@@ -508,9 +512,33 @@ pub fn evaluate(options: &EvalOptions, on: &mut dyn FnMut(EvalEvent)) -> Result<
         diagnosis,
         gates: Vec::new(),
         passed: true,
+        interrupted: None,
     };
     report.mark_best();
     Ok(report)
+}
+
+/// The vocabulary size of a run's model: its final `config.json`, else its newest
+/// checkpoint's, else the base model's named in its `training_args.json`.
+fn run_vocab_size(run: &Path) -> Option<usize> {
+    let mut places = vec![run.to_path_buf()];
+    places.extend(
+        sft_train::checkpoint::list_checkpoints(run)
+            .into_iter()
+            .rev()
+            .map(|(_, p)| p),
+    );
+    let args = std::fs::read_to_string(run.join("training_args.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok());
+    if let Some(model) = args.as_ref().and_then(|a| a["model_dir"].as_str()) {
+        places.push(PathBuf::from(model));
+    }
+    places.iter().find_map(|dir| {
+        sft_model::LlamaConfig::from_file(&dir.join("config.json"))
+            .ok()
+            .map(|c| c.vocab_size)
+    })
 }
 
 /// Held-out loss, perplexity, accuracy and entropy of one model over `rows`.

@@ -144,9 +144,30 @@ pub struct Report {
     pub diagnosis: Option<Diagnosis>,
     pub gates: Vec<Gate>,
     pub passed: bool,
+    /// Set when the evaluation was stopped (by a signal) before every checkpoint was
+    /// scored: what stopped it. The report then holds the checkpoints scored so far.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interrupted: Option<String>,
 }
 
 impl Report {
+    /// The report of an evaluation stopped by `why` after scoring `checkpoints`: the best of
+    /// them marked, no gates applied, not passed.
+    pub fn interrupted(dataset: &str, checkpoints: Vec<CheckpointReport>, why: String) -> Report {
+        let mut report = Report {
+            version: 1,
+            dataset: dataset.to_string(),
+            checkpoints,
+            best_checkpoint: None,
+            diagnosis: None,
+            gates: Vec::new(),
+            passed: false,
+            interrupted: Some(why),
+        };
+        report.mark_best();
+        report
+    }
+
     /// Marks the best checkpoint: the lowest held-out loss, else the best compliance.
     pub fn mark_best(&mut self) {
         let key = |c: &CheckpointReport| -> f64 {
@@ -203,6 +224,12 @@ fn failure_label(check: &str) -> &str {
 /// The Markdown summary: checkpoints x metrics (best marked), gates, diagnosis, samples.
 pub fn markdown(report: &Report) -> String {
     let mut md = format!("# Evaluation on {}\n\n", report.dataset);
+    if let Some(why) = &report.interrupted {
+        md.push_str(&format!(
+            "**Interrupted** ({why}): {} checkpoint(s) scored; gates not applied.\n\n",
+            report.checkpoints.len()
+        ));
+    }
     md.push_str("| checkpoint | step | loss | perplexity | token accuracy | compliance | repetitive | looping | distinct-2 |\n");
     md.push_str("|---|---|---|---|---|---|---|---|---|\n");
     for c in &report.checkpoints {

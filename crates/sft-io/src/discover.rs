@@ -56,6 +56,14 @@ pub struct Discovered {
 pub fn discover_noting(paths: &[PathBuf]) -> Result<Discovered, DiscoverError> {
     let mut walk = Walk::default();
     for path in paths {
+        if crate::stdin::is_stdin(path) {
+            let (spool, size) = crate::stdin::stdin_file()
+                .map_err(|e| err(path, format!("cannot read standard input: {e}")))?;
+            let mut file = data_file(&spool, size);
+            file.display = crate::stdin::STDIN_NAME.to_string();
+            walk.found.files.push(file);
+            continue;
+        }
         let meta = fs::metadata(path).map_err(|e| {
             let message = if e.kind() == std::io::ErrorKind::NotFound {
                 "no such file or folder".to_string()

@@ -32,6 +32,7 @@ pub mod json_type;
 mod lines;
 pub mod paths;
 mod sniff;
+pub mod stdin;
 mod text;
 pub mod tokens;
 pub mod write;

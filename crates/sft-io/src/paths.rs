@@ -196,6 +196,128 @@ pub fn check_outputs(inputs: &[PathBuf], outputs: &[Output]) -> Result<(), PathE
     refuse_overwriting_inputs(inputs, outputs)
 }
 
+/// Something a job reads that no output may be written into or over: a model, adapter,
+/// tokenizer or checkpoint folder, or a dataset file or folder.
+#[derive(Debug, Clone)]
+pub struct Read {
+    pub path: PathBuf,
+    /// What it is, as the user knows it: `the base model (--model_name_or_path)`, ...
+    pub what: String,
+}
+
+impl Read {
+    pub fn new(path: impl Into<PathBuf>, what: impl Into<String>) -> Self {
+        Read {
+            path: path.into(),
+            what: what.into(),
+        }
+    }
+}
+
+/// A path made absolute with every link followed, also when its last parts do not exist
+/// yet: the longest existing prefix is resolved by the file system, the rest lexically
+/// (`new/..` is where `mkdir -p` would land: the folder holding `new`).
+pub fn resolved(path: &Path) -> PathBuf {
+    use std::path::Component;
+    if let Ok(p) = path.canonicalize() {
+        return p;
+    }
+    let absolute = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir()
+            .map(|d| d.join(path))
+            .unwrap_or_else(|_| path.to_path_buf())
+    };
+    let mut out = PathBuf::new();
+    // Whether `out` still names something that exists (then links in it are followed).
+    let mut exists = true;
+    for part in absolute.components() {
+        match part {
+            Component::Prefix(_) | Component::RootDir => out.push(part.as_os_str()),
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+                // Back within what exists: links below are followed again.
+                exists = exists || out.exists();
+            }
+            Component::Normal(name) => {
+                out.push(name);
+                if exists {
+                    match out.canonicalize() {
+                        Ok(real) => out = real,
+                        Err(_) => exists = false,
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Refuses a job that would write into or over what it reads: an output (a file, or a
+/// folder the job fills) that is a read folder or lies inside one, and an output folder that
+/// holds a read file or folder (the job may replace or delete what is inside it). Links are
+/// followed, so a second name for the same folder is no way around it. `allowed_inside`:
+/// read paths that may sit inside an output folder (the checkpoint a run resumes from).
+pub fn refuse_writing_into_reads(
+    reads: &[Read],
+    outputs: &[Output],
+    output_folders: &[Output],
+    allowed_inside: &[PathBuf],
+) -> Result<(), PathError> {
+    let allowed: Vec<PathBuf> = allowed_inside.iter().map(|p| resolved(p)).collect();
+    let reads: Vec<(&Read, PathBuf)> = reads
+        .iter()
+        .filter(|r| r.path.exists())
+        .map(|r| (r, resolved(&r.path)))
+        .collect();
+    for (output, is_folder) in outputs
+        .iter()
+        .map(|o| (o, false))
+        .chain(output_folders.iter().map(|o| (o, true)))
+    {
+        let out = resolved(&output.path);
+        for (read, real) in &reads {
+            let through = |shown: &Path, real: &Path| {
+                if shown.is_absolute() && shown == real {
+                    String::new()
+                } else {
+                    format!(" ({})", real.display())
+                }
+            };
+            if real.is_dir() && out.starts_with(real) {
+                let relation = if &out == real { "is" } else { "is inside" };
+                return Err(PathError {
+                    message: format!(
+                        "{} {}{} {relation} {} {}; writing there would change or destroy what the job reads",
+                        output.what,
+                        output.path.display(),
+                        through(&output.path, &out),
+                        read.what,
+                        read.path.display(),
+                    ),
+                    hint: output.hint.clone(),
+                });
+            }
+            if is_folder && real.starts_with(&out) && real != &out && !allowed.contains(real) {
+                return Err(PathError {
+                    message: format!(
+                        "{} {} holds {} {}{}; the job writes and deletes files there, and could replace or delete it",
+                        output.what,
+                        output.path.display(),
+                        read.what,
+                        read.path.display(),
+                        through(&read.path, real),
+                    ),
+                    hint: output.hint.clone(),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The files directly in a folder (a tokenizer or model folder an output must not replace),
 /// or the path itself when it is a file.
 pub fn files_of(path: &Path) -> Vec<PathBuf> {
@@ -261,6 +383,57 @@ mod tests {
         let e = refuse_overwriting_inputs(&inputs, &[out(&other), out(&sub.join("../b.jsonl"))])
             .unwrap_err();
         assert!(e.message.contains("are the same file"), "{e}");
+    }
+
+    #[test]
+    fn no_output_lands_in_or_over_a_folder_the_job_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let model = dir.path().join("model");
+        fs::create_dir(&model).unwrap();
+        fs::write(model.join("config.json"), "{}").unwrap();
+        let data = dir.path().join("train.jsonl");
+        fs::write(&data, "{}\n").unwrap();
+        let reads = vec![
+            Read::new(&model, "the base model (--model_name_or_path)"),
+            Read::new(&data, "the training data"),
+        ];
+        let refused = |folder: &Path| {
+            refuse_writing_into_reads(&reads, &[], &[out(folder)], &[]).unwrap_err()
+        };
+        // The model folder itself, a folder inside it, the same folder through `..`.
+        let e = refused(&model);
+        assert!(e.message.contains("is the base model"), "{e}");
+        let e = refused(&model.join("run"));
+        assert!(e.message.contains("is inside the base model"), "{e}");
+        let e = refused(&dir.path().join("x/../model"));
+        assert!(e.message.contains("is the base model"), "{e}");
+        // A folder that holds what the job reads.
+        let e = refused(dir.path());
+        assert!(e.message.contains("holds the base model"), "{e}");
+        #[cfg(unix)]
+        {
+            let link = dir.path().join("link");
+            std::os::unix::fs::symlink(&model, &link).unwrap();
+            let e = refused(&link);
+            assert!(e.message.contains("is the base model"), "{e}");
+            assert!(
+                e.message
+                    .contains(&model.canonicalize().unwrap().display().to_string()),
+                "{e}"
+            );
+        }
+        // A file written inside a model folder.
+        let e =
+            refuse_writing_into_reads(&reads, &[out(&model.join("r.json"))], &[], &[]).unwrap_err();
+        assert!(e.message.contains("is inside the base model"), "{e}");
+        // A sibling folder is fine, and so is a checkpoint the run resumes from.
+        refuse_writing_into_reads(&reads, &[], &[out(&dir.path().join("out"))], &[]).unwrap();
+        let run = dir.path().join("out");
+        let checkpoint = run.join("checkpoint-2");
+        fs::create_dir_all(&checkpoint).unwrap();
+        let with_resume = [Read::new(&checkpoint, "the checkpoint")];
+        refuse_writing_into_reads(&with_resume, &[], &[out(&run)], &[checkpoint.clone()]).unwrap();
+        refuse_writing_into_reads(&with_resume, &[], &[out(&run)], &[]).unwrap_err();
     }
 
     #[test]

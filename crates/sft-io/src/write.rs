@@ -146,6 +146,11 @@ impl Write for Temp {
     }
 }
 
+/// Adds a temporary file of this process to those [`remove_temporaries`] removes.
+pub(crate) fn register_temporary(path: &Path) {
+    live().push(path.to_path_buf());
+}
+
 fn forget_temporary(path: &Path) {
     live().retain(|p| p != path);
 }

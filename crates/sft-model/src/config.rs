@@ -357,6 +357,13 @@ impl LlamaConfig {
         }
     }
 
+    /// Parameters outside the token embedding (transformers'
+    /// `num_parameters(exclude_embeddings=True)`): with tied embeddings the output
+    /// projection is the embedding and is not counted either.
+    pub fn non_embedding_parameters(&self) -> usize {
+        self.num_parameters() - self.vocab_size * self.hidden_size
+    }
+
     pub fn num_parameters(&self) -> usize {
         let h = self.hidden_size;
         let q = self.num_attention_heads * self.head_dim;

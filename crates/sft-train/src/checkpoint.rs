@@ -34,6 +34,11 @@ pub struct TrainingState {
     pub total_steps: usize,
     pub seed: u64,
     pub num_tokens: u64,
+    /// Floating-point operations of the steps so far, as transformers counts them: 6 x
+    /// non-embedding parameters x input tokens (padding included) per step; the recompute
+    /// of gradient checkpointing is not counted, as there.
+    #[serde(default)]
+    pub total_flos: f64,
     pub best_metric: Option<f64>,
     pub best_global_step: Option<usize>,
     pub best_model_checkpoint: Option<String>,
@@ -62,7 +67,7 @@ pub fn trainer_state_json(state: &TrainingState, cfg: &crate::TrainConfig, epoch
         "num_train_epochs": cfg.num_train_epochs.ceil() as u64,
         "save_steps": cfg.save_steps,
         "stateful_callbacks": {},
-        "total_flos": 0.0,
+        "total_flos": state.total_flos,
         "train_batch_size": cfg.per_device_train_batch_size,
         "trial_name": null,
         "trial_params": null,
@@ -285,6 +290,17 @@ pub fn merge_adapter(
     }
     let adapter = sft_model::lora::read_adapter(adapter_dir).map_err(|e| e.to_string())?;
     let base_dir = sft_model::lora::base_model_dir(&adapter, base).map_err(|e| e.to_string())?;
+    let reads = [
+        sft_io::paths::Read::new(adapter_dir, "the adapter (--merge_adapter)"),
+        sft_io::paths::Read::new(&base_dir, "the base model"),
+    ];
+    let output = sft_io::paths::Output::new(
+        out,
+        "--output_dir",
+        "write the merged model to a new folder outside the adapter and its base",
+    );
+    sft_io::paths::refuse_writing_into_reads(&reads, &[], &[output], &[])
+        .map_err(|e| e.to_string())?;
     let mut model = Llama::load_frozen(&base_dir, &Device::Cpu).map_err(|e| e.to_string())?;
     model.load_adapter(&adapter).map_err(|e| e.to_string())?;
     model.merge_adapters().map_err(|e| e.to_string())?;

@@ -24,6 +24,27 @@ impl Strategy {
     }
 }
 
+/// What a run that cannot learn ([`crate::health`]) does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HealthPolicy {
+    /// Stop with an error, keeping the last good checkpoint (the default).
+    #[default]
+    Stop,
+    /// Say so once and train on.
+    Warn,
+}
+
+impl HealthPolicy {
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "stop" => Self::Stop,
+            "warn" => Self::Warn,
+            _ => return None,
+        })
+    }
+}
+
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct TrainConfig {
     pub output_dir: PathBuf,
@@ -58,6 +79,9 @@ pub struct TrainConfig {
     /// TRL's `--use_peft` settings, when LoRA adapters are trained (the base is frozen).
     #[serde(default)]
     pub peft: Option<PeftSettings>,
+    /// What a run that cannot learn does (stop, or warn and go on).
+    #[serde(default)]
+    pub health_checks: HealthPolicy,
 }
 
 /// The LoRA settings of a `--use_peft` run, under TRL's `ModelConfig` names (recorded in
@@ -117,6 +141,7 @@ impl TrainConfig {
             report_to_trackio: false,
             trackio_project: "huggingface".into(),
             peft: None,
+            health_checks: HealthPolicy::Stop,
         }
     }
 

@@ -17,6 +17,9 @@ pub struct StepResult {
     pub grad_norm: f64,
     /// Real (non-padding) tokens seen.
     pub tokens: u64,
+    /// Tokens fed to the model, padding included (transformers' `input_ids.numel()`, what
+    /// its FLOP count is of).
+    pub input_tokens: u64,
     /// (mean token accuracy, mean entropy) per micro-batch, as TRL logs them.
     pub ratios: Vec<(f64, f64)>,
 }
@@ -68,6 +71,7 @@ pub fn optimizer_step(
     let single = micro_rows.len() == 1;
     let mut last: Vec<Option<Tensor>> = vec![None; params.len()];
     let (mut step_loss, mut tokens, mut ratios) = (0.0, 0u64, Vec::new());
+    let mut input_tokens = 0u64;
     accumulator.start();
     // The adapters' dropout masks: one seed per micro-batch, derived from the step's.
     let step_seed = model.dropout_seed();
@@ -76,6 +80,7 @@ pub fn optimizer_step(
         let batch = Batch::new(rows, pad, model.config.vocab_size, &model.device)
             .map_err(|e| e.to_string())?;
         tokens += batch.real_tokens as u64;
+        input_tokens += (batch.rows * batch.len) as u64;
         // The backward, with each layer recomputed from its input when the model is set
         // to gradient checkpointing.
         let scale = 1.0 / num_items.max(1) as f64;
@@ -133,6 +138,7 @@ pub fn optimizer_step(
         loss: step_loss,
         grad_norm,
         tokens,
+        input_tokens,
         ratios,
     }))
 }

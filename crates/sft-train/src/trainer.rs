@@ -13,8 +13,9 @@ use sft_model::{BatchRow, Llama};
 use crate::accumulate::GradAccumulator;
 use crate::charts::loss_chart;
 use crate::checkpoint::{self, TrainingState};
-use crate::config::{Strategy, TrainConfig};
+use crate::config::{HealthPolicy, Strategy, TrainConfig};
 use crate::data::micro_batches;
+use crate::health::{HealthMonitor, HealthThresholds, Verdict};
 use crate::metrics::MetricsFile;
 use crate::optim::AdamW;
 use crate::rng::epoch_order;
@@ -33,7 +34,11 @@ pub enum Event<'a> {
         tokens_per_s: f64,
     },
     Log(&'a Value),
-    Saved(&'a std::path::Path),
+    /// A checkpoint was written, in `seconds` (what a scheduler's grace period must allow).
+    Saved {
+        path: &'a std::path::Path,
+        seconds: f64,
+    },
     Message(String),
 }
 
@@ -44,13 +49,22 @@ pub enum Outcome {
     EarlyStopped {
         step: usize,
     },
+    /// Stopped by the caller (a signal): the checkpoint written at the stop, and how long
+    /// writing it took.
     Interrupted {
         checkpoint: PathBuf,
+        save_seconds: f64,
     },
     NonFinite {
         step: usize,
         what: String,
         last_checkpoint: Option<PathBuf>,
+    },
+    /// The run cannot learn ([`crate::health`]); stopped with `--health_checks stop`.
+    Unhealthy {
+        verdict: Verdict,
+        /// The newest checkpoint saved before the run fell ill.
+        last_good_checkpoint: Option<PathBuf>,
     },
 }
 
@@ -173,6 +187,12 @@ impl Trainer<'_> {
         let started = Instant::now();
         let mut run = self.start(resume, on)?;
         let mut outcome = Outcome::Finished;
+        let mut health = HealthMonitor::new(
+            Some(self.model.config.vocab_size),
+            Some(self.cfg.learning_rate),
+            HealthThresholds::default(),
+        );
+        let mut warned = Vec::new();
         while run.state.global_step < run.total_steps {
             let step_started = Instant::now();
             let lr = run.schedule.lr(run.state.global_step);
@@ -213,7 +233,38 @@ impl Trainer<'_> {
                 lr,
                 tokens_per_s: result.tokens as f64 / seconds.max(1e-9),
             });
-            self.log(&mut run, &result, on)?;
+            let logged = self.log(&mut run, &result, on)?;
+            let gs = run.state.global_step;
+            let entropy = (!result.ratios.is_empty()).then(|| {
+                result.ratios.iter().map(|r| r.1).sum::<f64>() / result.ratios.len() as f64
+            });
+            let verdict = health
+                .step(gs, result.loss, Some(result.grad_norm), entropy)
+                .or_else(|| logged.and_then(|loss| health.log(gs, loss)));
+            if let Some(v) = verdict {
+                if self.cfg.health_checks == HealthPolicy::Stop {
+                    let last_good_checkpoint = checkpoint::list_checkpoints(&self.cfg.output_dir)
+                        .into_iter()
+                        .filter(|(step, _)| *step < v.since_step)
+                        .map(|(_, p)| p)
+                        .next_back();
+                    outcome = Outcome::Unhealthy {
+                        verdict: v,
+                        last_good_checkpoint,
+                    };
+                    break;
+                }
+                if !warned.contains(&v.sickness) {
+                    warned.push(v.sickness);
+                    on(Event::Message(format!(
+                        "sft-train: warning: step {}: the run {}: {}\n  likely cause: {}\n  (--health_checks warn: training goes on)",
+                        v.step,
+                        v.sickness.name(),
+                        v.message,
+                        v.cause
+                    )));
+                }
+            }
             let evaluated = self.evaluate_if_due(&mut run, on)?;
             if let Some(stop) = self.save_if_due(&mut run, evaluated, on)? {
                 outcome = stop;
@@ -342,25 +393,38 @@ impl Trainer<'_> {
         )
     }
 
+    /// The parameters a token's forward and backward multiply by, as transformers counts
+    /// them for `total_flos`: every parameter but the embedding, adapters included.
+    fn flops_parameters(&self) -> usize {
+        let adapters: usize = if self.model.lora().is_some() {
+            self.model.params().iter().map(|p| p.var.elem_count()).sum()
+        } else {
+            0
+        };
+        self.model.config.non_embedding_parameters() + adapters
+    }
+
     /// Counts a finished step.
     fn record(&self, run: &mut Run, result: &StepResult, seconds: f64) {
         run.state.global_step += 1;
         run.state.num_tokens += result.tokens;
+        run.state.total_flos += 6.0 * self.flops_parameters() as f64 * result.input_tokens as f64;
         run.state.window.record(result, seconds);
         run.train_loss_sum += result.loss;
         run.train_loss_steps += 1;
     }
 
-    /// The training log entry, every `logging_steps` and at the last step.
+    /// The training log entry, every `logging_steps` and at the last step. Returns the
+    /// logged loss (the window's mean) when it logged.
     fn log(
         &self,
         run: &mut Run,
         result: &StepResult,
         on: &mut dyn FnMut(Event),
-    ) -> Result<(), TrainError> {
+    ) -> Result<Option<f64>, TrainError> {
         let gs = run.state.global_step;
         if !gs.is_multiple_of(self.cfg.logging_steps) && gs != run.total_steps {
-            return Ok(());
+            return Ok(None);
         }
         let entry = run.state.window.flush(
             gs,
@@ -370,7 +434,9 @@ impl Trainer<'_> {
             run.state.num_tokens,
             round(run.epoch()),
         );
-        run.sinks.emit(entry, &mut run.state, on)
+        let loss = entry["loss"].as_f64();
+        run.sinks.emit(entry, &mut run.state, on)?;
+        Ok(loss)
     }
 
     /// Evaluates when `eval_strategy` says so, and tracks the best eval loss. Returns
@@ -431,10 +497,15 @@ impl Trainer<'_> {
                     .to_string(),
             );
         }
+        let save_started = Instant::now();
         let dir =
             checkpoint::save_checkpoint(&self.model, &run.optimizer, &run.state, cfg, run.epoch())
                 .map_err(TrainError::Checkpoint)?;
-        on(Event::Saved(&dir));
+        let save_seconds = save_started.elapsed().as_secs_f64();
+        on(Event::Saved {
+            path: &dir,
+            seconds: save_seconds,
+        });
         if let Some(limit) = cfg.save_total_limit {
             let keep = run
                 .state
@@ -445,7 +516,10 @@ impl Trainer<'_> {
             checkpoint::prune(&cfg.output_dir, limit.max(1), keep.as_deref());
         }
         run.last_checkpoint = Some(dir.clone());
-        Ok(interrupted.then_some(Outcome::Interrupted { checkpoint: dir }))
+        Ok(interrupted.then_some(Outcome::Interrupted {
+            checkpoint: dir,
+            save_seconds,
+        }))
     }
 
     /// Early stopping: `early_stopping_patience` evaluations without a better eval loss.
@@ -500,7 +574,7 @@ impl Trainer<'_> {
             "train_runtime": round(seconds),
             "train_samples_per_second": round(self.train.len() as f64 * gs as f64 / run.steps_per_epoch as f64 / seconds.max(1e-9)),
             "train_steps_per_second": round(gs as f64 / seconds.max(1e-9)),
-            "total_flos": 0.0,
+            "total_flos": run.state.total_flos,
             "train_loss": run.train_loss(),
             "epoch": round(run.epoch()),
             "step": gs,

@@ -77,6 +77,7 @@ mod tests {
             loss,
             grad_norm: 1.0,
             tokens,
+            input_tokens: tokens,
             ratios,
         };
         w.record(&step(2.0, 100, vec![(0.5, 1.0), (0.7, 3.0)]), 1.0);
