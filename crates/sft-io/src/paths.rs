@@ -432,7 +432,13 @@ mod tests {
         let checkpoint = run.join("checkpoint-2");
         fs::create_dir_all(&checkpoint).unwrap();
         let with_resume = [Read::new(&checkpoint, "the checkpoint")];
-        refuse_writing_into_reads(&with_resume, &[], &[out(&run)], &[checkpoint.clone()]).unwrap();
+        refuse_writing_into_reads(
+            &with_resume,
+            &[],
+            &[out(&run)],
+            std::slice::from_ref(&checkpoint),
+        )
+        .unwrap();
         refuse_writing_into_reads(&with_resume, &[], &[out(&run)], &[]).unwrap_err();
     }
 
