@@ -316,3 +316,76 @@ fn push_flags_are_checked_before_training() {
         r.stderr
     );
 }
+
+/// `sft-eval --checkpoint OWNER/NAME` scores a Hub model: downloaded into the shared cache,
+/// then scored again offline from it.
+#[test]
+fn sft_eval_scores_a_model_by_id_then_offline() {
+    let server = course_hub();
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("hf");
+    let eval = |offline: bool, report: &Path| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sft-eval"));
+        cmd.args([
+            "--checkpoint",
+            MODEL_ID,
+            "--dataset",
+            "data-samples/formats/messages.jsonl",
+            "--max-samples",
+            "0",
+            "--report",
+            report.to_str().unwrap(),
+            "-q",
+        ])
+        .current_dir(root())
+        .env("HF_ENDPOINT", server.url())
+        .env("HF_HOME", &home)
+        .env("HF_HUB_CACHE", home.join("hub"))
+        .env_remove("HF_TOKEN")
+        .env_remove("HF_TOKEN_PATH");
+        if offline {
+            cmd.env("HF_HUB_OFFLINE", "1");
+        } else {
+            cmd.env_remove("HF_HUB_OFFLINE");
+        }
+        let out = cmd.output().unwrap();
+        (
+            out.status.code().unwrap(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let online = tmp.path().join("online.json");
+    let (code, stderr) = eval(false, &online);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(home
+        .join("hub/models--HuggingFaceTB--SmolLM3-3B-Base/refs/main")
+        .is_file());
+    let offline = tmp.path().join("offline.json");
+    let (code, stderr) = eval(true, &offline);
+    assert_eq!(code, 0, "{stderr}");
+    let loss = |p: &Path| -> f64 {
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap();
+        v["checkpoints"][0]["heldout"]["loss"].as_f64().unwrap()
+    };
+    assert_eq!(loss(&online), loss(&offline));
+    // A model id the Hub does not have: a usage error that names it.
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sft-eval"));
+    let out = cmd
+        .args([
+            "--checkpoint",
+            "nobody/nothing",
+            "--dataset",
+            "data-samples/formats/messages.jsonl",
+        ])
+        .current_dir(root())
+        .env("HF_ENDPOINT", server.url())
+        .env("HF_HOME", &home)
+        .env("HF_HUB_CACHE", home.join("hub"))
+        .env_remove("HF_HUB_OFFLINE")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("nobody/nothing"), "{stderr}");
+}

@@ -26,9 +26,14 @@ Gates (--max-loss, --min-compliance, --max-repetition) apply to the best checkpo
 Exit codes: 0 every gate passed, 1 a gate failed or the evaluation could not run, 2 the command is wrong."
 )]
 struct EvalArgs {
-    /// Checkpoint folders (Hugging Face model folders, or LoRA adapter folders) to score.
-    #[arg(long, num_args = 1.., value_name = "DIR", alias = "model-name-or-path")]
+    /// Checkpoint folders (Hugging Face model folders, or LoRA adapter folders) to score,
+    /// or Hub model ids OWNER/NAME (where no local folder of that name exists: the shared
+    /// cache first, then the Hub; HF_HUB_OFFLINE=1 for the cache only).
+    #[arg(long, num_args = 1.., value_name = "DIR|OWNER/NAME", alias = "model-name-or-path")]
     checkpoint: Vec<PathBuf>,
+    /// The branch, tag or commit of --checkpoint Hub ids (default: main).
+    #[arg(long = "model-revision", value_name = "REV")]
+    model_revision: Option<String>,
     /// The base model of LoRA adapter checkpoints (default: the adapter's
     /// base_model_name_or_path, a folder or a model in the local Hugging Face cache).
     #[arg(long = "base-model", value_name = "DIR|OWNER/NAME")]
@@ -134,7 +139,29 @@ pub fn main() -> i32 {
     }
 }
 
-fn run(args: EvalArgs) -> Result<i32, i32> {
+fn run(mut args: EvalArgs) -> Result<i32, i32> {
+    // Hub ids become the snapshot folders they resolve to (a local folder of the same name
+    // wins, as in transformers).
+    for checkpoint in &mut args.checkpoint {
+        if checkpoint.exists() {
+            continue;
+        }
+        let name = checkpoint.to_string_lossy().into_owned();
+        // `runs/ckpt-5` under an existing `runs/` is a mistyped folder, not a repo.
+        let local_parent = checkpoint
+            .parent()
+            .is_some_and(|p| !p.as_os_str().is_empty() && p.is_dir());
+        let looks_like_id = name.starts_with("hf://")
+            || (!name.starts_with('.')
+                && !name.starts_with('/')
+                && name.matches('/').count() == 1
+                && !local_parent);
+        if !looks_like_id {
+            continue;
+        }
+        *checkpoint = sft_model::locate::model_dir_at(&name, args.model_revision.as_deref())
+            .map_err(|e| usage_error(format_args!("--checkpoint {name}: {e}")))?;
+    }
     if args.expect.as_deref().is_some_and(|e| e != "json") {
         return Err(usage_error("--expect takes `json`"));
     }
