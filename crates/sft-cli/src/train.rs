@@ -615,6 +615,13 @@ fn run(args: TrainArgs) -> i32 {
     if let Some(t) = &args.chat_template_path {
         reads.push(Read::new(t, "the chat template (--chat_template_path)"));
     }
+    // A Hub dataset is read from its files in the shared cache.
+    for file in hub_train.iter().chain(&hub_eval).flatten() {
+        reads.push(Read::new(
+            file,
+            "a file of the Hub dataset (in the Hugging Face cache)",
+        ));
+    }
     if let Err(e) = sft_train::output_dir::check_output_dir(
         output_dir,
         &reads,
