@@ -11,7 +11,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{copy_dir, root, sft_data, sft_eval, sft_train, Run};
+use common::{
+    copy_dir, kill, root, sft_data, sft_eval, sft_train, temporaries, wait_for_lines, Run,
+};
 use serde_json::Value;
 
 const MODEL: &str = "data-samples/models/tiny-llama";
@@ -196,31 +198,6 @@ fn another_runs_folder_is_resumed_or_replaced_never_mixed() {
     assert!(steps.iter().all(|&s| s == 1), "{steps:?}");
 }
 
-/// Waits until `path` has at least `lines` lines.
-fn wait_for_lines(path: &Path, lines: usize) {
-    let started = Instant::now();
-    while std::fs::read_to_string(path)
-        .map(|t| t.lines().count())
-        .unwrap_or(0)
-        < lines
-    {
-        assert!(
-            started.elapsed() < Duration::from_secs(120),
-            "{} never reached {lines} lines",
-            path.display()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn kill(signal: &str, pid: u32) {
-    let status = Command::new("kill")
-        .args([&format!("-{signal}"), &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-}
-
 /// A scheduler's SIGTERM (and Slurm's SIGUSR1) save a checkpoint, say how long it took,
 /// exit with 128 + the signal, and the run resumes from it.
 #[cfg(unix)]
@@ -372,16 +349,8 @@ fn sigterm_leaves_no_temporary_file_of_a_data_job() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let temporaries = || -> Vec<String> {
-        std::fs::read_dir(d)
-            .unwrap()
-            .flatten()
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .filter(|n| n.starts_with('.') && n.ends_with(".tmp"))
-            .collect()
-    };
     let started = Instant::now();
-    while temporaries().is_empty() {
+    while temporaries(d).is_empty() {
         assert!(
             started.elapsed().as_secs() < 60,
             "no temporary file appeared"
@@ -396,7 +365,11 @@ fn sigterm_leaves_no_temporary_file_of_a_data_job() {
         assert!(stderr.contains("interrupted by SIGTERM"), "{stderr}");
         assert!(!out.exists());
     }
-    assert!(temporaries().is_empty(), "left behind: {:?}", temporaries());
+    assert!(
+        temporaries(d).is_empty(),
+        "left behind: {:?}",
+        temporaries(d)
+    );
 }
 
 /// `--learning_rate 1e4` (a typo for 1e-4) sends the tiny model to a dead state at once:

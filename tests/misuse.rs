@@ -6,7 +6,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{copy_dir, read_jsonl, sft_data};
+use common::{copy_dir, kill, read_jsonl, sft_data, temporaries};
 use serde_json::{json, Value};
 
 const TOKENIZER: &str = "data-samples/models/smollm2-135m-instruct-tokenizer";
@@ -31,16 +31,6 @@ fn chat(i: usize) -> Value {
 
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
-}
-
-/// Files in `dir` whose name starts with `.` and ends with `.tmp`: our temporaries.
-fn temporaries(dir: &Path) -> Vec<String> {
-    std::fs::read_dir(dir)
-        .unwrap()
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with('.') && n.ends_with(".tmp"))
-        .collect()
 }
 
 #[test]
@@ -578,11 +568,7 @@ fn ctrl_c_removes_temporary_files() {
         );
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
-    let status = std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    kill("INT", child.id());
     let output = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     if output.status.code() == Some(0) {

@@ -276,7 +276,6 @@ fn command_line_mistakes_are_explained() {
 #[test]
 fn ctrl_c_saves_a_checkpoint_and_exits_cleanly() {
     use std::process::{Command, Stdio};
-    use std::time::{Duration, Instant};
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("run");
     let child = Command::new(env!("CARGO_BIN_EXE_sft-train"))
@@ -301,24 +300,8 @@ fn ctrl_c_saves_a_checkpoint_and_exits_cleanly() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let metrics = out.join("metrics.jsonl");
-    let started = Instant::now();
-    while std::fs::read_to_string(&metrics)
-        .map(|t| t.lines().count())
-        .unwrap_or(0)
-        < 2
-    {
-        assert!(
-            started.elapsed() < Duration::from_secs(120),
-            "no training step logged"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let status = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    common::wait_for_lines(&out.join("metrics.jsonl"), 2);
+    common::kill("INT", child.id());
     let output = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(130), "{stderr}");

@@ -107,3 +107,40 @@ pub fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+/// Files in `dir` whose name starts with `.` and ends with `.tmp`: our temporaries.
+pub fn temporaries(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with('.') && n.ends_with(".tmp"))
+        .collect()
+}
+
+/// Waits (up to two minutes) until `path` has at least `lines` lines: a child process's
+/// log has reached that point.
+pub fn wait_for_lines(path: &Path, lines: usize) {
+    let started = std::time::Instant::now();
+    while std::fs::read_to_string(path)
+        .map(|t| t.lines().count())
+        .unwrap_or(0)
+        < lines
+    {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(120),
+            "{} never reached {lines} lines",
+            path.display()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// Sends `signal` (`INT`, `TERM`, `USR1`) to process `pid`.
+pub fn kill(signal: &str, pid: u32) {
+    let status = Command::new("kill")
+        .args([&format!("-{signal}"), &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
