@@ -318,8 +318,7 @@ fn run(mut args: EvalArgs) -> Result<i32, i32> {
             let partial = sft_eval::report::Report::interrupted(&dataset, done, why);
             let mut kept = Vec::new();
             if let Some(path) = &report {
-                let text = serde_json::to_string_pretty(&partial).expect("JSON") + "\n";
-                if sft_io::write::write_atomic(path, text.as_bytes()).is_ok() {
+                if partial.write_json(path).is_ok() {
                     kept.push(path.display().to_string());
                 }
             }
@@ -386,8 +385,7 @@ fn run(mut args: EvalArgs) -> Result<i32, i32> {
     FINISHING.store(true, Ordering::SeqCst);
     let md = markdown(&report);
     if let Some(path) = &args.report {
-        let text = serde_json::to_string_pretty(&report).expect("JSON") + "\n";
-        sft_io::write::write_atomic(path, text.as_bytes()).map_err(run_error)?;
+        report.write_json(path).map_err(run_error)?;
     }
     if let Some(path) = &args.markdown {
         sft_io::write::write_atomic(path, md.as_bytes()).map_err(run_error)?;

@@ -5,6 +5,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use sft_train::health::logged_number;
 
 /// What a finding is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -131,23 +132,12 @@ impl Default for DiagnosisThresholds {
     }
 }
 
-/// A loss as logged: a number, a string such as `"NaN"` or `"Infinity"`, or `null` (what
-/// serde_json writes for a non-finite number), read as NaN.
-fn loss_value(v: &Value) -> Option<f64> {
-    match v {
-        Value::Number(n) => n.as_f64(),
-        Value::String(s) => s.trim().parse().ok(),
-        Value::Null => Some(f64::NAN),
-        _ => None,
-    }
-}
-
 /// The `(step, value)` points of `key` in the history (entries without a step are
 /// numbered by their position among the points).
 fn series(history: &[Value], key: &str) -> Vec<(usize, f64)> {
     history
         .iter()
-        .filter_map(|e| Some((e.get("step"), loss_value(e.get(key)?)?)))
+        .filter_map(|e| Some((e.get("step"), logged_number(e.get(key)?)?)))
         .enumerate()
         .map(|(i, (step, v))| {
             let step = step.and_then(Value::as_f64).map_or(i + 1, |s| s as usize);

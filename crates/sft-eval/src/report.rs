@@ -189,6 +189,12 @@ impl Report {
         self.best_checkpoint = best.map(|i| self.checkpoints[i].path.clone());
     }
 
+    /// Writes the report as pretty-printed JSON to `path`, atomically (`--report`).
+    pub fn write_json(&self, path: &std::path::Path) -> Result<(), sft_io::write::WriteError> {
+        let text = serde_json::to_string_pretty(self).expect("a report is JSON") + "\n";
+        sft_io::write::write_atomic(path, text.as_bytes())
+    }
+
     pub fn best(&self) -> Option<&CheckpointReport> {
         self.checkpoints.iter().find(|c| c.best)
     }

@@ -218,9 +218,10 @@ impl HealthMonitor {
     }
 }
 
-/// A number as logged (NaN and infinities may be strings or `null`).
-fn number(v: Option<&Value>) -> Option<f64> {
-    match v? {
+/// A number as logged: a number, a string such as `"NaN"` or `"Infinity"`, or `null` (what
+/// serde_json writes for a non-finite number), read as NaN.
+pub fn logged_number(v: &Value) -> Option<f64> {
+    match v {
         Value::Number(n) => n.as_f64(),
         Value::String(s) => s.trim().parse().ok(),
         Value::Null => Some(f64::NAN),
@@ -236,7 +237,7 @@ pub fn scan(history: &[Value], vocab_size: Option<usize>, t: &HealthThresholds) 
     for entry in history {
         let (Some(step), Some(loss)) = (
             entry.get("step").and_then(Value::as_u64),
-            number(entry.get("loss")),
+            entry.get("loss").and_then(logged_number),
         ) else {
             continue;
         };
@@ -245,8 +246,8 @@ pub fn scan(history: &[Value], vocab_size: Option<usize>, t: &HealthThresholds) 
             .step(
                 step,
                 loss,
-                number(entry.get("grad_norm")),
-                number(entry.get("entropy")),
+                entry.get("grad_norm").and_then(logged_number),
+                entry.get("entropy").and_then(logged_number),
             )
             .or_else(|| monitor.log(step, loss));
         if found.is_some() {

@@ -160,6 +160,8 @@ struct Run {
     last_checkpoint: Option<PathBuf>,
     train_loss_sum: f64,
     train_loss_steps: usize,
+    /// `total_flos` per input token: 6 x the parameters transformers counts (fixed for a run).
+    flops_per_token: f64,
 }
 
 impl Run {
@@ -372,6 +374,7 @@ impl Trainer<'_> {
             last_checkpoint: resume.map(Path::to_path_buf),
             train_loss_sum: 0.0,
             train_loss_steps: 0,
+            flops_per_token: 6.0 * self.flops_parameters() as f64,
         })
     }
 
@@ -408,7 +411,7 @@ impl Trainer<'_> {
     fn record(&self, run: &mut Run, result: &StepResult, seconds: f64) {
         run.state.global_step += 1;
         run.state.num_tokens += result.tokens;
-        run.state.total_flos += 6.0 * self.flops_parameters() as f64 * result.input_tokens as f64;
+        run.state.total_flos += run.flops_per_token * result.input_tokens as f64;
         run.state.window.record(result, seconds);
         run.train_loss_sum += result.loss;
         run.train_loss_steps += 1;
