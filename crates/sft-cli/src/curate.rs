@@ -1,18 +1,17 @@
 //! `sft-data mix | split | filter | dedupe | stats`: flags for the dataset operations of
 //! `sft-curate`, in the language of the other `sft-data` commands.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use clap::{ArgGroup, Args, ValueEnum};
-use sft_curate::pass::{default_rejects_path, Input, OpError};
-use sft_dataset::thousands;
-use sft_io::paths::Output;
+use sft_curate::operation::{check_output_format, jaccard_threshold, MixOperation, Operation};
+use sft_curate::pass::{Input, OpError};
 use sft_io::write::OutputFormat;
 use sft_io::{ByteCounter, ReadOptions};
 
 use crate::data::{
-    find_files, load_token_check, output_flag, refuse_unsafe_outputs, template_inputs, usage_error,
-    InputArgs, TemplateArgs,
+    find_files, load_token_check, refuse_unsafe_outputs, template_inputs, usage_error, InputArgs,
+    TemplateArgs,
 };
 use crate::progress::Progress;
 use crate::EXIT_PROBLEMS;
@@ -177,33 +176,14 @@ pub struct StatsArgs {
     input: InputArgs,
 }
 
-fn read_options(input: &InputArgs) -> ReadOptions {
-    ReadOptions {
-        text_split: input.text_split.clone(),
-    }
-}
-
-fn rejects_of(rejects: Option<&PathBuf>, output: &Path) -> Output {
-    match rejects {
-        Some(p) => Output::new(
-            p,
-            "the rejects file (--rejects)",
-            "pass --rejects with another path",
-        ),
-        None => Output::new(
-            default_rejects_path(output),
-            "the default rejects file (beside the output, .rejects.jsonl)",
-            "pass --rejects FILE to put the dropped rows elsewhere, or choose another -o",
-        ),
-    }
-}
-
-fn report_of(report: &Path) -> Output {
-    Output::new(
-        report,
-        "the report (--report)",
-        "pass --report another path",
-    )
+fn input(inputs: &[PathBuf], args: &InputArgs) -> Result<Input, i32> {
+    Ok(Input {
+        files: find_files(inputs)?,
+        read: ReadOptions {
+            text_split: args.text_split.clone(),
+        },
+        progress: ByteCounter::default(),
+    })
 }
 
 /// The exit code of an operation that failed.
@@ -217,355 +197,128 @@ fn failed(e: OpError) -> i32 {
     }
 }
 
-fn run_with_bar<T>(
-    input: &Input,
-    quiet: bool,
-    job: impl FnOnce() -> Result<T, OpError>,
-) -> Result<T, i32> {
+/// The one path of every dataset operation: no output may replace what it reads (nor
+/// `extra_reads`: a tokenizer, a template); it runs with a progress bar over its input;
+/// its summary is printed unless `quiet`.
+fn run_curate<O: Operation>(op: Result<O, i32>, extra_reads: &[PathBuf], quiet: bool) -> i32 {
+    let op = match op {
+        Ok(op) => op,
+        Err(code) => return code,
+    };
+    let input = op.input();
+    if let Err(code) = refuse_unsafe_outputs(&input.files, &op.outputs(), extra_reads) {
+        return code;
+    }
     let total: u64 = input.files.iter().map(|f| f.size).sum();
     let result = {
         let _bar = Progress::start(&input.progress, total, quiet);
-        job()
+        op.run()
     };
-    result.map_err(failed)
-}
-
-fn check_output_format(path: &Path) -> Result<(), i32> {
-    OutputFormat::from_path(path)
-        .map(|_| ())
-        .map_err(usage_error)
-}
-
-fn rejects_line(file: &Option<PathBuf>, count: u64) -> String {
-    match file {
-        Some(f) => format!("  {} rows in {}\n", thousands(count), f.display()),
-        None => String::new(),
-    }
-}
-
-/// A source of `mix`: `PATH:WEIGHT` or `NAME=PATH:WEIGHT`.
-fn parse_source(text: &str) -> Result<(Option<String>, PathBuf, f64), String> {
-    let hint = "write each source as PATH:WEIGHT or NAME=PATH:WEIGHT, such as data/a.jsonl:0.7";
-    let Some((left, weight)) = text.rsplit_once(':') else {
-        return Err(format!("source `{text}` has no weight\n  hint: {hint}"));
+    let summary = match result {
+        Ok(s) => s,
+        Err(e) => return failed(e),
     };
-    if weight.is_empty() {
-        return Err(format!(
-            "source `{text}` has no weight after the `:`\n  hint: {hint}"
-        ));
+    if !quiet {
+        print!("{}", op.text(&summary));
     }
-    let w: f64 = weight.parse().map_err(|_| {
-        format!("source `{text}`: the weight `{weight}` is not a number\n  hint: {hint}")
-    })?;
-    if !(w.is_finite() && w > 0.0) {
-        return Err(format!(
-            "source `{text}`: the weight must be a positive number, not {weight}\n  hint: drop a source rather than giving it weight 0"
-        ));
+    match op.failure(&summary) {
+        Some(why) => {
+            eprintln!("sft-data: error: {why}");
+            EXIT_PROBLEMS
+        }
+        None => 0,
     }
-    let (name, path) = match left.split_once('=') {
-        Some((n, p)) if !n.is_empty() && !Path::new(left).exists() => (Some(n.to_string()), p),
-        _ => (None, left),
-    };
-    if path.is_empty() {
-        return Err(format!("source `{text}` has no path\n  hint: {hint}"));
-    }
-    Ok((name, PathBuf::from(path), w))
 }
 
 pub fn run_mix(args: MixArgs) -> i32 {
-    if let Err(code) = check_output_format(&args.output) {
-        return code;
-    }
-    if args.rows == Some(0) {
-        return usage_error("--rows 0: a mix needs at least one row");
-    }
+    let quiet = args.input.quiet;
+    run_curate(mix(args), &[], quiet)
+}
+
+fn mix(args: MixArgs) -> Result<MixOperation, i32> {
+    check_output_format(&args.output).map_err(failed)?;
     let mut sources = Vec::new();
-    let mut all_files = Vec::new();
     for text in &args.sources {
-        let (name, path, weight) = match parse_source(text) {
-            Ok(s) => s,
-            Err(e) => return usage_error(e),
-        };
-        let files = match find_files(std::slice::from_ref(&path)) {
-            Ok(f) => f,
-            Err(code) => return code,
-        };
-        let name = name.unwrap_or_else(|| sft_dataset::source::file_source_name(&path));
-        if sources
-            .iter()
-            .any(|s: &sft_curate::mix::MixSource| s.name == name)
-        {
-            return usage_error(format!(
-                "two sources are named `{name}`\n  hint: name them: NAME=PATH:WEIGHT"
-            ));
-        }
-        all_files.extend(files.iter().cloned());
+        let (name, path, weight) = sft_curate::mix::MixSource::parse_spec(text).map_err(failed)?;
         sources.push(sft_curate::mix::MixSource {
-            name,
-            files,
+            name: name.unwrap_or_else(|| sft_dataset::source::file_source_name(&path)),
+            files: find_files(std::slice::from_ref(&path))?,
             weight,
         });
     }
-    let mut outputs = vec![
-        output_flag(&args.output),
-        rejects_of(args.rejects.as_ref(), &args.output),
-    ];
-    outputs.extend(args.report.as_deref().map(report_of));
-    if let Err(code) = refuse_unsafe_outputs(&all_files, &outputs, &[]) {
-        return code;
-    }
-    let size = match (&args.rows, &args.epochs_of) {
-        (Some(n), _) => sft_curate::mix::MixSize::Rows(*n),
-        (None, Some(name)) => sft_curate::mix::MixSize::EpochsOf(name.clone()),
-        (None, None) => return usage_error("mix needs --rows N or --epochs-of NAME"),
+    let size = match (args.rows, args.epochs_of) {
+        (Some(n), _) => sft_curate::mix::MixSize::Rows(n),
+        (None, Some(name)) => sft_curate::mix::MixSize::EpochsOf(name),
+        (None, None) => return Err(usage_error("mix needs --rows N or --epochs-of NAME")),
     };
     let job = sft_curate::mix::MixJob {
         sources,
         size,
         seed: args.seed,
         replacement: args.replacement,
-        read: read_options(&args.input),
+        read: ReadOptions {
+            text_split: args.input.text_split.clone(),
+        },
         progress: ByteCounter::default(),
-        output: args.output.clone(),
-        rejects: args.rejects.clone(),
+        output: args.output,
+        rejects: args.rejects,
     };
-    let input = Input {
-        files: all_files,
-        read: job.read.clone(),
-        progress: job.progress.clone(),
-    };
-    let s = match run_with_bar(&input, args.input.quiet, || sft_curate::mix::mix(&job)) {
-        Ok(s) => s,
-        Err(code) => return code,
-    };
-    if let Some(path) = &args.report {
-        let text = serde_json::to_string_pretty(&s).unwrap_or_default();
-        if let Err(e) = sft_io::write::write_atomic(path, text.as_bytes()) {
-            eprintln!("sft-data: error: {e}");
-            return EXIT_PROBLEMS;
-        }
-    }
-    if !args.input.quiet {
-        println!(
-            "mixed {} rows into {} (seed {}, {}) in {:.1} s",
-            thousands(s.rows),
-            s.output.display(),
-            s.seed,
-            if s.replacement {
-                "with replacement"
-            } else {
-                "without replacement"
-            },
-            s.seconds
-        );
-        for src in &s.sources {
-            println!(
-                "  {:<20} weight {:<6} asked {:>6.2}%  realised {:>6.2}%  {} of {} rows ({:.2} epochs)",
-                src.name,
-                src.weight,
-                src.asked * 100.0,
-                src.realised * 100.0,
-                thousands(src.taken),
-                thousands(src.available),
-                src.epochs
-            );
-        }
-        if s.bad_rows > 0 {
-            println!("unparsable rows dropped: {}", thousands(s.bad_rows));
-        }
-        print!("{}", rejects_line(&s.rejects_file, s.bad_rows));
-    }
-    0
+    MixOperation::new(job, args.report).map_err(failed)
 }
 
 pub fn run_split(args: SplitArgs) -> i32 {
-    let test_size = match sft_curate::split::TestSize::parse(&args.test_size) {
-        Ok(t) => t,
-        Err(e) => return usage_error(e),
-    };
-    let near = if args.exact_only {
-        None
-    } else if args.near_threshold > 0.0 && args.near_threshold <= 1.0 {
-        Some(args.near_threshold)
-    } else {
-        return usage_error(format!(
-            "--near-threshold {}: a Jaccard similarity is between 0 and 1 (--exact-only turns near-duplicates off)",
-            args.near_threshold
-        ));
-    };
+    let quiet = args.input.quiet;
+    run_curate(split(args), &[], quiet)
+}
+
+fn split(args: SplitArgs) -> Result<sft_curate::split::SplitJob, i32> {
+    let test_size = sft_curate::split::TestSize::parse(&args.test_size).map_err(usage_error)?;
+    let near = jaccard_threshold("--near-threshold", args.near_threshold, args.exact_only)
+        .map_err(failed)?;
     let format = match args.file_format {
         FileFormatArg::Parquet => OutputFormat::Parquet,
         FileFormatArg::Jsonl => OutputFormat::JsonLines,
     };
     if args.output.exists() && !args.output.is_dir() {
-        return usage_error(format!(
-            "the output {} is a file; split writes a folder\n  hint: pass -o a folder (it is created)",
-            args.output.display()
-        ));
+        sft_curate::split::SplitJob::make_output_folder(&args.output).map_err(failed)?;
     }
-    let inputs = match find_files(&args.inputs) {
-        Ok(f) => f,
-        Err(code) => return code,
-    };
-    let parent = match args.output.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    if !parent.is_dir() {
-        return usage_error(format!(
-            "the output {}: the folder {} does not exist\n  hint: create it first (mkdir -p {})",
-            args.output.display(),
-            parent.display(),
-            parent.display()
-        ));
-    }
-    if let Err(e) = std::fs::create_dir_all(args.output.join("data")) {
-        return usage_error(format!(
-            "cannot create {}: {e}",
-            args.output.join("data").display()
-        ));
-    }
-    let (train, test) = sft_curate::split::split_files(&args.output, format);
-    let mut outputs = vec![
-        Output::new(&train, "the train split", "choose another -o"),
-        Output::new(&test, "the test split", "choose another -o"),
-        rejects_of(args.rejects.as_ref(), &args.output),
-    ];
-    outputs.extend(args.report.as_deref().map(report_of));
-    if let Err(code) = refuse_unsafe_outputs(&inputs, &outputs, &[]) {
-        return code;
-    }
-    let job = sft_curate::split::SplitJob {
-        input: Input {
-            files: inputs,
-            read: read_options(&args.input),
-            progress: ByteCounter::default(),
-        },
-        output: args.output.clone(),
+    let input = input(&args.inputs, &args.input)?;
+    sft_curate::split::SplitJob::make_output_folder(&args.output).map_err(failed)?;
+    Ok(sft_curate::split::SplitJob {
+        input,
+        output: args.output,
         test_size,
         seed: args.seed,
         stratify: args.stratify_by_source,
         near_threshold: near,
         format,
-        rejects: args.rejects.clone(),
-        report: args.report.clone(),
-    };
-    let s = match run_with_bar(&job.input, args.input.quiet, || {
-        sft_curate::split::split(&job)
-    }) {
-        Ok(s) => s,
-        Err(code) => return code,
-    };
-    if !args.input.quiet {
-        println!(
-            "split {} rows (seed {}) in {:.1} s: train {}, test {} ({:.2}%)",
-            thousands(s.rows_in),
-            s.seed,
-            s.seconds,
-            thousands(s.train),
-            thousands(s.test),
-            s.test as f64 * 100.0 / (s.train + s.test).max(1) as f64
-        );
-        println!(
-            "  leak-free: {} rows belong to groups of related rows ({} exact duplicates, {} shared-prompt links{}); {} rows moved to train and {} to test to keep each group on one side",
-            thousands(s.grouped_rows),
-            thousands(s.exact_duplicates),
-            thousands(s.shared_prompt_links),
-            if near.is_some() { ", near-duplicates by MinHash" } else { "" },
-            thousands(s.moved_to_train),
-            thousands(s.moved_to_test)
-        );
-        for (source, n) in &s.test_by_source {
-            println!("  test rows from {source}: {}", thousands(*n));
-        }
-        println!("  {}\n  {}", s.train_file.display(), s.test_file.display());
-        print!("{}", rejects_line(&s.rejects_file, s.bad_rows));
-    }
-    0
+        rejects: args.rejects,
+        report: args.report,
+    })
 }
 
 pub fn run_filter(args: FilterArgs) -> i32 {
-    if let Err(code) = check_output_format(&args.output) {
-        return code;
-    }
+    let quiet = args.input.quiet;
+    let mut extra = template_inputs(&args.template);
+    extra.extend(args.tokenizer.iter().cloned());
+    run_curate(filter(args), &extra, quiet)
+}
+
+fn filter(args: FilterArgs) -> Result<sft_curate::filter::FilterJob, i32> {
+    check_output_format(&args.output).map_err(failed)?;
     let drop_codes = match &args.drop_codes {
         None => Vec::new(),
-        Some(text) => match sft_curate::filter::parse_codes(text) {
-            Ok(c) => c,
-            Err(e) => return usage_error(e),
-        },
+        Some(text) => sft_curate::filter::parse_codes(text).map_err(usage_error)?,
     };
     let condition = match &args.condition {
         None => None,
-        Some(text) => match sft_curate::expr::Expr::parse(text) {
-            Ok(e) => Some((text.clone(), e)),
-            Err(e) => {
-                return usage_error(format!(
-                    "--where {text}: {e}\n  hint: compare fields or measures (chars, turns, tokens, format) with ==, !=, <, <=, >, >=, contains; join with and, or, not"
-                ))
-            }
-        },
+        Some(text) => Some(sft_curate::operation::condition(text).map_err(failed)?),
     };
-    let wants_tokens = args.min_tokens.is_some()
-        || args.max_tokens.is_some()
-        || condition
-            .as_ref()
-            .is_some_and(|(_, e)| e.names().contains(&"tokens"));
-    if wants_tokens && args.tokenizer.is_none() {
-        return usage_error("--min-tokens, --max-tokens and `tokens` in --where need --tokenizer MODEL_DIR|tokenizer.json");
-    }
-    for (what, lo, hi) in [
-        ("tokens", args.min_tokens, args.max_tokens),
-        ("turns", args.min_turns, args.max_turns),
-    ] {
-        if let (Some(lo), Some(hi)) = (lo, hi) {
-            if lo > hi {
-                return usage_error(format!(
-                    "--min-{what} {lo} is above --max-{what} {hi}: every row would be dropped"
-                ));
-            }
-        }
-    }
-    let no_condition = !wants_tokens
-        && args.min_turns.is_none()
-        && args.max_turns.is_none()
-        && drop_codes.is_empty()
-        && condition.is_none();
-    if no_condition {
-        return usage_error("filter needs a condition: --min-tokens/--max-tokens (with --tokenizer), --min-turns/--max-turns, --drop-codes or --where");
-    }
-    let tokens = match &args.tokenizer {
-        None => None,
-        Some(path) => match load_token_check(path, &args.template, 1024) {
-            Ok(mut t) => {
-                t.options.max_length = None;
-                Some(t)
-            }
-            Err(e) => return usage_error(e),
-        },
-    };
-    let mut extra = template_inputs(&args.template);
-    extra.extend(args.tokenizer.iter().cloned());
-    let inputs = match find_files(&args.inputs) {
-        Ok(f) => f,
-        Err(code) => return code,
-    };
-    let outputs = [
-        output_flag(&args.output),
-        rejects_of(args.rejects.as_ref(), &args.output),
-    ];
-    if let Err(code) = refuse_unsafe_outputs(&inputs, &outputs, &extra) {
-        return code;
-    }
-    let job = sft_curate::filter::FilterJob {
-        input: Input {
-            files: inputs,
-            read: read_options(&args.input),
-            progress: ByteCounter::default(),
-        },
-        output: args.output.clone(),
-        rejects: args.rejects.clone(),
-        tokens,
+    let mut job = sft_curate::filter::FilterJob {
+        input: Input::default(),
+        output: args.output,
+        rejects: args.rejects,
+        tokens: None,
         min_tokens: args.min_tokens,
         max_tokens: args.max_tokens,
         min_turns: args.min_turns,
@@ -573,170 +326,58 @@ pub fn run_filter(args: FilterArgs) -> i32 {
         drop_codes,
         condition,
     };
-    let s = match run_with_bar(&job.input, args.input.quiet, || {
-        sft_curate::filter::filter(&job)
-    }) {
-        Ok(s) => s,
-        Err(code) => return code,
-    };
-    if !args.input.quiet {
-        println!(
-            "filtered {} rows in {:.1} s: {} written to {}, {} dropped",
-            thousands(s.rows_in),
-            s.seconds,
-            thousands(s.written),
-            s.output.display(),
-            thousands(s.dropped)
-        );
-        for (code, n) in &s.reasons {
-            println!("  {code}  {}", thousands(*n));
-        }
-        print!("{}", rejects_line(&s.rejects_file, s.dropped));
+    job.check(args.tokenizer.is_some()).map_err(failed)?;
+    if let Some(path) = &args.tokenizer {
+        let mut t = load_token_check(path, &args.template, 1024).map_err(usage_error)?;
+        t.options.max_length = None;
+        job.tokens = Some(t);
     }
-    0
+    job.input = input(&args.inputs, &args.input)?;
+    Ok(job)
 }
 
 pub fn run_dedupe(args: DedupeArgs) -> i32 {
-    if let Err(code) = check_output_format(&args.output) {
-        return code;
-    }
-    let valid = args.threshold > 0.0 && args.threshold <= 1.0;
-    if !args.exact_only && !valid {
-        return usage_error(format!(
-            "--threshold {}: a Jaccard similarity is between 0 and 1 (--exact-only turns near-duplicates off)",
-            args.threshold
-        ));
-    }
-    let inputs = match find_files(&args.inputs) {
-        Ok(f) => f,
-        Err(code) => return code,
-    };
-    let mut outputs = vec![
-        output_flag(&args.output),
-        rejects_of(args.rejects.as_ref(), &args.output),
-    ];
-    outputs.extend(args.report.as_deref().map(report_of));
-    if let Err(code) = refuse_unsafe_outputs(&inputs, &outputs, &[]) {
-        return code;
-    }
-    let job = sft_curate::dedupe::DedupeJob {
-        input: Input {
-            files: inputs,
-            read: read_options(&args.input),
-            progress: ByteCounter::default(),
-        },
-        output: args.output.clone(),
-        rejects: args.rejects.clone(),
-        threshold: (!args.exact_only).then_some(args.threshold),
-        report: args.report.clone(),
+    let quiet = args.input.quiet;
+    run_curate(dedupe(args), &[], quiet)
+}
+
+fn dedupe(args: DedupeArgs) -> Result<sft_curate::dedupe::DedupeJob, i32> {
+    check_output_format(&args.output).map_err(failed)?;
+    let threshold =
+        jaccard_threshold("--threshold", args.threshold, args.exact_only).map_err(failed)?;
+    Ok(sft_curate::dedupe::DedupeJob {
+        input: input(&args.inputs, &args.input)?,
+        output: args.output,
+        rejects: args.rejects,
+        threshold,
+        report: args.report,
         clusters_listed: if args.report_limit == 0 {
             usize::MAX
         } else {
             args.report_limit
         },
-    };
-    let s = match run_with_bar(&job.input, args.input.quiet, || {
-        sft_curate::dedupe::dedupe(&job)
-    }) {
-        Ok(s) => s,
-        Err(code) => return code,
-    };
-    if !args.input.quiet {
-        println!(
-            "deduplicated {} rows in {:.1} s: {} written to {}",
-            thousands(s.rows_in),
-            s.seconds,
-            thousands(s.written),
-            s.output.display()
-        );
-        println!(
-            "  removed {} exact duplicates and {} near-duplicates{} in {} clusters; unparsable rows: {}",
-            thousands(s.exact_duplicates),
-            thousands(s.near_duplicates),
-            match (s.threshold, s.bands, s.rows_per_band) {
-                (Some(t), Some(b), Some(r)) => format!(" (Jaccard above {t}: MinHash, {b} bands of {r})"),
-                _ => String::new(),
-            },
-            thousands(s.clusters),
-            thousands(s.bad_rows)
-        );
-        if s.candidates_not_confirmed > 0 {
-            println!(
-                "  kept {} candidates whose signatures estimate a similarity under the threshold",
-                thousands(s.candidates_not_confirmed)
-            );
-        }
-        print!(
-            "{}",
-            rejects_line(
-                &s.rejects_file,
-                s.exact_duplicates + s.near_duplicates + s.bad_rows
-            )
-        );
-        if let Some(r) = &args.report {
-            println!("report: {}", r.display());
-        }
-    }
-    0
+    })
 }
 
 pub fn run_stats(args: StatsArgs) -> i32 {
+    let quiet = args.input.quiet;
+    let mut extra = template_inputs(&args.template);
+    extra.extend(args.tokenizer.iter().cloned());
+    run_curate(stats(args), &extra, quiet)
+}
+
+fn stats(args: StatsArgs) -> Result<sft_curate::stats::StatsJob, i32> {
     let tokens = match &args.tokenizer {
         None => None,
-        Some(path) => match load_token_check(path, &args.template, 1024) {
-            Ok(mut t) => {
-                t.options.max_length = None;
-                Some(t)
-            }
-            Err(e) => return usage_error(e),
-        },
-    };
-    let inputs = match find_files(&args.inputs) {
-        Ok(f) => f,
-        Err(code) => return code,
-    };
-    if let Some(report) = &args.report {
-        if report.extension().and_then(|e| e.to_str()) != Some("json") {
-            return usage_error(format!(
-                "--report {}: the report is a .json file (the histograms go beside it as .svg)",
-                report.display()
-            ));
+        Some(path) => {
+            let mut t = load_token_check(path, &args.template, 1024).map_err(usage_error)?;
+            t.options.max_length = None;
+            Some(t)
         }
-        let mut extra = template_inputs(&args.template);
-        extra.extend(args.tokenizer.iter().cloned());
-        let outputs = [
-            report_of(report),
-            Output::new(
-                sft_curate::stats::picture_path(report),
-                "the histograms (the report's name with .svg)",
-                "pass --report another path",
-            ),
-        ];
-        if let Err(code) = refuse_unsafe_outputs(&inputs, &outputs, &extra) {
-            return code;
-        }
-    }
-    let job = sft_curate::stats::StatsJob {
-        input: Input {
-            files: inputs,
-            read: read_options(&args.input),
-            progress: ByteCounter::default(),
-        },
+    };
+    Ok(sft_curate::stats::StatsJob {
+        input: input(&args.inputs, &args.input)?,
         tokens,
-        report: args.report.clone(),
-    };
-    let s = match run_with_bar(&job.input, args.input.quiet, || {
-        sft_curate::stats::stats(&job)
-    }) {
-        Ok(s) => s,
-        Err(code) => return code,
-    };
-    if !args.input.quiet {
-        print!("{}", s.text());
-    }
-    if s.rows == 0 {
-        eprintln!("sft-data: error: no rows in the input");
-        return EXIT_PROBLEMS;
-    }
-    0
+        report: args.report,
+    })
 }

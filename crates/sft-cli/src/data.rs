@@ -15,8 +15,8 @@ use sft_formats::convert::{ConvertOptions, Source};
 use sft_formats::Format;
 use sft_io::paths::Output;
 use sft_io::{discover_noting, ByteCounter, DataFile, ReadOptions, TextSplit};
-use sft_template::{ChatTemplate, Clock, NaiveDateTime, RenderOptions, SpecialTokens};
-use sft_tokenize::{chat_template, PackingStrategy, SftTokenizer, TemplateChoice, TokenizeOptions};
+use sft_template::{ChatTemplate, RenderOptions};
+use sft_tokenize::{PackingStrategy, SftTokenizer, TemplateFlags, TokenizeOptions};
 
 use crate::progress::Progress;
 use crate::{EXIT_PROBLEMS, EXIT_USAGE};
@@ -171,51 +171,21 @@ pub(crate) struct TemplateArgs {
 }
 
 impl TemplateArgs {
-    /// The template (--chat-template, else the tokenizer folder's own when a tokenizer is
-    /// given) and the options every row starts from; `Ok(None)` when there is none.
+    pub(crate) fn flags(&self) -> TemplateFlags {
+        TemplateFlags {
+            chat_template: self.chat_template.clone(),
+            chat_template_name: self.chat_template_name.clone(),
+            special_tokens: self.special_tokens.clone(),
+            template_kwargs: self.template_kwargs.clone(),
+            now: self.now.clone(),
+        }
+    }
+
     fn load(
         &self,
         tokenizer: Option<&SftTokenizer>,
     ) -> Result<Option<(ChatTemplate, RenderOptions)>, String> {
-        if self.chat_template.is_none() {
-            for (set, flag) in [
-                (self.chat_template_name.is_some(), "--chat-template-name"),
-                (self.special_tokens.is_some(), "--special-tokens"),
-                (self.template_kwargs.is_some(), "--template-kwargs"),
-                (self.now.is_some(), "--now"),
-            ] {
-                if set {
-                    return Err(format!("{flag} needs --chat-template"));
-                }
-            }
-        }
-        let special_tokens = match &self.special_tokens {
-            None => None,
-            Some(path) => Some(SpecialTokens::from_file(path)?),
-        };
-        let clock = match &self.now {
-            None => Clock::System,
-            Some(text) => {
-                Clock::Fixed(NaiveDateTime::parse(text).map_err(|e| format!("--now {e}"))?)
-            }
-        };
-        let choice = TemplateChoice {
-            spec: self.chat_template.clone(),
-            variant: self.chat_template_name.clone(),
-            special_tokens,
-            clock,
-        };
-        let Some(template) = chat_template(tokenizer, &choice)? else {
-            return Ok(None);
-        };
-        let mut options = RenderOptions::default();
-        if let Some(text) = &self.template_kwargs {
-            match serde_json::from_str::<serde_json::Value>(text) {
-                Ok(serde_json::Value::Object(map)) => options.kwargs = map,
-                _ => return Err(format!("--template-kwargs {text}: expected a JSON object such as '{{\"enable_thinking\": false}}'")),
-            }
-        }
-        Ok(Some((template, options)))
+        self.flags().load(tokenizer)
     }
 }
 
@@ -419,14 +389,7 @@ pub(crate) fn refuse_unsafe_outputs(
 
 /// The files behind --chat-template and --special-tokens, when they name files.
 pub(crate) fn template_inputs(template: &TemplateArgs) -> Vec<PathBuf> {
-    let mut paths: Vec<PathBuf> = template
-        .chat_template
-        .iter()
-        .map(PathBuf::from)
-        .filter(|p| p.exists())
-        .collect();
-    paths.extend(template.special_tokens.iter().cloned());
-    paths
+    template.flags().files()
 }
 
 pub(crate) fn output_flag(path: &std::path::Path) -> Output {
@@ -583,24 +546,7 @@ pub(crate) fn load_token_check(
     template: &TemplateArgs,
     max_length: usize,
 ) -> Result<TokenCheck, String> {
-    if max_length == 0 {
-        return Err("--max-length must be at least 1".into());
-    }
-    let tokenizer = SftTokenizer::from_path(path).map_err(|e| e.to_string())?;
-    let (template, render) = match template.load(Some(&tokenizer))? {
-        Some((t, o)) => (Some(t), o),
-        None => (None, RenderOptions::default()),
-    };
-    Ok(TokenCheck {
-        tokenizer,
-        template,
-        max_length,
-        options: TokenizeOptions {
-            max_length: None,
-            render,
-            ..TokenizeOptions::default()
-        },
-    })
+    TokenCheck::load(path, &template.flags(), max_length)
 }
 
 fn run_convert(args: ConvertArgs) -> i32 {

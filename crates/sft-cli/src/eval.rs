@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex};
 use clap::Parser;
 use serde_json::Value;
 use sft_eval::evaluate::{evaluate, EvalEvent, EvalOptions, Expectations, Gates, Sampling};
+use sft_eval::outputs::{resolve_checkpoint, EvalOutputs, EvalReads};
 use sft_eval::report::{markdown, CheckpointReport};
-use sft_io::paths::{Output, Read};
 use sft_tokenize::TokenizeOptions;
 
 use crate::{EXIT_PROBLEMS, EXIT_USAGE};
@@ -140,27 +140,10 @@ pub fn main() -> i32 {
 }
 
 fn run(mut args: EvalArgs) -> Result<i32, i32> {
-    // Hub ids become the snapshot folders they resolve to (a local folder of the same name
-    // wins, as in transformers).
+    // Hub ids become the snapshot folders they resolve to.
     for checkpoint in &mut args.checkpoint {
-        if checkpoint.exists() {
-            continue;
-        }
-        let name = checkpoint.to_string_lossy().into_owned();
-        // `runs/ckpt-5` under an existing `runs/` is a mistyped folder, not a repo.
-        let local_parent = checkpoint
-            .parent()
-            .is_some_and(|p| !p.as_os_str().is_empty() && p.is_dir());
-        let looks_like_id = name.starts_with("hf://")
-            || (!name.starts_with('.')
-                && !name.starts_with('/')
-                && name.matches('/').count() == 1
-                && !local_parent);
-        if !looks_like_id {
-            continue;
-        }
-        *checkpoint = sft_model::locate::model_dir_at(&name, args.model_revision.as_deref())
-            .map_err(|e| usage_error(format_args!("--checkpoint {name}: {e}")))?;
+        *checkpoint = resolve_checkpoint(checkpoint, args.model_revision.as_deref())
+            .map_err(|e| usage_error(e))?;
     }
     if args.expect.as_deref().is_some_and(|e| e != "json") {
         return Err(usage_error("--expect takes `json`"));
@@ -176,97 +159,20 @@ fn run(mut args: EvalArgs) -> Result<i32, i32> {
         ),
         None => None,
     };
-    // No output may replace the data or a checkpoint's files.
-    let mut inputs = sft_io::paths::files_of(&args.dataset);
-    for dir in args.checkpoint.iter().chain(&args.run) {
-        inputs.extend(sft_io::paths::files_of(dir));
-    }
-    let mut outputs = Vec::new();
-    if let Some(p) = &args.report {
-        outputs.push(Output::new(
-            p,
-            "the report (--report)",
-            "pass --report another path",
-        ));
-    }
-    if let Some(p) = &args.markdown {
-        outputs.push(Output::new(
-            p,
-            "the summary (--markdown)",
-            "pass --markdown another path",
-        ));
-    }
-    sft_io::paths::check_outputs(&inputs, &outputs).map_err(usage_error)?;
-    if let Some(dir) = &args.plots {
-        let plots: Vec<Output> = ["loss.svg", "heldout_loss.svg", "samples.svg"]
-            .iter()
-            .map(|n| {
-                Output::new(
-                    dir.join(n),
-                    "a plot (--plots)",
-                    "pass --plots another folder",
-                )
-            })
-            .collect();
-        sft_io::paths::refuse_overwriting_inputs(&inputs, &plots).map_err(usage_error)?;
-    }
-    // The prepared held-out rows and their rejects: beside the report when there is one
-    // (so the rejects file named on stderr stays), else in a temporary folder.
-    let temp = tempfile::tempdir().map_err(|e| run_error(format_args!("temporary folder: {e}")))?;
-    let work_dir = match &args.report {
-        Some(report) => {
-            let stem = report
-                .file_stem()
-                .map(|s| s.to_string_lossy().to_string())
-                .unwrap_or_default();
-            report.with_file_name(format!("{stem}.data"))
-        }
-        None => temp.path().to_path_buf(),
+    let outputs = EvalOutputs {
+        report: args.report.clone(),
+        markdown: args.markdown.clone(),
+        plots: args.plots.clone(),
     };
-    // Nor may any output land inside a checkpoint, the run, the base model or the data.
-    let mut reads: Vec<Read> = args
-        .checkpoint
-        .iter()
-        .map(|c| Read::new(c, "the checkpoint (--checkpoint)"))
-        .collect();
-    reads.extend(args.run.iter().map(|r| Read::new(r, "the run (--run)")));
-    reads.push(Read::new(&args.dataset, "the held-out data (--dataset)"));
-    if let Some(base) = args.base_model.as_deref().map(Path::new) {
-        reads.push(Read::new(base, "the base model (--base-model)"));
-    }
-    let elsewhere =
-        |flag: &str| format!("pass {flag} a path outside the checkpoints, the run and the data");
-    let mut folders = Vec::new();
-    if args.report.is_some() {
-        folders.push(Output::new(
-            &work_dir,
-            "the report's data folder",
-            elsewhere("--report"),
-        ));
-    }
-    if let Some(dir) = &args.plots {
-        folders.push(Output::new(
-            dir,
-            "the plots folder (--plots)",
-            elsewhere("--plots"),
-        ));
-    }
-    let mut files = Vec::new();
-    if let Some(p) = &args.report {
-        files.push(Output::new(
-            p,
-            "the report (--report)",
-            elsewhere("--report"),
-        ));
-    }
-    if let Some(p) = &args.markdown {
-        files.push(Output::new(
-            p,
-            "the summary (--markdown)",
-            elsewhere("--markdown"),
-        ));
-    }
-    sft_io::paths::refuse_writing_into_reads(&reads, &files, &folders, &[]).map_err(usage_error)?;
+    let temp = tempfile::tempdir().map_err(|e| run_error(format_args!("temporary folder: {e}")))?;
+    let work_dir = outputs.work_dir(temp.path());
+    let reads = EvalReads {
+        checkpoints: &args.checkpoint,
+        run: args.run.as_deref(),
+        dataset: &args.dataset,
+        base_model: args.base_model.as_deref().map(Path::new),
+    };
+    outputs.check(reads, &work_dir).map_err(usage_error)?;
     let options = EvalOptions {
         checkpoints: args.checkpoint.clone(),
         base_model: args.base_model.clone(),

@@ -8,13 +8,15 @@ use std::time::Instant;
 use candle_core::Device;
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
-use sft_io::paths::Read;
 use sft_tokenize::{PackingStrategy, TokenizeOptions};
 
-use sft_train::config::Strategy;
-use sft_train::data::{load_rows, DataPlan, Dataset};
+use sft_train::config::{HealthPolicy, Strategy};
+use sft_train::data::DataPlan;
+use sft_train::job::{
+    merge_adapter, HubFlags, JobError, LoraFlags, MemorySettings, TrainJob, TrainRequest,
+};
 use sft_train::schedule::ScheduleKind;
-use sft_train::{Event, Outcome, TrainConfig, Trainer};
+use sft_train::{Event, Outcome, TrainConfig};
 
 use crate::{EXIT_PROBLEMS, EXIT_USAGE};
 
@@ -309,209 +311,10 @@ pub fn main() -> i32 {
     run(args)
 }
 
-/// The push flags checked together: `None` without --push_to_hub (and then no --hub_ flag).
-fn hub_target(args: &TrainArgs) -> Result<Option<sft_train::hub::HubTarget>, String> {
-    let pushes = args.push_to_hub == Some(true) || args.push_only;
-    if !pushes {
-        let given = [
-            ("hub_model_id", args.hub_model_id.is_some()),
-            ("hub_private_repo", args.hub_private_repo.is_some()),
-            ("hub_strategy", args.hub_strategy.is_some()),
-            ("hub_token", args.hub_token.is_some()),
-            ("hub_revision", args.hub_revision.is_some()),
-        ];
-        return match given.iter().find(|(_, g)| *g) {
-            Some((name, _)) => Err(format!("--{name} is a push setting: add --push_to_hub")),
-            None => Ok(None),
-        };
-    }
-    let Some(model_id) = args.hub_model_id.clone() else {
-        return Err("--push_to_hub needs --hub_model_id OWNER/NAME (the Hub repo to push to, created if missing)".into());
-    };
-    if let Err(e) = sft_hub::RepoId::model(&model_id) {
-        return Err(format!("--hub_model_id {e}"));
-    }
-    let strategy = args.hub_strategy.as_deref().unwrap_or("every_save");
-    let Some(strategy) = sft_train::hub::HubStrategy::parse(strategy) else {
-        return Err(format!(
-            "--hub_strategy {strategy}: expected one of {}",
-            sft_train::hub::HubStrategy::NAMES.join(", ")
-        ));
-    };
-    Ok(Some(sft_train::hub::HubTarget {
-        model_id,
-        private: args.hub_private_repo.unwrap_or(false),
-        strategy,
-        revision: args.hub_revision.clone(),
-        token: args.hub_token.clone(),
-    }))
-}
-
-/// The model card of a run: TRL's metadata, the flags that shaped it, its final losses.
-fn model_card(
-    args: &TrainArgs,
-    target: &sft_train::hub::HubTarget,
-    summary: Option<&sft_train::trainer::Summary>,
-) -> sft_hub::ModelCard {
-    let mut datasets = Vec::new();
-    for d in [&args.dataset_name, &args.eval_dataset]
-        .into_iter()
-        .flatten()
-    {
-        let name = d.to_string_lossy();
-        if sft_train::hub::is_hub_dataset(&name) {
-            let id = match sft_hub::HubPath::parse(&name) {
-                Some(Ok(p)) => p.repo.id().to_string(),
-                _ => name.to_string(),
-            };
-            if !datasets.contains(&id) {
-                datasets.push(id);
-            }
-        }
-    }
-    let mut training_args: Vec<(String, String)> = vec![
-        ("learning_rate".into(), args.learning_rate.to_string()),
-        ("lr_scheduler_type".into(), args.lr_scheduler_type.clone()),
-        (
-            "per_device_train_batch_size".into(),
-            args.per_device_train_batch_size.to_string(),
-        ),
-        (
-            "gradient_accumulation_steps".into(),
-            args.gradient_accumulation_steps.to_string(),
-        ),
-    ];
-    if args.max_steps > 0 {
-        training_args.push(("max_steps".into(), args.max_steps.to_string()));
-    } else {
-        training_args.push(("num_train_epochs".into(), args.num_train_epochs.to_string()));
-    }
-    training_args.push(("max_length".into(), args.max_length.to_string()));
-    if let Some(p) = &args.packing {
-        training_args.push(("packing".into(), p.clone()));
-    }
-    training_args.push(("seed".into(), args.seed.to_string()));
-    let peft = args.use_peft.unwrap_or(false);
-    if peft {
-        training_args.push(("use_peft".into(), "true".into()));
-        if let Some(r) = args.lora_r {
-            training_args.push(("lora_r".into(), r.to_string()));
-        }
-    }
-    let mut results = Vec::new();
-    if let Some(s) = summary {
-        results.push(("train_loss".to_string(), s.train_loss));
-        results.push(("global_step".to_string(), s.global_step as f64));
-        let eval = s
-            .log_history
-            .iter()
-            .rev()
-            .find_map(|e| e["eval_loss"].as_f64());
-        if let Some(l) = eval {
-            results.push(("eval_loss".to_string(), l));
-        }
-    }
-    sft_hub::ModelCard {
-        model_id: target.model_id.clone(),
-        base_model: args.model_name_or_path.clone(),
-        datasets,
-        library_name: if peft { "peft" } else { "transformers" }.into(),
-        extra_tags: Vec::new(),
-        training_args,
-        results,
-    }
-}
-
-fn run(args: TrainArgs) -> i32 {
-    let hub = match hub_target(&args) {
-        Ok(h) => h,
-        Err(e) => return usage_error(e),
-    };
-    if args.push_only {
-        let (Some(target), Some(out)) = (&hub, &args.output_dir) else {
-            return usage_error(
-                "--push_only needs --output_dir (the finished run) and --hub_model_id",
-            );
-        };
-        if !out.is_dir() {
-            return usage_error(format_args!(
-                "--push_only: {} is not a folder",
-                out.display()
-            ));
-        }
-        let card = model_card(&args, target, None);
-        return match sft_train::hub::push_only(target.clone(), out, &card) {
-            Ok(c) => {
-                if !args.quiet {
-                    eprintln!(
-                        "pushed {} to {} (commit {}, {} files, {} through LFS)",
-                        out.display(),
-                        c.url,
-                        c.commit,
-                        c.files,
-                        c.lfs_files
-                    );
-                }
-                0
-            }
-            Err(e) => run_error(e),
-        };
-    }
-    if let Some(adapter) = &args.merge_adapter {
-        return merge(adapter, &args);
-    }
-    let use_peft = args.use_peft.unwrap_or(false);
-    if !use_peft {
-        let given = [
-            ("lora_r", args.lora_r.is_some()),
-            ("lora_alpha", args.lora_alpha.is_some()),
-            ("lora_dropout", args.lora_dropout.is_some()),
-            ("lora_target_modules", !args.lora_target_modules.is_empty()),
-            ("use_rslora", args.use_rslora.is_some()),
-        ];
-        if let Some((name, _)) = given.iter().find(|(_, g)| *g) {
-            return usage_error(format_args!("--{name} sets up LoRA adapters: add --use_peft (without it every weight is trained)"));
-        }
-    }
-    if let Some(task) = args.lora_task_type.as_deref().filter(|t| *t != "CAUSAL_LM") {
-        return usage_error(format_args!(
-            "--lora_task_type {task}: only CAUSAL_LM is supported (supervised fine-tuning of a causal LM)"
-        ));
-    }
-    let Some(model_name) = &args.model_name_or_path else {
-        return usage_error("--model_name_or_path is required (a model folder such as data-samples/models/tiny-llama)");
-    };
-    if args.dry_run {
-        let dir = match sft_model::locate::model_dir_at(model_name, args.model_revision.as_deref())
-        {
-            Ok(d) => d,
-            Err(e) => return usage_error(e),
-        };
-        let lora = match lora_config(&dir, &args) {
-            Ok(l) => l,
-            Err(e) => return usage_error(e),
-        };
-        return match memory_plan(
-            &dir,
-            &args,
-            lora.as_ref(),
-            args.eval_dataset.is_some(),
-            None,
-        ) {
-            Ok(_) => 0,
-            Err(e) => run_error(e.message),
-        };
-    }
-    let Some(dataset) = &args.dataset_name else {
-        return usage_error(
-            "--dataset_name is required (a data file or folder, or a prepared .parquet)",
-        );
-    };
-    let Some(output_dir) = &args.output_dir else {
-        return usage_error("--output_dir is required");
-    };
+/// The flags as a training request: values parsed into their types, nothing resolved.
+fn request(args: TrainArgs) -> Result<TrainRequest, String> {
     let Some(schedule) = ScheduleKind::parse(&args.lr_scheduler_type) else {
-        return usage_error(format_args!(
+        return Err(format!(
             "--lr_scheduler_type {}: expected one of {}",
             args.lr_scheduler_type,
             ScheduleKind::NAMES.join(", ")
@@ -521,334 +324,197 @@ fn run(args: TrainArgs) -> i32 {
         Strategy::parse(&args.save_strategy),
         Strategy::parse(&args.eval_strategy),
     ) else {
-        return usage_error("--save_strategy and --eval_strategy take no, steps or epoch");
+        return Err("--save_strategy and --eval_strategy take no, steps or epoch".into());
     };
-    let (train_packs, strategy) = match PackingStrategy::from_flags(
-        args.packing.as_deref(),
-        args.packing_strategy.as_deref(),
-    ) {
-        Ok(p) => p,
-        Err(e) => return usage_error(e),
-    };
-    let packing = train_packs.then_some(strategy);
-    let eval_packing = args.eval_packing.unwrap_or(train_packs).then_some(strategy);
+    let (train_packs, strategy) =
+        PackingStrategy::from_flags(args.packing.as_deref(), args.packing_strategy.as_deref())?;
     let mut trackio = false;
     for r in &args.report_to {
         match r.as_str() {
             "none" => {}
-            "trackio" => trackio = true,
-            "all" => trackio = true,
-            other => return usage_error(format_args!("--report_to {other}: supported are trackio and none (metrics.jsonl is always written)")),
+            "trackio" | "all" => trackio = true,
+            other => return Err(format!("--report_to {other}: supported are trackio and none (metrics.jsonl is always written)")),
         }
     }
     if args.bf16 == Some(true) {
-        return usage_error("--bf16 is not supported: the CPU trains in float32 (bf16 and f16 weight files are converted when loaded); drop the flag or pass --bf16 false");
+        return Err("--bf16 is not supported: the CPU trains in float32 (bf16 and f16 weight files are converted when loaded); drop the flag or pass --bf16 false".into());
     }
-    let model_dir =
-        match sft_model::locate::model_dir_at(model_name, args.model_revision.as_deref()) {
-            Ok(d) => d,
-            Err(e) => return usage_error(e),
-        };
-    // Where to resume from, if anywhere.
-    let resume = match sft_train::checkpoint::resume_from(
-        output_dir,
-        args.resume_from_checkpoint.as_deref(),
-    ) {
-        Ok(r) => r,
-        Err(e) => return usage_error(e),
-    };
-    // A Hub dataset: the files of its splits, from the cache or downloaded into it.
-    let dataset_text = dataset.to_string_lossy().into_owned();
-    let hub_dataset = sft_train::hub::is_hub_dataset(&dataset_text);
-    if args.dataset_config.is_some() && !hub_dataset {
-        return usage_error(format_args!(
-            "--dataset_config applies to a Hub dataset (OWNER/NAME); {} is a local path",
-            dataset.display()
+    let Some(health) = HealthPolicy::parse(&args.health_checks) else {
+        return Err(format!(
+            "--health_checks {}: expected stop or warn",
+            args.health_checks
         ));
-    }
-    let split_files = |name: &str, split: &str| {
-        sft_train::hub::dataset_split_files(name, args.dataset_config.as_deref(), split)
-            .map_err(|e| usage_error(format_args!("--dataset_name {name}: {e}")))
     };
-    let mut hub_train = None;
-    let mut hub_eval = None;
-    if hub_dataset {
-        hub_train = match split_files(&dataset_text, &args.dataset_train_split) {
-            Ok(f) => f,
-            Err(code) => return code,
-        };
-        if let Some(split) = &args.dataset_test_split {
-            hub_eval = match split_files(&dataset_text, split) {
-                Ok(f) => f,
-                Err(code) => return code,
-            };
-        }
-    }
-    if let Some(eval) = &args.eval_dataset {
-        let name = eval.to_string_lossy().into_owned();
-        if sft_train::hub::is_hub_dataset(&name) {
-            let split = args.dataset_test_split.as_deref().unwrap_or("test");
-            hub_eval = match split_files(&name, split) {
-                Ok(f) => f,
-                Err(code) => return code,
-            };
-        }
-    }
-    let (train_path, eval_path) = match &args.dataset_test_split {
-        _ if hub_dataset => (dataset.clone(), args.eval_dataset.clone().or_else(|| args.dataset_test_split.as_ref().map(|_| dataset.clone()))),
-        Some(split) if dataset.join(split).is_dir() => (dataset.join(&args.dataset_train_split), Some(dataset.join(split))),
-        Some(split) => return usage_error(format_args!("--dataset_test_split {split}: {} has no {split} folder (a DatasetDict saved with save_to_disk has one per split)", dataset.display())),
-        None => (
-            if dataset.join(&args.dataset_train_split).is_dir() && dataset.join("dataset_dict.json").is_file() { dataset.join(&args.dataset_train_split) } else { dataset.clone() },
-            args.eval_dataset.clone(),
-        ),
-    };
-    // Nothing the run reads may be written into or over, and another run's files are not
-    // mixed with this one's.
-    let mut reads = vec![
-        Read::new(&model_dir, "the model (--model_name_or_path)"),
-        Read::new(&train_path, "the training data (--dataset_name)"),
-    ];
-    if let Some(p) = &eval_path {
-        reads.push(Read::new(p, "the evaluation data"));
-    }
-    if let Some(t) = &args.chat_template_path {
-        reads.push(Read::new(t, "the chat template (--chat_template_path)"));
-    }
-    // A Hub dataset is read from its files in the shared cache.
-    for file in hub_train.iter().chain(&hub_eval).flatten() {
-        reads.push(Read::new(
-            file,
-            "a file of the Hub dataset (in the Hugging Face cache)",
-        ));
-    }
-    if let Err(e) = sft_train::output_dir::check_output_dir(
-        output_dir,
-        &reads,
-        resume.as_deref(),
-        args.overwrite_output_dir,
-    ) {
-        return usage_error(e);
-    }
-    let lora = match lora_config(&model_dir, &args) {
-        Ok(l) => l,
-        Err(e) => return usage_error(e),
-    };
-    if let Some(dir) = &resume {
-        let adapter = sft_model::lora::is_adapter_dir(dir);
-        if adapter != lora.is_some() {
-            return usage_error(format_args!(
-                "--resume_from_checkpoint {}: the checkpoint holds {}, but this run {}\n  hint: resume with the flags the run was started with ({} --use_peft)",
-                dir.display(),
-                if adapter { "a LoRA adapter" } else { "full weights" },
-                if lora.is_some() { "trains LoRA adapters (--use_peft)" } else { "trains every weight" },
-                if adapter { "with" } else { "without" },
-            ));
-        }
-    }
-    let mut cfg = TrainConfig::new(model_dir.clone(), output_dir.clone());
-    cfg.peft = lora.as_ref().map(sft_train::config::PeftSettings::of);
-    cfg.per_device_train_batch_size = args.per_device_train_batch_size;
-    cfg.per_device_eval_batch_size = args.per_device_eval_batch_size;
-    cfg.gradient_accumulation_steps = args.gradient_accumulation_steps;
-    cfg.learning_rate = args.learning_rate;
-    cfg.num_train_epochs = args.num_train_epochs;
-    cfg.max_steps = (args.max_steps > 0).then_some(args.max_steps as usize);
-    cfg.lr_scheduler_type = schedule;
-    cfg.warmup_steps = args.warmup_ratio.unwrap_or(args.warmup_steps);
-    cfg.adam = sft_train::optim::AdamWConfig {
+    let output_dir = args.output_dir.clone().unwrap_or_default();
+    let mut config = TrainConfig::new(PathBuf::new(), output_dir);
+    config.per_device_train_batch_size = args.per_device_train_batch_size;
+    config.per_device_eval_batch_size = args.per_device_eval_batch_size;
+    config.gradient_accumulation_steps = args.gradient_accumulation_steps;
+    config.learning_rate = args.learning_rate;
+    config.num_train_epochs = args.num_train_epochs;
+    config.max_steps = (args.max_steps > 0).then_some(args.max_steps as usize);
+    config.lr_scheduler_type = schedule;
+    config.warmup_steps = args.warmup_ratio.unwrap_or(args.warmup_steps);
+    config.adam = sft_train::optim::AdamWConfig {
         beta1: args.adam_beta1,
         beta2: args.adam_beta2,
         eps: args.adam_epsilon,
         weight_decay: args.weight_decay,
     };
-    cfg.max_grad_norm = args.max_grad_norm;
-    cfg.logging_steps = args.logging_steps;
-    cfg.save_strategy = save_strategy;
-    cfg.save_steps = args.save_steps;
-    cfg.save_total_limit = args.save_total_limit;
-    cfg.eval_strategy = eval_strategy;
-    cfg.eval_steps = args.eval_steps.unwrap_or(args.logging_steps);
-    cfg.seed = args.seed;
-    cfg.shuffle = args.shuffle;
-    cfg.early_stopping_patience = args.early_stopping_patience;
-    cfg.load_best_model_at_end = args.load_best_model_at_end.unwrap_or(false);
-    cfg.report_to_trackio = trackio;
-    let Some(health) = sft_train::config::HealthPolicy::parse(&args.health_checks) else {
-        return usage_error(format_args!(
-            "--health_checks {}: expected stop or warn",
-            args.health_checks
-        ));
-    };
-    cfg.health_checks = health;
-    cfg.trackio_project = args.project.clone();
-    if let Some(name) = &args.run_name {
-        cfg.run_name = name.clone();
+    config.max_grad_norm = args.max_grad_norm;
+    config.logging_steps = args.logging_steps;
+    config.save_strategy = save_strategy;
+    config.save_steps = args.save_steps;
+    config.save_total_limit = args.save_total_limit;
+    config.eval_strategy = eval_strategy;
+    config.eval_steps = args.eval_steps.unwrap_or(args.logging_steps);
+    config.seed = args.seed;
+    config.shuffle = args.shuffle;
+    config.early_stopping_patience = args.early_stopping_patience;
+    config.load_best_model_at_end = args.load_best_model_at_end.unwrap_or(false);
+    config.report_to_trackio = trackio;
+    config.health_checks = health;
+    config.trackio_project = args.project;
+    if let Some(name) = args.run_name {
+        config.run_name = name;
     }
-    // Checked before anything is loaded or prepared: a wrong flag costs nothing.
-    if let Err(e) = cfg.validate(eval_path.is_some()) {
-        return usage_error(e);
-    }
-    // The repo is created now: a token that cannot push stops the run before it trains.
-    let push = match &hub {
-        Some(target) => match sft_train::hub::HubPush::start(target.clone(), output_dir) {
-            Ok(p) => {
-                if !args.quiet {
-                    eprintln!(
-                        "push: to {} ({}) at the end{}",
-                        target.model_id,
-                        p.url,
-                        match target.strategy {
-                            sft_train::hub::HubStrategy::End => "",
-                            _ => " and at each save",
-                        }
-                    );
-                }
-                Some(p)
-            }
-            Err(e) => return run_error(format_args!("--push_to_hub: {e}")),
+    Ok(TrainRequest {
+        model: args.model_name_or_path,
+        model_revision: args.model_revision,
+        dataset: args.dataset_name,
+        dataset_config: args.dataset_config,
+        eval_dataset: args.eval_dataset,
+        train_split: args.dataset_train_split,
+        test_split: args.dataset_test_split,
+        output_dir: args.output_dir,
+        resume_from_checkpoint: args.resume_from_checkpoint,
+        overwrite_output_dir: args.overwrite_output_dir,
+        config,
+        data: DataPlan {
+            packing: train_packs.then_some(strategy),
+            options: TokenizeOptions {
+                max_length: Some(args.max_length),
+                completion_only_loss: args.completion_only_loss,
+                assistant_only_loss: args.assistant_only_loss.unwrap_or(false),
+                text_field: args.dataset_text_field,
+                render: Default::default(),
+            },
+            chat_template: args.chat_template_path,
         },
-        None => None,
-    };
-    let device = Device::Cpu;
-    let load_from = resume.as_deref().unwrap_or(&model_dir);
-    let evaluates = args.eval_dataset.is_some() || args.dataset_test_split.is_some();
-    // An adapter checkpoint has no config.json: the plan is of the base.
-    let plan_dir = if lora.is_some() {
-        &model_dir
+        eval_packing: args.eval_packing.unwrap_or(train_packs).then_some(strategy),
+        lora: LoraFlags {
+            use_peft: args.use_peft.unwrap_or(false),
+            r: args.lora_r,
+            alpha: args.lora_alpha,
+            dropout: args.lora_dropout,
+            target_modules: args.lora_target_modules,
+            use_rslora: args.use_rslora,
+            task_type: args.lora_task_type,
+        },
+        memory: MemorySettings {
+            gradient_checkpointing: args.gradient_checkpointing.unwrap_or(true),
+            check: args.memory_check,
+        },
+        hub: HubFlags {
+            push_to_hub: args.push_to_hub == Some(true) || args.push_only,
+            model_id: args.hub_model_id,
+            private_repo: args.hub_private_repo,
+            strategy: args.hub_strategy,
+            token: args.hub_token,
+            revision: args.hub_revision,
+        },
+    })
+}
+
+/// The exit code of a job that could not run.
+fn job_error(e: JobError) -> i32 {
+    if e.is_usage() {
+        usage_error(e)
     } else {
-        load_from
-    };
-    let plans_eval = evaluates && eval_strategy != Strategy::No;
-    // Before anything is loaded the plan assumes every micro-batch at max_length. Packed,
-    // that is their shape; unpacked it is an upper bound (a batch is padded to its longest
-    // row), so a run it refuses is planned again at the data's longest micro-batch once
-    // the data is read, and refused only if that does not fit either.
-    let upper_bound_refusal = match memory_plan(plan_dir, &args, lora.as_ref(), plans_eval, None) {
-        Ok(()) => None,
-        Err(e) if packing.is_none() && e.smaller_fits => Some(e.message),
-        Err(e) => return run_error(e.message),
-    };
-    let started = Instant::now();
-    // A checkpoint is checked whole (weights, moments, sizes) before the data is prepared.
-    let loaded = match &resume {
-        Some(dir) => sft_train::checkpoint::load_model(dir, Some(&model_dir), &device),
-        None => sft_train::checkpoint::load_base(&model_dir, lora.as_ref(), args.seed, &device)
-            .map_err(|e| e.to_string()),
-    };
-    let mut model = match loaded {
-        Ok(m) => m,
-        Err(e) => return run_error(e),
-    };
-    if let (Some(asked), Some(saved)) = (&lora, model.lora()) {
-        if asked != saved {
-            return usage_error(format_args!(
-                "--resume_from_checkpoint: the checkpoint's adapter has r {}, alpha {}, dropout {}, targets {:?}, but the flags ask for r {}, alpha {}, dropout {}, targets {:?}\n  hint: resume with the LoRA flags the run was started with",
-                saved.r, saved.alpha, saved.dropout, saved.targets, asked.r, asked.alpha, asked.dropout, asked.targets
-            ));
-        }
+        run_error(e)
     }
-    model.gradient_checkpointing = args.gradient_checkpointing.unwrap_or(true);
-    if !args.quiet {
-        eprintln!(
-            "model: {} ({} layers, hidden {}, {:.1} M parameters) from {} in {:.1} s",
-            model.config.model_type,
-            model.config.num_hidden_layers,
-            model.config.hidden_size,
-            model.config.num_parameters() as f64 / 1e6,
-            load_from.display(),
-            started.elapsed().as_secs_f64()
-        );
-        if let Some(l) = model.lora() {
-            let trainable: usize = model.params().iter().map(|p| p.var.elem_count()).sum();
-            let all = model.config.num_parameters();
-            eprintln!(
-                "LoRA: r {}, alpha {}, dropout {}, {}on {}; base frozen in its stored dtype; trainable params: {trainable} || all params: {} || trainable%: {:.4}",
-                l.r,
-                l.alpha,
-                l.dropout,
-                if l.use_rslora { "rsLoRA, " } else { "" },
-                l.targets.iter().map(|m| m.name()).collect::<Vec<_>>().join(", "),
-                all + trainable,
-                100.0 * trainable as f64 / (all + trainable) as f64
-            );
-        }
-    }
-    let plan = DataPlan {
-        packing,
-        options: TokenizeOptions {
-            max_length: Some(args.max_length),
-            completion_only_loss: args.completion_only_loss,
-            assistant_only_loss: args.assistant_only_loss.unwrap_or(false),
-            text_field: args.dataset_text_field.clone(),
-            render: Default::default(),
-        },
-        chat_template: args.chat_template_path.clone(),
-    };
-    let eval_plan = DataPlan {
-        packing: eval_packing,
-        ..plan.clone()
-    };
-    if args.overwrite_output_dir && resume.is_none() {
-        match sft_train::output_dir::clear_previous_run(output_dir) {
-            Ok(removed) if !removed.is_empty() && !args.quiet => eprintln!(
-                "--overwrite_output_dir: removed the previous run's {} from {}",
-                removed.join(", "),
-                output_dir.display()
-            ),
-            Ok(_) => {}
-            Err(e) => return run_error(e),
-        }
-    }
-    let work = output_dir.join("data");
-    let load = |path: &Path, hub_files: Option<&Vec<PathBuf>>, name: &str, plan: &DataPlan| {
-        let dataset = match hub_files {
-            Some(files) => Dataset::open_files(path, files),
-            None => Dataset::open(path),
-        }
-        .map_err(run_error)?;
-        let loaded = load_rows(&dataset, name, &model_dir, plan, &work).map_err(run_error)?;
-        if !args.quiet {
-            for line in loaded.describe(name) {
-                eprintln!("{line}");
-            }
-        }
-        Ok::<_, i32>(loaded.rows)
-    };
-    let train = match load(&train_path, hub_train.as_ref(), "train", &plan) {
+}
+
+fn run(args: TrainArgs) -> i32 {
+    let quiet = args.quiet;
+    let (push_only, dry_run, merge) = (args.push_only, args.dry_run, args.merge_adapter.clone());
+    let request = match request(args) {
         Ok(r) => r,
-        Err(code) => return code,
+        Err(e) => return usage_error(e),
     };
-    let eval = match &eval_path {
-        Some(p) => match load(p, hub_eval.as_ref(), "eval", &eval_plan) {
-            Ok(r) => r,
-            Err(code) => return code,
-        },
-        None => Vec::new(),
-    };
-    if packing.is_none() {
-        let observed = Observed {
-            longest: sft_train::trainer::longest_micro_batch(&cfg, &train).max(if plans_eval {
-                eval.iter().map(|r| r.input_ids.len()).max().unwrap_or(0)
-            } else {
-                0
-            }),
-            rows: train.len(),
-            eval_rows: eval.len(),
-        };
-        let smaller = observed.longest < args.max_length
-            || observed.rows < args.per_device_train_batch_size
-            || (plans_eval && observed.eval_rows < args.per_device_eval_batch_size);
-        if smaller {
-            if let Err(e) = memory_plan(plan_dir, &args, lora.as_ref(), plans_eval, Some(observed))
-            {
-                return run_error(e.message);
-            }
-        } else if let Some(e) = upper_bound_refusal {
-            return run_error(e);
+    let mut say = |line: &str| {
+        if !quiet {
+            eprintln!("{line}");
         }
+    };
+    if push_only {
+        return match request.push_finished_run() {
+            Ok(c) => {
+                say(&format!(
+                    "pushed {} to {} (commit {}, {} files, {} through LFS)",
+                    request
+                        .output_dir
+                        .as_deref()
+                        .unwrap_or(Path::new(""))
+                        .display(),
+                    c.url,
+                    c.commit,
+                    c.files,
+                    c.lfs_files
+                ));
+                0
+            }
+            Err(e) => job_error(e),
+        };
     }
-    cfg.pad_token_id = model.config.pad_id(None);
+    if let Some(adapter) = &merge {
+        let started = Instant::now();
+        let out = request.output_dir.as_deref();
+        return match merge_adapter(adapter, request.model.as_deref(), out) {
+            Ok(base) => {
+                say(&format!(
+                    "merged {} into {} in {:.1} s: full model in {}",
+                    adapter.display(),
+                    base.display(),
+                    started.elapsed().as_secs_f64(),
+                    out.unwrap_or(Path::new("")).display()
+                ));
+                0
+            }
+            Err(e) => job_error(e),
+        };
+    }
+    if dry_run {
+        return match request.dry_run(&mut |line| eprintln!("{line}")) {
+            Ok(()) => 0,
+            Err(e) => job_error(e),
+        };
+    }
+    let job = match TrainJob::assemble(request, &mut say) {
+        Ok(j) => j,
+        Err(e) => return job_error(e),
+    };
+    let push = match job.start_push() {
+        Ok(p) => p,
+        Err(e) => return job_error(e),
+    };
+    if let (Some(p), Some(target)) = (&push, &job.hub) {
+        say(&format!(
+            "push: to {} ({}) at the end{}",
+            target.model_id,
+            p.url,
+            match target.strategy {
+                sft_train::hub::HubStrategy::End => "",
+                _ => " and at each save",
+            }
+        ));
+    }
+    let (request, output_dir, hub) = (job.request.clone(), job.output_dir.clone(), job.hub.clone());
+    let resume = job.resume.clone();
+    let loaded = match job.load(&Device::Cpu, &mut say) {
+        Ok(l) => l,
+        Err(e) => return job_error(e),
+    };
     // Ctrl-C, SIGTERM (a scheduler's stop, SIGKILL follows after its grace period) and
     // SIGUSR1 (Slurm's early warning) finish the step and save a checkpoint. A second
     // Ctrl-C quits at once; a SIGTERM after SIGUSR1 lets the save finish.
@@ -865,20 +531,19 @@ fn run(args: TrainArgs) -> i32 {
             eprintln!("\nsft-train: {name}: still saving the checkpoint");
         }
     });
-    let (_, total) = sft_train::trainer::plan(&cfg, train.len());
-    if !args.quiet {
-        eprintln!(
-            "training: {} rows, {} eval rows, {total} steps of {} x {} rows, lr {} ({}), output {}",
-            train.len(),
-            eval.len(),
-            cfg.per_device_train_batch_size,
-            cfg.gradient_accumulation_steps,
-            cfg.learning_rate,
-            schedule.name(),
-            output_dir.display()
-        );
-    }
-    let bar = (!args.quiet && std::io::stderr().is_terminal()).then(|| {
+    let cfg = &loaded.config;
+    let (_, total) = sft_train::trainer::plan(cfg, loaded.train.len());
+    say(&format!(
+        "training: {} rows, {} eval rows, {total} steps of {} x {} rows, lr {} ({}), output {}",
+        loaded.train.len(),
+        loaded.eval.len(),
+        cfg.per_device_train_batch_size,
+        cfg.gradient_accumulation_steps,
+        cfg.learning_rate,
+        cfg.lr_scheduler_type.name(),
+        output_dir.display()
+    ));
+    let bar = (!quiet && std::io::stderr().is_terminal()).then(|| {
         let bar = ProgressBar::new(total as u64);
         bar.set_style(
             ProgressStyle::with_template("{spinner} [{bar:30}] {pos}/{len} {msg} eta {eta}")
@@ -887,7 +552,6 @@ fn run(args: TrainArgs) -> i32 {
         );
         bar
     });
-    let quiet = args.quiet;
     let mut on = |event: Event| match event {
         Event::Step {
             step,
@@ -947,14 +611,7 @@ fn run(args: TrainArgs) -> i32 {
             None => eprintln!("{m}"),
         },
     };
-    let trainer = Trainer {
-        model,
-        cfg,
-        train,
-        eval,
-        stop: &STOP,
-    };
-    let summary = match trainer.run(resume.as_deref(), &mut on) {
+    let summary = match loaded.trainer(&STOP).run(resume.as_deref(), &mut on) {
         Ok(s) => s,
         Err(e) => {
             if let Some(b) = &bar {
@@ -968,32 +625,25 @@ fn run(args: TrainArgs) -> i32 {
     }
     match summary.outcome {
         Outcome::Finished | Outcome::EarlyStopped { .. } => {
-            if !args.quiet {
-                eprintln!(
-                    "done: {} steps in {:.1} s, train loss {:.4}; model in {}, logs in {}, chart {}",
-                    summary.global_step,
-                    summary.seconds,
-                    summary.train_loss,
-                    output_dir.display(),
-                    output_dir.join("metrics.jsonl").display(),
-                    output_dir.join("loss.svg").display()
-                );
-            }
+            say(&format!(
+                "done: {} steps in {:.1} s, train loss {:.4}; model in {}, logs in {}, chart {}",
+                summary.global_step,
+                summary.seconds,
+                summary.train_loss,
+                output_dir.display(),
+                output_dir.join("metrics.jsonl").display(),
+                output_dir.join("loss.svg").display()
+            ));
             if let (Some(p), Some(target)) = (&push, &hub) {
-                let card = model_card(&args, target, Some(&summary));
-                match p.at_end(&card) {
-                    Ok(c) => {
-                        if !args.quiet {
-                            eprintln!(
-                                "pushed {} to {} (commit {}, {} files, {} through LFS)",
-                                output_dir.display(),
-                                c.url,
-                                c.commit,
-                                c.files,
-                                c.lfs_files
-                            );
-                        }
-                    }
+                match p.at_end(&request.model_card(target, Some(&summary))) {
+                    Ok(c) => say(&format!(
+                        "pushed {} to {} (commit {}, {} files, {} through LFS)",
+                        output_dir.display(),
+                        c.url,
+                        c.commit,
+                        c.files,
+                        c.lfs_files
+                    )),
                     Err(e) => return run_error(e),
                 }
             }
@@ -1043,167 +693,5 @@ fn run(args: TrainArgs) -> i32 {
             );
             EXIT_PROBLEMS
         }
-    }
-}
-
-/// Prints the memory plan of the run (unless --quiet, or always with --dry_run) and, with
-/// --memory_check, refuses a run whose predicted peak exceeds the available memory, naming
-/// flags that would make it fit. `observed`: the data's micro-batches, once they are known
-/// (unpacked runs); before that, micro-batches are planned at `max_length` and full.
-fn memory_plan(
-    model_dir: &Path,
-    args: &TrainArgs,
-    lora: Option<&sft_model::LoraConfig>,
-    evaluates: bool,
-    observed: Option<Observed>,
-) -> Result<(), PlanRefusal> {
-    use sft_model::memory_plan::{
-        gib, mem_available, stored_weight_bytes, suggestions, train_plan, LoraShape, TrainShape,
-    };
-    let config =
-        sft_model::LlamaConfig::from_file(&model_dir.join("config.json")).map_err(|e| {
-            PlanRefusal {
-                message: e.to_string(),
-                smaller_fits: false,
-            }
-        })?;
-    // A micro-batch holds at most the rows there are, padded to the longest of them.
-    let (rows, max_length, eval_rows) = match observed {
-        None => (
-            args.per_device_train_batch_size,
-            args.max_length,
-            args.per_device_eval_batch_size,
-        ),
-        Some(o) => (
-            args.per_device_train_batch_size.min(o.rows),
-            o.longest,
-            args.per_device_eval_batch_size.min(o.eval_rows),
-        ),
-    };
-    let shape = TrainShape {
-        rows: rows.max(1),
-        max_length: max_length.max(1),
-        grad_accum: args.gradient_accumulation_steps.max(1),
-        checkpointing: args.gradient_checkpointing.unwrap_or(true),
-        eval_rows: evaluates.then_some(eval_rows.max(1)),
-        lora: lora.map(|l| LoraShape::new(l, stored_weight_bytes(&config))),
-    };
-    let plan = train_plan(&config, &shape);
-    let available = mem_available();
-    if args.dry_run || !args.quiet {
-        let packed = PackingStrategy::from_flags(args.packing.as_deref(), None).is_ok_and(|p| p.0);
-        eprintln!(
-            "memory plan{}: {} x {} tokens per micro-batch{}, gradient checkpointing {}:\n{}  available {}",
-            if lora.is_some() { " (LoRA)" } else { "" },
-            shape.rows,
-            shape.max_length,
-            match (packed, observed) {
-                (true, _) => " (packed)",
-                (false, None) => " (padded to the longest row, at most max_length: an upper bound until the data is read)",
-                (false, Some(_)) => " (this data's largest micro-batch, padded to its longest row)",
-            },
-            if shape.checkpointing { "on" } else { "off" },
-            plan.render(),
-            available.map_or("unknown".into(), |a| format!("{} (MemAvailable)", gib(a))),
-        );
-    }
-    let Some(available) = available else {
-        return Ok(());
-    };
-    if !args.memory_check || plan.peak() <= available {
-        return Ok(());
-    }
-    let tips = suggestions(&config, &shape, available);
-    let tips = if tips.is_empty() {
-        "none of checkpointing, a smaller batch, a shorter max_length or LoRA adapters (--use_peft) fits: use a machine with more memory".to_string()
-    } else {
-        format!("flags that would fit: {}", tips.join("; or "))
-    };
-    let smallest = TrainShape {
-        rows: 1,
-        max_length: 1,
-        eval_rows: shape.eval_rows.map(|_| 1),
-        ..shape
-    };
-    Err(PlanRefusal {
-        message: format!(
-            "the run is predicted to need {} at its peak but {} is available, so it would be killed mid-run; {tips} (--memory_check false runs anyway)",
-            gib(plan.peak()),
-            gib(available)
-        ),
-        smaller_fits: train_plan(&config, &smallest).peak() <= available,
-    })
-}
-
-/// Why the memory plan refuses a run.
-struct PlanRefusal {
-    message: String,
-    /// Whether smaller micro-batches than the planned ones could fit (then an unpacked run
-    /// is planned again at its data's largest micro-batch before it is refused).
-    smaller_fits: bool,
-}
-
-/// What the data says of an unpacked run's micro-batches.
-#[derive(Clone, Copy)]
-struct Observed {
-    /// The longest row of any micro-batch the run will see (train and eval).
-    longest: usize,
-    /// Training rows (a micro-batch holds at most these).
-    rows: usize,
-    eval_rows: usize,
-}
-
-/// The LoRA configuration of a `--use_peft` run (TRL's defaults, PEFT's target modules for
-/// the model type), or none; a default chosen without PEFT having one is said on stderr.
-fn lora_config(
-    model_dir: &Path,
-    args: &TrainArgs,
-) -> Result<Option<sft_model::LoraConfig>, String> {
-    if !args.use_peft.unwrap_or(false) {
-        return Ok(None);
-    }
-    let config = sft_model::LlamaConfig::from_file(&model_dir.join("config.json"))
-        .map_err(|e| e.to_string())?;
-    let targets = sft_model::lora::resolve_targets(&args.lora_target_modules, &config.model_type)?;
-    if let Some(note) = &targets.note {
-        if !args.quiet {
-            eprintln!("note: {note}");
-        }
-    }
-    let defaults = sft_model::LoraConfig::default();
-    let cfg = sft_model::LoraConfig {
-        r: args.lora_r.unwrap_or(defaults.r),
-        alpha: args.lora_alpha.unwrap_or(defaults.alpha),
-        dropout: args.lora_dropout.unwrap_or(defaults.dropout),
-        targets: targets.modules,
-        use_rslora: args.use_rslora.unwrap_or(false),
-    };
-    cfg.validate()?;
-    Ok(Some(cfg))
-}
-
-/// `--merge_adapter ADAPTER_DIR --output_dir OUT`: the merged full model, in the base's dtype.
-fn merge(adapter: &Path, args: &TrainArgs) -> i32 {
-    let Some(out) = &args.output_dir else {
-        return usage_error(
-            "--merge_adapter needs --output_dir (a new folder for the merged model)",
-        );
-    };
-    let started = Instant::now();
-    match sft_train::checkpoint::merge_adapter(adapter, args.model_name_or_path.as_deref(), out) {
-        Ok(base) => {
-            if !args.quiet {
-                eprintln!(
-                    "merged {} into {} in {:.1} s: full model in {}",
-                    adapter.display(),
-                    base.display(),
-                    started.elapsed().as_secs_f64(),
-                    out.display()
-                );
-            }
-            0
-        }
-        Err(e) if e.starts_with("--") => usage_error(e),
-        Err(e) => run_error(e),
     }
 }

@@ -37,6 +37,7 @@ pub mod filter;
 pub mod groups;
 pub mod minhash;
 pub mod mix;
+pub mod operation;
 pub mod pass;
 pub mod rng;
 pub mod row;

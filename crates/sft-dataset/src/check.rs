@@ -43,6 +43,36 @@ pub struct TokenCheck {
     pub options: sft_tokenize::TokenizeOptions,
 }
 
+impl TokenCheck {
+    /// The tokenizer of `path` (a model folder or a tokenizer.json) and the template to
+    /// tokenize conversational rows with: the flags' template when they name one, else the
+    /// tokenizer folder's own.
+    pub fn load(
+        path: &std::path::Path,
+        template: &sft_tokenize::TemplateFlags,
+        max_length: usize,
+    ) -> Result<TokenCheck, String> {
+        if max_length == 0 {
+            return Err("--max-length must be at least 1".into());
+        }
+        let tokenizer = sft_tokenize::SftTokenizer::from_path(path).map_err(|e| e.to_string())?;
+        let (template, render) = match template.load(Some(&tokenizer))? {
+            Some((t, o)) => (Some(t), o),
+            None => (None, sft_template::RenderOptions::default()),
+        };
+        Ok(TokenCheck {
+            tokenizer,
+            template,
+            max_length,
+            options: sft_tokenize::TokenizeOptions {
+                max_length: None,
+                render,
+                ..Default::default()
+            },
+        })
+    }
+}
+
 /// A chat template to render every conversational row with.
 pub struct TemplateCheck {
     pub template: sft_template::ChatTemplate,

@@ -7,6 +7,7 @@
 pub mod compliance;
 pub mod diagnosis;
 pub mod evaluate;
+pub mod outputs;
 pub mod prompts;
 pub mod repetition;
 pub mod report;

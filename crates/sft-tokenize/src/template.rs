@@ -128,3 +128,76 @@ mod tests {
         );
     }
 }
+
+/// The template flags of a data command as given: `--chat-template`,
+/// `--chat-template-name`, `--special-tokens`, `--template-kwargs` and `--now`.
+#[derive(Debug, Clone, Default)]
+pub struct TemplateFlags {
+    pub chat_template: Option<String>,
+    pub chat_template_name: Option<String>,
+    pub special_tokens: Option<std::path::PathBuf>,
+    pub template_kwargs: Option<String>,
+    pub now: Option<String>,
+}
+
+impl TemplateFlags {
+    /// The template (`--chat-template`, else the tokenizer folder's own when a tokenizer
+    /// is given) and the options every row starts from; `Ok(None)` when there is none.
+    pub fn load(
+        &self,
+        tokenizer: Option<&SftTokenizer>,
+    ) -> Result<Option<(ChatTemplate, sft_template::RenderOptions)>, String> {
+        if self.chat_template.is_none() {
+            for (set, flag) in [
+                (self.chat_template_name.is_some(), "--chat-template-name"),
+                (self.special_tokens.is_some(), "--special-tokens"),
+                (self.template_kwargs.is_some(), "--template-kwargs"),
+                (self.now.is_some(), "--now"),
+            ] {
+                if set {
+                    return Err(format!("{flag} needs --chat-template"));
+                }
+            }
+        }
+        let special_tokens = match &self.special_tokens {
+            None => None,
+            Some(path) => Some(SpecialTokens::from_file(path)?),
+        };
+        let clock = match &self.now {
+            None => Clock::System,
+            Some(text) => Clock::Fixed(
+                sft_template::NaiveDateTime::parse(text).map_err(|e| format!("--now {e}"))?,
+            ),
+        };
+        let choice = TemplateChoice {
+            spec: self.chat_template.clone(),
+            variant: self.chat_template_name.clone(),
+            special_tokens,
+            clock,
+        };
+        let Some(template) = chat_template(tokenizer, &choice)? else {
+            return Ok(None);
+        };
+        let mut options = sft_template::RenderOptions::default();
+        if let Some(text) = &self.template_kwargs {
+            match serde_json::from_str::<serde_json::Value>(text) {
+                Ok(serde_json::Value::Object(map)) => options.kwargs = map,
+                _ => return Err(format!("--template-kwargs {text}: expected a JSON object such as '{{\"enable_thinking\": false}}'")),
+            }
+        }
+        Ok(Some((template, options)))
+    }
+
+    /// The files the flags name (a template file or folder, the special tokens): what a
+    /// job that renders with them reads.
+    pub fn files(&self) -> Vec<std::path::PathBuf> {
+        let mut paths: Vec<std::path::PathBuf> = self
+            .chat_template
+            .iter()
+            .map(std::path::PathBuf::from)
+            .filter(|p| p.exists())
+            .collect();
+        paths.extend(self.special_tokens.iter().cloned());
+        paths
+    }
+}

@@ -265,44 +265,19 @@ pub fn load_base(
     }
 }
 
-/// `sft-train --merge_adapter`: the adapter of `adapter_dir` merged into its base (`base`, or
-/// the adapter's `base_model_name_or_path`), written to `out` as a full model folder in the
-/// base's stored dtype with the tokenizer files (the adapter folder's, else the base's).
-/// Returns the base folder used.
+/// `sft-train --merge_adapter`: `adapter` (read from `adapter_dir`) merged into the base
+/// in `base_dir`, written to `out` as a full model folder in the base's stored dtype with the
+/// tokenizer files (the adapter folder's, else the base's). The caller has checked that
+/// `out` is a new or empty folder outside the adapter and its base
+/// ([`crate::job::merge_adapter`]).
 pub fn merge_adapter(
     adapter_dir: &Path,
-    base: Option<&str>,
+    adapter: &sft_model::lora::AdapterFile,
+    base_dir: &Path,
     out: &Path,
-) -> Result<PathBuf, String> {
-    if !sft_model::lora::is_adapter_dir(adapter_dir) {
-        return Err(format!(
-            "--merge_adapter {}: no adapter_config.json; not a LoRA adapter folder
-  hint: pass a folder written by `sft-train --use_peft` or PEFT's save_pretrained",
-            adapter_dir.display()
-        ));
-    }
-    let occupied = std::fs::read_dir(out).is_ok_and(|mut d| d.next().is_some());
-    if occupied || out.is_file() {
-        return Err(format!(
-            "--output_dir {}: already exists and is not an empty folder\n  hint: the merged model goes into a new folder; pick another name or remove it",
-            out.display()
-        ));
-    }
-    let adapter = sft_model::lora::read_adapter(adapter_dir).map_err(|e| e.to_string())?;
-    let base_dir = sft_model::lora::base_model_dir(&adapter, base).map_err(|e| e.to_string())?;
-    let reads = [
-        sft_io::paths::Read::new(adapter_dir, "the adapter (--merge_adapter)"),
-        sft_io::paths::Read::new(&base_dir, "the base model"),
-    ];
-    let output = sft_io::paths::Output::new(
-        out,
-        "--output_dir",
-        "write the merged model to a new folder outside the adapter and its base",
-    );
-    sft_io::paths::refuse_writing_into_reads(&reads, &[], &[output], &[])
-        .map_err(|e| e.to_string())?;
-    let mut model = Llama::load_frozen(&base_dir, &Device::Cpu).map_err(|e| e.to_string())?;
-    model.load_adapter(&adapter).map_err(|e| e.to_string())?;
+) -> Result<(), String> {
+    let mut model = Llama::load_frozen(base_dir, &Device::Cpu).map_err(|e| e.to_string())?;
+    model.load_adapter(adapter).map_err(|e| e.to_string())?;
     model.merge_adapters().map_err(|e| e.to_string())?;
     let tmp = out.with_file_name(format!(
         ".{}.tmp",
@@ -314,10 +289,10 @@ pub fn merge_adapter(
     let source = if adapter_dir.join("tokenizer.json").is_file() {
         adapter_dir
     } else {
-        base_dir.as_path()
+        base_dir
     };
     save_model(&model, source, &tmp)?;
-    if !tmp.join("generation_config.json").is_file() || source != base_dir.as_path() {
+    if !tmp.join("generation_config.json").is_file() || source != base_dir {
         if let Ok(bytes) = std::fs::read(base_dir.join("generation_config.json")) {
             write_file(&tmp.join("generation_config.json"), &bytes)?;
         }
@@ -327,7 +302,7 @@ pub fn merge_adapter(
         std::fs::remove_dir(out).map_err(|e| format!("{}: {e}", out.display()))?;
     }
     std::fs::rename(&tmp, out).map_err(|e| format!("{}: {e}", out.display()))?;
-    Ok(base_dir)
+    Ok(())
 }
 
 /// The message for a damaged checkpoint: the file, what is wrong, and where to go instead.

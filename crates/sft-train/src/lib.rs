@@ -16,6 +16,7 @@ pub mod config_file;
 pub mod data;
 pub mod health;
 pub mod hub;
+pub mod job;
 pub mod metrics;
 pub mod optim;
 pub mod output_dir;
