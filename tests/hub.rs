@@ -389,3 +389,139 @@ fn sft_eval_scores_a_model_by_id_then_offline() {
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("nobody/nothing"), "{stderr}");
 }
+
+/// One of the binaries with the stand-in's Hub settings (offline from the cache when told).
+fn hub_command(bin: &str, server: &StandIn, home: &Path, offline: bool, args: &[&str]) -> Run {
+    let mut cmd = Command::new(bin);
+    cmd.args(args)
+        .current_dir(root())
+        .env("NO_COLOR", "1")
+        .env("HF_ENDPOINT", server.url())
+        .env("HF_HOME", home)
+        .env("HF_HUB_CACHE", home.join("hub"))
+        .env_remove("HF_TOKEN")
+        .env_remove("HF_TOKEN_PATH");
+    if offline {
+        cmd.env("HF_HUB_OFFLINE", "1");
+    } else {
+        cmd.env_remove("HF_HUB_OFFLINE");
+    }
+    let out = cmd.output().unwrap();
+    Run {
+        code: out.status.code().unwrap(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// `sft-data` commands and `sft-eval --dataset` take Hub dataset ids, and `--tokenizer` a
+/// Hub model id: the files come into the shared cache once, then offline from it; the rows
+/// are those of the local file the stand-in serves.
+#[test]
+fn data_commands_and_eval_read_hub_datasets_and_tokenizers() {
+    let server = course_hub();
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("hf");
+    let data = env!("CARGO_BIN_EXE_sft-data");
+    let local = hub_command(
+        data,
+        &server,
+        &home,
+        true,
+        &["check", "data-samples/formats/messages.jsonl"],
+    );
+    assert_eq!(local.code, 0, "{}", local.stderr);
+    let online = hub_command(data, &server, &home, false, &["check", DATASET_ID]);
+    assert_eq!(online.code, 0, "{}", online.stderr);
+    assert!(home
+        .join("hub/datasets--HuggingFaceTB--smoltalk2_everyday_convs_think/refs/main")
+        .is_file());
+    // The same rows as the local file: the summary's row count line is the same.
+    let rows = |s: &str| s.lines().find(|l| l.contains("rows")).map(str::to_string);
+    assert!(rows(&local.stdout).is_some(), "{}", local.stdout);
+    let first_number = |s: Option<String>| {
+        s.unwrap()
+            .split_whitespace()
+            .find(|w| w.chars().all(|c| c.is_ascii_digit() || c == ','))
+            .map(str::to_string)
+    };
+    assert_eq!(
+        first_number(rows(&online.stdout)),
+        first_number(rows(&local.stdout)),
+        "{}\n{}",
+        online.stdout,
+        local.stdout
+    );
+    // Offline, from the cache: prepare with the model id's tokenizer.
+    let out = tmp.path().join("prepared.parquet");
+    let prepared = hub_command(
+        data,
+        &server,
+        &home,
+        true,
+        &[
+            "prepare",
+            DATASET_ID,
+            "--tokenizer",
+            MODEL_ID,
+            "-o",
+            out.to_str().unwrap(),
+        ],
+    );
+    // The model is not in the cache yet: offline mode says so and names it.
+    assert_eq!(prepared.code, 2, "{}", prepared.stderr);
+    assert!(prepared.stderr.contains(MODEL_ID), "{}", prepared.stderr);
+    let prepared = hub_command(
+        data,
+        &server,
+        &home,
+        false,
+        &[
+            "prepare",
+            DATASET_ID,
+            "--tokenizer",
+            MODEL_ID,
+            "-o",
+            out.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(prepared.code, 0, "{}", prepared.stderr);
+    assert!(out.is_file());
+    let stats = hub_command(data, &server, &home, true, &["stats", DATASET_ID]);
+    assert_eq!(stats.code, 0, "{}", stats.stderr);
+    // A split the dataset does not have: a usage error that names it.
+    let missing = hub_command(
+        data,
+        &server,
+        &home,
+        true,
+        &["check", DATASET_ID, "--split", "nope"],
+    );
+    assert_eq!(missing.code, 2, "{}", missing.stderr);
+    assert!(missing.stderr.contains("nope"), "{}", missing.stderr);
+    // sft-eval scores the Hub dataset's train split with the Hub model, offline.
+    let report = tmp.path().join("report.json");
+    let scored = hub_command(
+        env!("CARGO_BIN_EXE_sft-eval"),
+        &server,
+        &home,
+        true,
+        &[
+            "--checkpoint",
+            MODEL_ID,
+            "--dataset",
+            DATASET_ID,
+            "--dataset-split",
+            "train",
+            "--max-samples",
+            "0",
+            "--report",
+            report.to_str().unwrap(),
+            "-q",
+        ],
+    );
+    assert_eq!(scored.code, 0, "{}", scored.stderr);
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert!(v["checkpoints"][0]["heldout"]["loss"].as_f64().unwrap() > 0.0);
+}

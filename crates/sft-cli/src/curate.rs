@@ -178,7 +178,7 @@ pub struct StatsArgs {
 
 fn input(inputs: &[PathBuf], args: &InputArgs) -> Result<Input, i32> {
     Ok(Input {
-        files: find_files(inputs)?,
+        files: find_files(inputs, args)?,
         read: ReadOptions {
             text_split: args.text_split.clone(),
         },
@@ -242,7 +242,7 @@ fn mix(args: MixArgs) -> Result<MixOperation, i32> {
         let (name, path, weight) = sft_curate::mix::MixSource::parse_spec(text).map_err(failed)?;
         sources.push(sft_curate::mix::MixSource {
             name: name.unwrap_or_else(|| sft_dataset::source::file_source_name(&path)),
-            files: find_files(std::slice::from_ref(&path))?,
+            files: find_files(std::slice::from_ref(&path), &args.input)?,
             weight,
         });
     }

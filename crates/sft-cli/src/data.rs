@@ -267,6 +267,14 @@ pub(crate) struct InputArgs {
     /// No progress bar and no summary; errors still go to stderr.
     #[arg(long, short)]
     pub(crate) quiet: bool,
+    /// Of an input that is a Hub dataset (OWNER/NAME where no local path of that name
+    /// exists): the split read (its files come from the shared cache, or are downloaded
+    /// into it; HF_HUB_OFFLINE=1 for the cache only).
+    #[arg(long, value_name = "NAME", default_value = "train")]
+    pub(crate) split: String,
+    /// Of an input that is a Hub dataset: the config (a `configs:` name of its card).
+    #[arg(long, value_name = "NAME")]
+    pub(crate) dataset_config: Option<String>,
 }
 
 #[derive(Args)]
@@ -349,8 +357,22 @@ pub(crate) fn usage_error(message: impl std::fmt::Display) -> i32 {
     EXIT_USAGE
 }
 
-pub(crate) fn find_files(paths: &[PathBuf]) -> Result<Vec<DataFile>, i32> {
-    let found = discover_noting(paths).map_err(|e| {
+/// The data files of `paths`: files, folders of them, standard input (`-`), and Hub
+/// datasets (`OWNER/NAME`, `hf://datasets/...`: the files of `input`'s split, from the shared
+/// cache or downloaded into it).
+pub(crate) fn find_files(paths: &[PathBuf], input: &InputArgs) -> Result<Vec<DataFile>, i32> {
+    let mut local = Vec::new();
+    for path in paths {
+        let name = path.to_string_lossy();
+        let hub =
+            sft_hub::dataset_split_files(&name, input.dataset_config.as_deref(), &input.split)
+                .map_err(|e| usage_error(format_args!("{name}: {e}")))?;
+        match hub {
+            Some(files) => local.extend(files),
+            None => local.push(path.clone()),
+        }
+    }
+    let found = discover_noting(&local).map_err(|e| {
         usage_error(format_args!(
             "{e}\n  hint: pass data files (.jsonl, .json, .parquet, .arrow, .txt) or folders holding them"
         ))
@@ -365,10 +387,11 @@ pub(crate) fn find_files(paths: &[PathBuf]) -> Result<Vec<DataFile>, i32> {
 /// file of `extra_inputs`: tokenizer, template) or land in a folder it cannot write.
 fn find_inputs_for(
     paths: &[PathBuf],
+    input: &InputArgs,
     outputs: &[Output],
     extra_inputs: &[PathBuf],
 ) -> Result<Vec<DataFile>, i32> {
-    let inputs = find_files(paths)?;
+    let inputs = find_files(paths, input)?;
     refuse_unsafe_outputs(&inputs, outputs, extra_inputs)?;
     Ok(inputs)
 }
@@ -452,14 +475,14 @@ pub fn main() -> i32 {
 }
 
 fn run_check(args: CheckArgs) -> i32 {
-    let files = match find_files(&args.paths) {
+    let files = match find_files(&args.paths, &args.input) {
         Ok(f) => f,
         Err(code) => return code,
     };
     let eval = if args.eval.is_empty() {
         Vec::new()
     } else {
-        match find_files(&args.eval) {
+        match find_files(&args.eval, &args.input) {
             Ok(f) => f,
             Err(code) => return code,
         }
@@ -539,6 +562,12 @@ fn run_check(args: CheckArgs) -> i32 {
     }
 }
 
+/// A `--tokenizer` path, or the Hub model id it names resolved to its snapshot folder.
+fn tokenizer_at(path: &std::path::Path) -> Result<PathBuf, String> {
+    sft_model::locate::local_or_hub(path, None)
+        .map_err(|e| format!("--tokenizer {}: {e}", path.display()))
+}
+
 /// The tokenizer and the template to tokenize conversational rows with: --chat-template
 /// when given, else the tokenizer folder's own.
 pub(crate) fn load_token_check(
@@ -546,7 +575,7 @@ pub(crate) fn load_token_check(
     template: &TemplateArgs,
     max_length: usize,
 ) -> Result<TokenCheck, String> {
-    TokenCheck::load(path, &template.flags(), max_length)
+    TokenCheck::load(&tokenizer_at(path)?, &template.flags(), max_length)
 }
 
 fn run_convert(args: ConvertArgs) -> i32 {
@@ -589,7 +618,7 @@ fn run_convert(args: ConvertArgs) -> i32 {
         output_flag(&args.output),
         rejects_output(args.rejects.as_ref(), &args.output),
     ];
-    let inputs = match find_inputs_for(&args.inputs, &outputs, &[]) {
+    let inputs = match find_inputs_for(&args.inputs, &args.input, &outputs, &[]) {
         Ok(f) => f,
         Err(code) => return code,
     };
@@ -667,6 +696,7 @@ fn run_render(args: RenderArgs) -> i32 {
     options.continue_final_message = args.continue_final_message;
     let inputs = match find_inputs_for(
         &args.inputs,
+        &args.input,
         &[output_flag(&args.output)],
         &template_inputs(&args.template),
     ) {
@@ -720,7 +750,9 @@ fn run_prepare(args: PrepareArgs) -> i32 {
         Ok((false, _)) => None,
         Err(e) => return usage_error(e.replace("--packing_strategy", "--packing-strategy")),
     };
-    let tokenizer = match SftTokenizer::from_path(&args.tokenizer) {
+    let tokenizer = match tokenizer_at(&args.tokenizer)
+        .and_then(|p| SftTokenizer::from_path(&p).map_err(|e| e.to_string()))
+    {
         Ok(t) => t,
         Err(e) => return usage_error(e),
     };
@@ -740,7 +772,7 @@ fn run_prepare(args: PrepareArgs) -> i32 {
     ];
     let mut extra_inputs = template_inputs(&args.template);
     extra_inputs.push(args.tokenizer.clone());
-    let inputs = match find_inputs_for(&args.inputs, &outputs, &extra_inputs) {
+    let inputs = match find_inputs_for(&args.inputs, &args.input, &outputs, &extra_inputs) {
         Ok(f) => f,
         Err(code) => return code,
     };
@@ -802,7 +834,7 @@ fn run_show(args: ShowArgs) -> i32 {
     check.options.max_length = Some(args.max_length);
     check.options.completion_only_loss = args.completion_only_loss;
     check.options.assistant_only_loss = args.assistant_only_loss;
-    let file = match find_files(std::slice::from_ref(&args.input)) {
+    let file = match find_files(std::slice::from_ref(&args.input), &args.input_args) {
         Ok(mut f) if f.len() == 1 => f.remove(0),
         Ok(_) => return usage_error("show takes one data file"),
         Err(code) => return code,

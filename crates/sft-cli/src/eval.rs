@@ -42,9 +42,17 @@ struct EvalArgs {
     /// trainer_state.json or metrics.jsonl is diagnosed.
     #[arg(long, value_name = "OUTPUT_DIR")]
     run: Option<PathBuf>,
-    /// Held-out data in any of the four formats (or a prepared .parquet for loss only).
-    #[arg(long, value_name = "PATH")]
+    /// Held-out data in any of the four formats (or a prepared .parquet for loss only), or
+    /// a Hub dataset OWNER/NAME (where no local path of that name exists; its
+    /// --dataset-split, from the shared cache or downloaded into it).
+    #[arg(long, value_name = "PATH|OWNER/NAME")]
     dataset: PathBuf,
+    /// Of a Hub dataset: the split scored.
+    #[arg(long, value_name = "NAME", default_value = "test")]
+    dataset_split: String,
+    /// Of a Hub dataset: the config (a `configs:` name of its card).
+    #[arg(long, value_name = "NAME")]
+    dataset_config: Option<String>,
     /// Write the JSON report here.
     #[arg(long, value_name = "OUT.json")]
     report: Option<PathBuf>,
@@ -145,6 +153,10 @@ fn run(mut args: EvalArgs) -> Result<i32, i32> {
         *checkpoint = resolve_checkpoint(checkpoint, args.model_revision.as_deref())
             .map_err(|e| usage_error(e))?;
     }
+    let name = args.dataset.to_string_lossy().into_owned();
+    let dataset_files =
+        sft_hub::dataset_split_files(&name, args.dataset_config.as_deref(), &args.dataset_split)
+            .map_err(|e| usage_error(format_args!("--dataset {name}: {e}")))?;
     if args.expect.as_deref().is_some_and(|e| e != "json") {
         return Err(usage_error("--expect takes `json`"));
     }
@@ -178,6 +190,7 @@ fn run(mut args: EvalArgs) -> Result<i32, i32> {
         base_model: args.base_model.clone(),
         run: args.run.clone(),
         dataset: args.dataset.clone(),
+        dataset_files,
         work_dir,
         batch_size: args.batch_size,
         tokenize: TokenizeOptions {

@@ -95,6 +95,9 @@ pub struct EvalOptions {
     pub run: Option<PathBuf>,
     /// Held-out data in any of the four formats, or a prepared table (loss only).
     pub dataset: PathBuf,
+    /// The files `dataset` stands for when it is not a local path (a Hub dataset's split,
+    /// in the shared cache).
+    pub dataset_files: Option<Vec<PathBuf>>,
     /// Where the held-out rows are prepared (with their rejects).
     pub work_dir: PathBuf,
     /// Rows per batch, for scoring and generation.
@@ -115,6 +118,7 @@ impl EvalOptions {
             base_model: None,
             run: None,
             dataset,
+            dataset_files: None,
             work_dir,
             batch_size: 8,
             tokenize: TokenizeOptions {
@@ -352,7 +356,7 @@ pub fn evaluate(options: &EvalOptions, on: &mut dyn FnMut(EvalEvent)) -> Result<
     if let Some(p) = &options.expect.pattern {
         validate_pattern(p).map_err(|e| EvalError::Options(format!("--expect-regex: {e}")))?;
     }
-    if !options.dataset.exists() {
+    if !options.dataset.exists() && options.dataset_files.is_none() {
         return Err(EvalError::Options(format!(
             "--dataset {}: no such file or folder",
             options.dataset.display()
@@ -378,7 +382,11 @@ pub fn evaluate(options: &EvalOptions, on: &mut dyn FnMut(EvalEvent)) -> Result<
     })?;
     // The dataset is opened once: a prepared table gives the loss only, data files give
     // held-out rows (prepared as training prepares them) and prompts.
-    let dataset = Dataset::open(&options.dataset).map_err(EvalError::Data)?;
+    let dataset = match &options.dataset_files {
+        Some(files) => Dataset::open_files(&options.dataset, files),
+        None => Dataset::open(&options.dataset),
+    }
+    .map_err(EvalError::Data)?;
     let plan = DataPlan {
         packing: None,
         options: options.tokenize.clone(),

@@ -130,21 +130,6 @@ impl EvalOutputs {
 /// offline); a local folder of the same name wins, as in transformers, and a mistyped path
 /// under an existing folder (`runs/ckpt-5` under `runs/`) is not taken for an id.
 pub fn resolve_checkpoint(checkpoint: &Path, revision: Option<&str>) -> Result<PathBuf, EvalError> {
-    if checkpoint.exists() {
-        return Ok(checkpoint.to_path_buf());
-    }
-    let name = checkpoint.to_string_lossy().into_owned();
-    let local_parent = checkpoint
-        .parent()
-        .is_some_and(|p| !p.as_os_str().is_empty() && p.is_dir());
-    let looks_like_id = name.starts_with("hf://")
-        || (!name.starts_with('.')
-            && !name.starts_with('/')
-            && name.matches('/').count() == 1
-            && !local_parent);
-    if !looks_like_id {
-        return Ok(checkpoint.to_path_buf());
-    }
-    sft_model::locate::model_dir_at(&name, revision)
-        .map_err(|e| EvalError::Options(format!("--checkpoint {name}: {e}")))
+    sft_model::locate::local_or_hub(checkpoint, revision)
+        .map_err(|e| EvalError::Options(format!("--checkpoint {}: {e}", checkpoint.display())))
 }

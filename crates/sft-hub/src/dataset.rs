@@ -13,7 +13,7 @@
 //! files are read from there as they are (JSON lines, JSON, Parquet, CSV), not converted.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::cache::{list_files, RepoCache};
 use crate::client::{HubClient, RepoFile};
@@ -587,6 +587,65 @@ pub fn fetch_hub_path(client: &HubClient, path: &HubPath) -> Result<PathBuf, Hub
     let dir = client.fetch_files(&path.repo, &info.sha, &files)?;
     cache.write_ref(revision, &info.sha)?;
     Ok(dir.join(&path.path))
+}
+
+/// Whether `name` means a Hub dataset: an `hf://` path, or `OWNER/NAME` where no local path
+/// of that name exists and whose first part is not a local folder.
+pub fn is_hub_dataset(name: &str) -> bool {
+    if Path::new(name).exists() {
+        return false;
+    }
+    if HubPath::parse(name).is_some() {
+        return true;
+    }
+    // `data/trian.jsonl` under an existing `data/` is a mistyped path, not a repo.
+    let local_parent = Path::new(name)
+        .parent()
+        .is_some_and(|p| !p.as_os_str().is_empty() && p.is_dir());
+    if local_parent {
+        return false;
+    }
+    // `runs/train.jsonl` that is not there is a mistyped path, not a repo.
+    let data_file = [
+        ".jsonl", ".json", ".parquet", ".arrow", ".csv", ".gz", ".zst", ".txt",
+    ]
+    .iter()
+    .any(|e| name.to_lowercase().ends_with(e));
+    name.contains('/') && !data_file && RepoId::dataset(name).is_ok()
+}
+
+/// The local files of `split` of a Hub dataset (downloaded into the shared cache, or found
+/// there offline); `None` when `name` is not a Hub dataset (see [`is_hub_dataset`]).
+/// An `hf://datasets/OWNER/NAME/PATH` names its files directly (the split is not used).
+pub fn dataset_split_files(
+    name: &str,
+    config: Option<&str>,
+    split: &str,
+) -> Result<Option<Vec<PathBuf>>, HubError> {
+    if !is_hub_dataset(name) {
+        return Ok(None);
+    }
+    let client = HubClient::from_env()?;
+    let (id, revision) = match HubPath::parse(name) {
+        Some(p) => {
+            let p = p?;
+            if !p.path.is_empty() {
+                return Ok(Some(vec![crate::fetch_hub_path(&client, &p)?]));
+            }
+            (p.repo.id().to_string(), p.revision)
+        }
+        None => (name.to_string(), None),
+    };
+    let files = resolve_dataset(
+        &client,
+        &DatasetRequest {
+            id,
+            revision,
+            config: config.map(str::to_string),
+            splits: vec![split.to_string()],
+        },
+    )?;
+    Ok(files.splits.into_values().next())
 }
 
 #[cfg(test)]

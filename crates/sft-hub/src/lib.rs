@@ -38,8 +38,9 @@ mod upload;
 pub use card::ModelCard;
 pub use client::{HubClient, RepoFile, RepoInfo};
 pub use dataset::{
-    card_configs, convert_configs, fetch_hub_path, infer_splits, plan_from_files, resolve_dataset,
-    CardConfig, DatasetFiles, DatasetRequest, SplitFiles, CONVERT_REVISION,
+    card_configs, convert_configs, dataset_split_files, fetch_hub_path, infer_splits,
+    is_hub_dataset, plan_from_files, resolve_dataset, CardConfig, DatasetFiles, DatasetRequest,
+    SplitFiles, CONVERT_REVISION,
 };
 pub use error::{HubError, Missing};
 pub use model::{resolve_model, wanted_model_files};

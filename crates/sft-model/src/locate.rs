@@ -2,7 +2,7 @@
 //! (the shared cache first, `refs/<revision>` naming the snapshot; then a download of only
 //! the files a job reads; `HF_HUB_OFFLINE=1` for the cache alone).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::ModelError;
 
@@ -48,4 +48,26 @@ pub fn model_dir_at(name: &str, revision: Option<&str>) -> Result<PathBuf, Model
         name: name.to_string(),
         source: Box::new(source),
     })
+}
+
+/// `path` as given when something is there or it cannot be a Hub model id; else the Hub
+/// model id it reads as (`OWNER/NAME` or `hf://...`), resolved at `revision`. A path under
+/// an existing local folder (`runs/ckpt-5` under `runs/`) is a mistyped path, not an id.
+pub fn local_or_hub(path: &Path, revision: Option<&str>) -> Result<PathBuf, ModelError> {
+    if path.exists() {
+        return Ok(path.to_path_buf());
+    }
+    let name = path.to_string_lossy();
+    let local_parent = path
+        .parent()
+        .is_some_and(|p| !p.as_os_str().is_empty() && p.is_dir());
+    let looks_like_id = name.starts_with("hf://")
+        || (!name.starts_with('.')
+            && !name.starts_with('/')
+            && name.matches('/').count() == 1
+            && !local_parent);
+    if !looks_like_id {
+        return Ok(path.to_path_buf());
+    }
+    model_dir_at(&name, revision)
 }

@@ -13,7 +13,7 @@
 
 use std::path::{Path, PathBuf};
 
-use sft_hub::{HubClient, HubError, HubPath, ModelCard, PushRequest, PushedCommit, RepoId};
+use sft_hub::{HubClient, HubError, ModelCard, PushRequest, PushedCommit, RepoId};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HubStrategy {
@@ -37,57 +37,7 @@ impl HubStrategy {
     }
 }
 
-/// Whether `name` means a Hub dataset: an `hf://` path, or `OWNER/NAME` where no local path
-/// of that name exists.
-pub fn is_hub_dataset(name: &str) -> bool {
-    if Path::new(name).exists() {
-        return false;
-    }
-    if HubPath::parse(name).is_some() {
-        return true;
-    }
-    // `runs/train.jsonl` that is not there is a mistyped path, not a repo.
-    let data_file = [
-        ".jsonl", ".json", ".parquet", ".arrow", ".csv", ".gz", ".zst", ".txt",
-    ]
-    .iter()
-    .any(|e| name.to_lowercase().ends_with(e));
-    name.contains('/') && !data_file && RepoId::dataset(name).is_ok()
-}
-
-/// The local files of `split` of a Hub dataset (downloaded into the shared cache, or found
-/// there offline); `None` when `name` is not a Hub dataset (see [`is_hub_dataset`]).
-/// An `hf://datasets/OWNER/NAME/PATH` names its files directly (the split is not used).
-pub fn dataset_split_files(
-    name: &str,
-    config: Option<&str>,
-    split: &str,
-) -> Result<Option<Vec<PathBuf>>, HubError> {
-    if !is_hub_dataset(name) {
-        return Ok(None);
-    }
-    let client = HubClient::from_env()?;
-    let (id, revision) = match HubPath::parse(name) {
-        Some(p) => {
-            let p = p?;
-            if !p.path.is_empty() {
-                return Ok(Some(vec![sft_hub::fetch_hub_path(&client, &p)?]));
-            }
-            (p.repo.id().to_string(), p.revision)
-        }
-        None => (name.to_string(), None),
-    };
-    let files = sft_hub::resolve_dataset(
-        &client,
-        &sft_hub::DatasetRequest {
-            id,
-            revision,
-            config: config.map(str::to_string),
-            splits: vec![split.to_string()],
-        },
-    )?;
-    Ok(files.splits.into_values().next())
-}
+pub use sft_hub::{dataset_split_files, is_hub_dataset};
 
 /// TRL's push flags, checked.
 #[derive(Debug, Clone)]
