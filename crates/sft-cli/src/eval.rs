@@ -150,8 +150,8 @@ pub fn main() -> i32 {
 fn run(mut args: EvalArgs) -> Result<i32, i32> {
     // Hub ids become the snapshot folders they resolve to.
     for checkpoint in &mut args.checkpoint {
-        *checkpoint = resolve_checkpoint(checkpoint, args.model_revision.as_deref())
-            .map_err(|e| usage_error(e))?;
+        *checkpoint =
+            resolve_checkpoint(checkpoint, args.model_revision.as_deref()).map_err(usage_error)?;
     }
     let name = args.dataset.to_string_lossy().into_owned();
     let dataset_files =
