@@ -346,398 +346,68 @@ pub fn validate_pattern(p: &str) -> Result<(), String> {
     Pattern::new(p).map(|_| ())
 }
 
-/// A small regular expression, matched anywhere in a text (search semantics) by an NFA
-/// simulation, in time linear in the text and without recursion.
+/// A regular expression (the `regex` crate's syntax, close to Python's `re` without
+/// look-around and back-references), matched anywhere in a text (search semantics) in time
+/// linear in the text.
 ///
-/// Syntax:
-/// - any other character matches itself; `.` matches any character but `\n`;
-/// - `^` and `$` match at the start and end of the whole text;
-/// - `*`, `+`, `?`, `{m}`, `{m,}`, `{m,n}` repeat the preceding item (a trailing `?`
-///   making them lazy is accepted and changes nothing, as only whether there is a match
-///   matters);
-/// - `[a-z0-9_]` a character class, `[^...]` its complement (`]` first is a literal,
-///   escapes work inside);
-/// - `(...)` a group (also `(?:...)`), `|` alternation;
-/// - escapes: `\d` (ASCII digit), `\w` (alphanumeric or `_`), `\s` (Unicode whitespace),
-///   their complements `\D \W \S`, `\b`/`\B` (word boundary or not), `\n \t \r`, and a
-///   backslash before any punctuation for the character itself (`\. \* \( \\` ...).
+/// `^` and `$` match at the start and end of the whole text; `.` matches any character but
+/// `\n`; `\d`, `\w`, `\s` and `\b` are Unicode-aware, as in Python 3's `re` on text.
 #[derive(Debug, Clone)]
 pub struct Pattern {
-    prog: Vec<Inst>,
+    regex: regex::Regex,
 }
 
-#[derive(Debug, Clone)]
-enum Inst {
-    Char(char),
-    Any,
-    Class(Class),
-    Split(usize, usize),
-    Jmp(usize),
-    Start,
-    End,
-    WordBoundary(bool),
-    Match,
-}
-
-#[derive(Debug, Clone)]
-struct Class {
-    negated: bool,
-    items: Vec<ClassItem>,
-}
-
-#[derive(Debug, Clone)]
-enum ClassItem {
-    Range(char, char),
-    /// `d`, `w` or `s`, and whether negated.
-    Perl(char, bool),
-}
-
-#[derive(Debug, Clone)]
-enum Node {
-    Char(char),
-    Any,
-    Class(Class),
-    Start,
-    End,
-    WordBoundary(bool),
-    Alt(Vec<Vec<Node>>),
-    Repeat(Box<Node>, u32, Option<u32>),
-}
-
-const MAX_PROGRAM: usize = 20_000;
-
-fn is_word(c: char) -> bool {
-    c.is_alphanumeric() || c == '_'
-}
-
-impl Class {
-    fn matches(&self, c: char) -> bool {
-        let hit = self.items.iter().any(|item| match *item {
-            ClassItem::Range(lo, hi) => lo <= c && c <= hi,
-            ClassItem::Perl(kind, neg) => {
-                let m = match kind {
-                    'd' => c.is_ascii_digit(),
-                    'w' => is_word(c),
-                    _ => c.is_whitespace(),
-                };
-                m != neg
-            }
-        });
-        hit != self.negated
-    }
-}
-
-struct Parser<'a> {
-    chars: Vec<char>,
-    pos: usize,
-    src: &'a str,
-}
-
-impl Parser<'_> {
-    fn peek(&self) -> Option<char> {
-        self.chars.get(self.pos).copied()
-    }
-
-    fn next(&mut self) -> Option<char> {
-        let c = self.peek();
-        self.pos += usize::from(c.is_some());
-        c
-    }
-
-    fn error(&self, msg: &str) -> String {
-        format!("{msg} at character {} of {:?}", self.pos, self.src)
-    }
-
-    fn alternation(&mut self) -> Result<Node, String> {
-        let mut alts = vec![self.sequence()?];
-        while self.peek() == Some('|') {
-            self.pos += 1;
-            alts.push(self.sequence()?);
-        }
-        Ok(Node::Alt(alts))
-    }
-
-    fn sequence(&mut self) -> Result<Vec<Node>, String> {
-        let mut seq = Vec::new();
-        while let Some(c) = self.peek() {
-            if c == '|' || c == ')' {
-                break;
-            }
-            let mut node = self.atom()?;
-            while let Some((min, max)) = self.quantifier()? {
-                if matches!(node, Node::Start | Node::End | Node::WordBoundary(_)) {
-                    return Err(self.error("nothing to repeat"));
-                }
-                node = Node::Repeat(Box::new(node), min, max);
-            }
-            seq.push(node);
-        }
-        Ok(seq)
-    }
-
-    fn quantifier(&mut self) -> Result<Option<(u32, Option<u32>)>, String> {
-        let q = match self.peek() {
-            Some('*') => (0, None),
-            Some('+') => (1, None),
-            Some('?') => (0, Some(1)),
-            Some('{') => {
-                let close = (self.pos..self.chars.len()).find(|&i| self.chars[i] == '}');
-                let close = close.ok_or_else(|| self.error("unclosed {"))?;
-                let body: String = self.chars[self.pos + 1..close].iter().collect();
-                let num = |s: &str| s.trim().parse::<u32>().ok();
-                let (min, max) = match body.split_once(',') {
-                    None => (num(&body), num(&body)),
-                    Some((a, "")) => (num(a), None),
-                    Some((a, b)) => (num(a), Some(num(b).ok_or_else(|| self.error("bad {m,n}"))?)),
-                };
-                let min = min.ok_or_else(|| self.error("bad {m,n}"))?;
-                if max.is_some_and(|m| m < min) {
-                    return Err(self.error("{m,n} with n < m"));
-                }
-                self.pos = close;
-                (min, max)
-            }
-            _ => return Ok(None),
-        };
-        self.pos += 1;
-        Ok(Some(q))
-    }
-
-    fn atom(&mut self) -> Result<Node, String> {
-        let c = self.next().ok_or_else(|| self.error("unexpected end"))?;
-        Ok(match c {
-            '(' => {
-                if self.chars[self.pos..].starts_with(&['?', ':']) {
-                    self.pos += 2;
-                }
-                let inner = self.alternation()?;
-                if self.next() != Some(')') {
-                    return Err(self.error("unclosed ("));
-                }
-                inner
-            }
-            '[' => Node::Class(self.class()?),
-            '.' => Node::Any,
-            '^' => Node::Start,
-            '$' => Node::End,
-            '*' | '+' | '?' | '{' => return Err(self.error("nothing to repeat")),
-            '\\' if matches!(self.peek(), Some('b' | 'B')) => {
-                Node::WordBoundary(self.next() == Some('b'))
-            }
-            '\\' => match self.escape()? {
-                ClassItem::Range(c, _) => Node::Char(c),
-                perl => Node::Class(Class {
-                    negated: false,
-                    items: vec![perl],
-                }),
-            },
-            c => Node::Char(c),
-        })
-    }
-
-    /// After a backslash: a Perl class or a single character (as a one-character range).
-    fn escape(&mut self) -> Result<ClassItem, String> {
-        let c = self
-            .next()
-            .ok_or_else(|| self.error("trailing backslash"))?;
-        let lit = |c| Ok(ClassItem::Range(c, c));
-        match c {
-            'd' | 'w' | 's' => Ok(ClassItem::Perl(c, false)),
-            'D' | 'W' | 'S' => Ok(ClassItem::Perl(c.to_ascii_lowercase(), true)),
-            'n' => lit('\n'),
-            't' => lit('\t'),
-            'r' => lit('\r'),
-            c if !c.is_alphanumeric() => lit(c),
-            c => Err(self.error(&format!("unknown escape \\{c}"))),
-        }
-    }
-
-    fn class(&mut self) -> Result<Class, String> {
-        let negated = self.peek() == Some('^');
-        self.pos += usize::from(negated);
-        let mut items = Vec::new();
-        let mut first = true;
-        loop {
-            let c = self.next().ok_or_else(|| self.error("unclosed ["))?;
-            if c == ']' && !first {
-                return Ok(Class { negated, items });
-            }
-            first = false;
-            let item = if c == '\\' {
-                self.escape()?
-            } else {
-                ClassItem::Range(c, c)
-            };
-            let ClassItem::Range(lo, _) = item else {
-                items.push(item);
-                continue;
-            };
-            if self.peek() == Some('-') && self.chars.get(self.pos + 1).is_some_and(|&n| n != ']') {
-                self.pos += 1;
-                let hi = match self.next() {
-                    Some('\\') => match self.escape()? {
-                        ClassItem::Range(hi, _) => hi,
-                        _ => return Err(self.error("class in a range")),
-                    },
-                    Some(hi) => hi,
-                    None => return Err(self.error("unclosed [")),
-                };
-                if hi < lo {
-                    return Err(self.error(&format!("range {lo}-{hi} out of order")));
-                }
-                items.push(ClassItem::Range(lo, hi));
-            } else {
-                items.push(item);
-            }
-        }
-    }
-}
-
-/// Compiles `node` to instructions (Thompson's construction).
-fn compile(node: &Node, prog: &mut Vec<Inst>) -> Result<(), String> {
-    if prog.len() > MAX_PROGRAM {
-        return Err("pattern too large".into());
-    }
-    match node {
-        Node::Char(c) => prog.push(Inst::Char(*c)),
-        Node::Any => prog.push(Inst::Any),
-        Node::Class(c) => prog.push(Inst::Class(c.clone())),
-        Node::Start => prog.push(Inst::Start),
-        Node::End => prog.push(Inst::End),
-        Node::WordBoundary(b) => prog.push(Inst::WordBoundary(*b)),
-        Node::Alt(alts) => {
-            let mut jumps = Vec::new();
-            for (i, alt) in alts.iter().enumerate() {
-                let split = prog.len();
-                if i + 1 < alts.len() {
-                    prog.push(Inst::Split(split + 1, 0));
-                }
-                for n in alt {
-                    compile(n, prog)?;
-                }
-                if i + 1 < alts.len() {
-                    jumps.push(prog.len());
-                    prog.push(Inst::Jmp(0));
-                    let next = prog.len();
-                    prog[split] = Inst::Split(split + 1, next);
-                }
-            }
-            let end = prog.len();
-            for j in jumps {
-                prog[j] = Inst::Jmp(end);
-            }
-        }
-        Node::Repeat(inner, min, max) => {
-            for _ in 0..*min {
-                compile(inner, prog)?;
-            }
-            match max {
-                None => {
-                    let split = prog.len();
-                    prog.push(Inst::Split(split + 1, 0));
-                    compile(inner, prog)?;
-                    prog.push(Inst::Jmp(split));
-                    prog[split] = Inst::Split(split + 1, prog.len());
-                }
-                Some(max) => {
-                    let mut splits = Vec::new();
-                    for _ in *min..*max {
-                        splits.push(prog.len());
-                        prog.push(Inst::Split(prog.len() + 1, 0));
-                        compile(inner, prog)?;
-                    }
-                    let end = prog.len();
-                    for s in splits {
-                        prog[s] = Inst::Split(s + 1, end);
-                    }
-                }
-            }
-        }
-    }
-    Ok(())
-}
+/// The size limit of a compiled pattern (a pattern such as `(a{1000}){1000}` is refused
+/// rather than compiled into a huge program).
+const MAX_PROGRAM_BYTES: usize = 1 << 20;
 
 impl Pattern {
-    /// Parses and compiles a pattern (see the type's documentation for the syntax).
+    /// Parses and compiles a pattern; the error says what is wrong and where.
     pub fn new(pattern: &str) -> Result<Pattern, String> {
-        let mut parser = Parser {
-            chars: pattern.chars().collect(),
-            pos: 0,
-            src: pattern,
-        };
-        let ast = parser.alternation()?;
-        if parser.pos < parser.chars.len() {
-            return Err(parser.error("unmatched )"));
+        // Python's `re` refuses a repetition of nothing or of an anchor (`^*`, `(?:)+`),
+        // which `regex` would accept as an empty match: refused here too.
+        if let Ok(ast) = regex_syntax::ast::parse::Parser::new().parse(pattern) {
+            nothing_repeated(&ast)?;
         }
-        let mut prog = Vec::new();
-        compile(&ast, &mut prog)?;
-        prog.push(Inst::Match);
-        Ok(Pattern { prog })
+        regex::RegexBuilder::new(pattern)
+            .size_limit(MAX_PROGRAM_BYTES)
+            .build()
+            .map(|regex| Pattern { regex })
+            .map_err(|e| match e {
+                regex::Error::Syntax(message) => message,
+                regex::Error::CompiledTooBig(limit) => format!(
+                    "the pattern compiles to more than {limit} bytes; use fewer or smaller repetitions"
+                ),
+                other => other.to_string(),
+            })
     }
 
     /// Whether the pattern matches somewhere in `text`.
     pub fn is_match(&self, text: &str) -> bool {
-        let chars: Vec<char> = text.chars().collect();
-        let mut seen = vec![usize::MAX; self.prog.len()];
-        let (mut current, mut next) = (Vec::new(), Vec::new());
-        for pos in 0..=chars.len() {
-            self.add(0, pos, &chars, &mut current, &mut seen);
-            if current
-                .iter()
-                .any(|&pc| matches!(self.prog[pc], Inst::Match))
-            {
-                return true;
-            }
-            let Some(&c) = chars.get(pos) else { break };
-            for &pc in &current {
-                let step = match &self.prog[pc] {
-                    Inst::Char(x) => *x == c,
-                    Inst::Any => c != '\n',
-                    Inst::Class(class) => class.matches(c),
-                    _ => false,
-                };
-                if step {
-                    self.add(pc + 1, pos + 1, &chars, &mut next, &mut seen);
-                }
-            }
-            current.clear();
-            std::mem::swap(&mut current, &mut next);
-        }
-        false
+        self.regex.is_match(text)
     }
+}
 
-    /// Adds `pc` and everything reachable from it without consuming a character to
-    /// `list`, the threads at position `pos` (`seen` marks those added at `pos`).
-    fn add(
-        &self,
-        pc: usize,
-        pos: usize,
-        chars: &[char],
-        list: &mut Vec<usize>,
-        seen: &mut [usize],
-    ) {
-        let mut stack = vec![pc];
-        while let Some(pc) = stack.pop() {
-            if seen[pc] == pos {
-                continue;
+/// Refuses a repetition whose operand is empty or an assertion, naming where it is.
+fn nothing_repeated(ast: &regex_syntax::ast::Ast) -> Result<(), String> {
+    use regex_syntax::ast::Ast;
+    match ast {
+        Ast::Repetition(rep) => {
+            if matches!(*rep.ast, Ast::Empty(_) | Ast::Assertion(_)) {
+                return Err(format!(
+                    "nothing to repeat at position {}",
+                    rep.op.span.start.offset
+                ));
             }
-            seen[pc] = pos;
-            match self.prog[pc] {
-                Inst::Jmp(to) => stack.push(to),
-                Inst::Split(a, b) => stack.extend([b, a]),
-                Inst::Start if pos == 0 => stack.push(pc + 1),
-                Inst::End if pos == chars.len() => stack.push(pc + 1),
-                Inst::WordBoundary(want) => {
-                    let before = pos > 0 && is_word(chars[pos - 1]);
-                    let after = chars.get(pos).is_some_and(|&c| is_word(c));
-                    if (before != after) == want {
-                        stack.push(pc + 1);
-                    }
-                }
-                Inst::Start | Inst::End => {}
-                _ => list.push(pc),
-            }
+            nothing_repeated(&rep.ast)
         }
+        Ast::Group(group) => match &*group.ast {
+            Ast::Empty(_) => Ok(()),
+            inner => nothing_repeated(inner),
+        },
+        Ast::Alternation(alt) => alt.asts.iter().try_for_each(nothing_repeated),
+        Ast::Concat(concat) => concat.asts.iter().try_for_each(nothing_repeated),
+        _ => Ok(()),
     }
 }
 
