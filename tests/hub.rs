@@ -14,6 +14,7 @@ use hub_standin::{Hub, Kind, StandIn};
 const TOKEN: &str = "hf_standin_user";
 const MODEL_ID: &str = "HuggingFaceTB/SmolLM3-3B-Base";
 const DATASET_ID: &str = "HuggingFaceTB/smoltalk2_everyday_convs_think";
+const CSV_DATASET_ID: &str = "someone/csv-prompts";
 
 /// The stand-in serving the tiny model under the course's model id and a small
 /// conversations dataset under its dataset id.
@@ -44,6 +45,19 @@ fn course_hub() -> StandIn {
             ),
         ],
         "add data",
+    );
+    // A dataset of CSV files only (the split from the file name).
+    hub.create_repo(Kind::Dataset, CSV_DATASET_ID, false);
+    hub.commit_bytes(
+        Kind::Dataset,
+        CSV_DATASET_ID,
+        "main",
+        vec![(
+            "train.csv".into(),
+            b"prompt,completion\n\"What is 2+2, exactly?\",4\nName a colour.,\"Blue, like the sky.\"\n"
+                .to_vec(),
+        )],
+        "add csv",
     );
     StandIn::start(hub).unwrap()
 }
@@ -489,6 +503,10 @@ fn data_commands_and_eval_read_hub_datasets_and_tokenizers() {
     assert!(out.is_file());
     let stats = hub_command(data, &server, &home, true, &["stats", DATASET_ID]);
     assert_eq!(stats.code, 0, "{}", stats.stderr);
+    // A dataset of CSV files: two prompt-completion rows.
+    let csv = hub_command(data, &server, &home, false, &["check", CSV_DATASET_ID]);
+    assert_eq!(csv.code, 0, "{}", csv.stderr);
+    assert!(csv.stdout.contains("prompt-completion 2"), "{}", csv.stdout);
     // A split the dataset does not have: a usage error that names it.
     let missing = hub_command(
         data,
@@ -524,4 +542,97 @@ fn data_commands_and_eval_read_hub_datasets_and_tokenizers() {
     let v: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
     assert!(v["checkpoints"][0]["heldout"]["loss"].as_f64().unwrap() > 0.0);
+}
+
+/// `--use_peft --push_to_hub`: the adapter (not a full model) goes up with a card that says
+/// `library_name: peft` and names the base by its Hub id; downloaded back byte for byte, it
+/// scores with `sft-eval` against its base from the same cache.
+#[test]
+fn a_lora_adapter_is_pushed_and_comes_back() {
+    let server = course_hub();
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("hf");
+    let out = tmp.path().join("adapter-run");
+    let r = sft_train(
+        &server,
+        &home,
+        &[("HF_TOKEN", TOKEN)],
+        &course_args(
+            out.to_str().unwrap(),
+            &[
+                "--use_peft",
+                "--lora_r",
+                "4",
+                "--push_to_hub",
+                "--hub_model_id",
+                "user/smollm3-lora",
+                "--hub_strategy",
+                "end",
+            ],
+        ),
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    {
+        let hub = server.hub();
+        let repo = &hub.repos[&(Kind::Model, "user/smollm3-lora".to_string())];
+        let files = &repo.commits[&repo.branches["main"]].files;
+        for f in [
+            "adapter_config.json",
+            "adapter_model.safetensors",
+            "README.md",
+        ] {
+            assert!(files.contains_key(f), "{f}: {:?}", files.keys());
+        }
+        assert!(
+            !files.contains_key("model.safetensors"),
+            "{:?}",
+            files.keys()
+        );
+        let card = String::from_utf8(files["README.md"].data.to_vec()).unwrap();
+        assert!(card.contains("library_name: peft"), "{card}");
+        assert!(
+            card.contains("base_model: HuggingFaceTB/SmolLM3-3B-Base"),
+            "{card}"
+        );
+        let config: serde_json::Value =
+            serde_json::from_slice(&files["adapter_config.json"].data).unwrap();
+        assert_eq!(config["r"], 4);
+    }
+    let back = tempfile::tempdir().unwrap();
+    let client = sft_hub::HubClient::new(sft_hub::HubSettings {
+        endpoint: server.url(),
+        token: None,
+        cache_dir: back.path().to_path_buf(),
+        offline: false,
+        progress: false,
+    })
+    .unwrap();
+    let dir = sft_hub::resolve_model(&client, "user/smollm3-lora", None).unwrap();
+    for f in ["adapter_model.safetensors", "adapter_config.json"] {
+        assert_eq!(
+            std::fs::read(dir.join(f)).unwrap(),
+            std::fs::read(out.join(f)).unwrap(),
+            "{f}"
+        );
+    }
+    // The pushed adapter, by id, scored on its base (found by id in the same cache).
+    let report = tmp.path().join("report.json");
+    let scored = hub_command(
+        env!("CARGO_BIN_EXE_sft-eval"),
+        &server,
+        &home,
+        false,
+        &[
+            "--checkpoint",
+            "user/smollm3-lora",
+            "--dataset",
+            "data-samples/formats/messages.jsonl",
+            "--max-samples",
+            "0",
+            "--report",
+            report.to_str().unwrap(),
+            "-q",
+        ],
+    );
+    assert_eq!(scored.code, 0, "{}", scored.stderr);
 }

@@ -9,7 +9,7 @@ use sft_curate::pass::{Input, OpError};
 use sft_io::write::OutputFormat;
 use sft_io::{ByteCounter, ReadOptions};
 
-use crate::data::{
+use crate::inputs::{
     find_files, load_token_check, refuse_unsafe_outputs, template_inputs, usage_error, InputArgs,
     TemplateArgs,
 };

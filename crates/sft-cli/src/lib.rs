@@ -12,6 +12,7 @@ mod curate;
 pub mod data;
 pub mod eval;
 pub mod flags;
+mod inputs;
 mod progress;
 pub mod signals;
 pub mod train;

@@ -327,7 +327,8 @@ fn request(args: TrainArgs) -> Result<TrainRequest, String> {
         return Err("--save_strategy and --eval_strategy take no, steps or epoch".into());
     };
     let (train_packs, strategy) =
-        PackingStrategy::from_flags(args.packing.as_deref(), args.packing_strategy.as_deref())?;
+        PackingStrategy::from_flags(args.packing.as_deref(), args.packing_strategy.as_deref())
+            .map_err(|e| e.to_string())?;
     let mut trackio = false;
     for r in &args.report_to {
         match r.as_str() {

@@ -96,6 +96,22 @@ impl RepoCache {
     }
 }
 
+/// The model id (`OWNER/NAME`) whose cached snapshot `dir` is
+/// (`.../models--OWNER--NAME/snapshots/<commit>`), if it is one: what a file that names a
+/// model (an adapter's `base_model_name_or_path`) should say instead of a path that exists
+/// only on this machine.
+pub fn model_id_of_snapshot(dir: &Path) -> Option<String> {
+    let snapshots = dir.parent()?;
+    if snapshots.file_name()? != "snapshots" {
+        return None;
+    }
+    let folder = snapshots.parent()?.file_name()?.to_str()?;
+    let rest = folder.strip_prefix("models--")?;
+    let (owner, name) = rest.split_once("--")?;
+    let id = format!("{owner}/{name}");
+    RepoId::model(&id).ok().map(|_| id)
+}
+
 /// Writes `bytes` to `path` through a temporary file in the same folder and a rename.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), HubError> {
     let parent = path.parent().unwrap_or(Path::new("."));
@@ -137,4 +153,23 @@ pub fn list_files(dir: &Path) -> Vec<String> {
     walk(dir, dir, &mut out);
     out.sort();
     out
+}
+
+#[cfg(test)]
+mod snapshot_tests {
+    use super::*;
+
+    #[test]
+    fn a_snapshot_folder_names_its_model() {
+        let dir = Path::new("/c/hub/models--HuggingFaceTB--SmolLM2-135M/snapshots/abc123");
+        assert_eq!(
+            model_id_of_snapshot(dir).as_deref(),
+            Some("HuggingFaceTB/SmolLM2-135M")
+        );
+        assert_eq!(model_id_of_snapshot(Path::new("/models/tiny-llama")), None);
+        assert_eq!(
+            model_id_of_snapshot(Path::new("/c/hub/datasets--a--b/snapshots/abc")),
+            None
+        );
+    }
 }

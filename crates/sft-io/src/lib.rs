@@ -26,6 +26,7 @@
 //! ```
 
 mod arrow_rows;
+mod csv_rows;
 mod discover;
 mod json_array;
 pub mod json_type;
@@ -216,7 +217,12 @@ pub fn open_counted(
             let reader = arrow_rows::ipc(f, kind, file.size, counter.clone())?;
             Ok(Box::new(reader))
         }
-        FileKind::JsonLines | FileKind::JsonArray | FileKind::JsonObject | FileKind::Text => {
+        FileKind::JsonLines
+        | FileKind::JsonArray
+        | FileKind::JsonObject
+        | FileKind::Text
+        | FileKind::Csv
+        | FileKind::Tsv => {
             let input: Box<dyn BufRead + Send> = match compression {
                 Compression::None => Box::new(BufReader::with_capacity(1 << 20, raw)),
                 Compression::Gzip => Box::new(BufReader::with_capacity(
@@ -232,6 +238,7 @@ pub fn open_counted(
                 FileKind::JsonLines => Box::new(lines::JsonLinesReader::new(input)),
                 FileKind::JsonArray => Box::new(json_array::JsonArrayReader::new(input)),
                 FileKind::JsonObject => Box::new(json_array::json_object(input)?),
+                FileKind::Csv | FileKind::Tsv => Box::new(csv_rows::CsvReader::new(input, kind)),
                 _ => Box::new(text::TextReader::new(input, options.text_split.clone())),
             })
         }

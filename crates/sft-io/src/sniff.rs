@@ -27,6 +27,10 @@ pub enum FileKind {
     ArrowFile,
     /// Raw text documents.
     Text,
+    /// Comma-separated values with a header line.
+    Csv,
+    /// Tab-separated values with a header line.
+    Tsv,
 }
 
 impl FileKind {
@@ -37,6 +41,8 @@ impl FileKind {
             FileKind::Parquet => "parquet",
             FileKind::ArrowStream | FileKind::ArrowFile => "arrow",
             FileKind::Text => "text",
+            FileKind::Csv => "csv",
+            FileKind::Tsv => "tsv",
         }
     }
 }
@@ -67,7 +73,17 @@ fn extension(path: &Path) -> (Option<String>, Compression) {
 pub(crate) fn is_data_extension(path: &Path) -> bool {
     matches!(
         extension(path).0.as_deref(),
-        Some("jsonl" | "ndjson" | "jsonlines" | "json" | "parquet" | "arrow" | "feather")
+        Some(
+            "jsonl"
+                | "ndjson"
+                | "jsonlines"
+                | "json"
+                | "parquet"
+                | "arrow"
+                | "feather"
+                | "csv"
+                | "tsv"
+        )
     )
 }
 
@@ -173,6 +189,8 @@ pub(crate) fn sniff(path: &Path) -> Result<(Compression, FileKind), FileError> {
     };
     let kind = match ext.as_deref() {
         Some("txt" | "text" | "md") => FileKind::Text,
+        Some("csv") => FileKind::Csv,
+        Some("tsv") => FileKind::Tsv,
         Some("jsonl" | "ndjson" | "jsonlines") => FileKind::JsonLines,
         Some("json") => match first {
             b'[' => FileKind::JsonArray,
@@ -184,7 +202,7 @@ pub(crate) fn sniff(path: &Path) -> Result<(Compression, FileKind), FileError> {
             b'{' => FileKind::JsonLines,
             _ => {
                 return Err(FileError::unreadable(
-                    "unknown file type: name it .jsonl, .json, .parquet, .arrow or .txt (optionally .gz or .zst)",
+                    "unknown file type: name it .jsonl, .json, .parquet, .arrow, .csv, .tsv or .txt (optionally .gz or .zst)",
                 ))
             }
         },

@@ -13,7 +13,7 @@ pub mod tokenize;
 mod tokenizer;
 
 pub use bpe::{EncoderPath, FastBpe};
-pub use pack::{pack, packing_stats, Bin, PackingStats, PackingStrategy, Piece};
+pub use pack::{pack, packing_stats, Bin, PackingFlagError, PackingStats, PackingStrategy, Piece};
 pub use template::{chat_template, stop_token_ids, TemplateChoice, TemplateFlags};
 pub use tokenize::{tokenize_row, Example, TokenizeError, TokenizeErrorCode, TokenizeOptions};
 pub use tokenizer::{SftTokenizer, Token, TokenizerError};

@@ -50,32 +50,62 @@ impl PackingStrategy {
     pub fn from_flags(
         packing: Option<&str>,
         strategy: Option<&str>,
-    ) -> Result<(bool, PackingStrategy), String> {
+    ) -> Result<(bool, PackingStrategy), PackingFlagError> {
         let named: Option<PackingStrategy> = strategy
-            .map(|s| s.parse().map_err(|e| format!("--packing_strategy: {e}")))
+            .map(|s| s.parse().map_err(PackingFlagError::UnknownStrategy))
             .transpose()?;
         let (pack, from_packing) = match packing.map(str::to_ascii_lowercase).as_deref() {
             None | Some("false") | Some("none") | Some("no") => (false, None),
             Some("true") | Some("yes") | Some("") => (true, None),
             Some(other) => match other.parse::<PackingStrategy>() {
                 Ok(s) => (true, Some(s)),
-                Err(_) => {
-                    return Err(format!(
-                        "--packing {other}: expected true, false, none or a strategy (bfd, bfd_split, wrapped)"
-                    ))
-                }
+                Err(_) => return Err(PackingFlagError::BadPacking(other.to_string())),
             },
         };
         match (from_packing, named) {
-            (Some(a), Some(b)) if a != b => Err(format!(
-                "--packing {} and --packing_strategy {} disagree; give one of them",
-                a.name(),
-                b.name()
-            )),
+            (Some(a), Some(b)) if a != b => Err(PackingFlagError::Disagree(a, b)),
             (a, b) => Ok((pack, a.or(b).unwrap_or(PackingStrategy::Bfd))),
         }
     }
 }
+
+/// Why the packing flags cannot be followed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PackingFlagError {
+    /// `--packing_strategy` names no strategy (the parser's message).
+    UnknownStrategy(String),
+    /// `--packing` is neither a yes/no nor a strategy.
+    BadPacking(String),
+    /// `--packing STRATEGY` and `--packing_strategy` name different strategies.
+    Disagree(PackingStrategy, PackingStrategy),
+}
+
+impl PackingFlagError {
+    /// The message with the flags spelled with `separator` between their words: `_` as TRL
+    /// spells them (`--packing_strategy`), `-` as the data commands do.
+    pub fn message(&self, separator: char) -> String {
+        let strategy_flag = format!("--packing{separator}strategy");
+        match self {
+            PackingFlagError::UnknownStrategy(e) => format!("{strategy_flag}: {e}"),
+            PackingFlagError::BadPacking(v) => format!(
+                "--packing {v}: expected true, false, none or a strategy (bfd, bfd_split, wrapped)"
+            ),
+            PackingFlagError::Disagree(a, b) => format!(
+                "--packing {} and {strategy_flag} {} disagree; give one of them",
+                a.name(),
+                b.name()
+            ),
+        }
+    }
+}
+
+impl std::fmt::Display for PackingFlagError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message('_'))
+    }
+}
+
+impl std::error::Error for PackingFlagError {}
 
 /// A piece of an example placed in a packed row: tokens `start..end` of example `example`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -248,12 +278,15 @@ mod tests {
         );
         assert!(p(Some("bfd"), Some("wrapped"))
             .unwrap_err()
+            .to_string()
             .contains("disagree"));
         assert!(p(Some("maybe"), None)
             .unwrap_err()
+            .to_string()
             .contains("--packing maybe"));
         assert!(p(None, Some("first_fit"))
             .unwrap_err()
+            .to_string()
             .contains("--packing_strategy"));
         for s in [
             PackingStrategy::Bfd,

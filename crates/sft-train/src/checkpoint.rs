@@ -78,11 +78,13 @@ pub fn trainer_state_json(state: &TrainingState, cfg: &crate::TrainConfig, epoch
 /// PEFT writes it, naming `source` as its base), and the tokenizer files.
 pub fn save_model(model: &Llama, source: &Path, dir: &Path) -> Result<(), String> {
     if model.lora().is_some() {
-        // An absolute path, so that PEFT finds the base from any working directory.
+        // A base from the Hub cache is named by its id (the adapter may be pushed and read
+        // on another machine); a local folder by its absolute path, so that PEFT finds it
+        // from any working directory.
         let base = std::fs::canonicalize(source).unwrap_or_else(|_| source.to_path_buf());
-        model
-            .save_adapter(dir, &base.to_string_lossy())
-            .map_err(|e| e.to_string())?;
+        let base = sft_hub::cache::model_id_of_snapshot(&base)
+            .unwrap_or_else(|| base.to_string_lossy().into_owned());
+        model.save_adapter(dir, &base).map_err(|e| e.to_string())?;
     } else {
         model.save(dir).map_err(|e| e.to_string())?;
     }

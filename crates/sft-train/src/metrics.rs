@@ -20,7 +20,7 @@ impl MetricsFile {
             text.push_str(&entry.to_string());
             text.push('\n');
         }
-        crate::checkpoint::write_file(&path, text.as_bytes())?;
+        sft_io::write::write_atomic(&path, text.as_bytes()).map_err(|e| e.to_string())?;
         Ok(Self { path })
     }
 
@@ -39,6 +39,11 @@ pub fn peak_rss_mb() -> Option<f64> {
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb / 1024.0)
+}
+
+/// Rounded as transformers rounds logged values (4 decimals).
+pub(crate) fn round(x: f64) -> f64 {
+    (x * 1e4).round() / 1e4
 }
 
 /// A log entry as one line: `step 10/100 | loss 2.3456 | ...`.
