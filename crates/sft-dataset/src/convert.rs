@@ -201,32 +201,16 @@ pub fn convert(job: &ConvertJob) -> Result<ConvertSummary, WriteError> {
                     write_reject(&mut rejects, &rejects_path, &entry)
                 }
                 FileEvent::Failed(error) => {
-                    let code = pipeline::file_error_code(error.kind).as_str();
-                    let location = Location {
-                        file: job.inputs[file].display.clone(),
-                        line: error.line,
-                        row: None,
-                    };
-                    let mut reason = error.message.clone();
-                    if pipeline::loses_rows(&error) {
-                        lost_rows = true;
-                        summary.rows_not_read += error.rows_not_read.unwrap_or(0);
-                        reason = format!(
-                            "{reason} ({})",
-                            pipeline::not_read_note(file_rows[file], &error)
-                        );
-                    }
-                    let entry = json!({
-                        "file": location.file, "line": location.line,
-                        "code": code, "reason": reason,
-                        "rows_read": file_rows[file], "rows_not_read": error.rows_not_read,
-                    });
+                    let unread =
+                        pipeline::UnreadFile::of(&job.inputs[file], file_rows[file], &error);
+                    lost_rows |= unread.lost_rows;
+                    summary.rows_not_read += unread.rows_not_read;
                     summary.unreadable_files.push(Reject {
-                        location,
-                        code: code.into(),
-                        reason,
+                        location: unread.location,
+                        code: unread.code.as_str().into(),
+                        reason: unread.reason,
                     });
-                    write_reject(&mut rejects, &rejects_path, &entry)
+                    write_reject(&mut rejects, &rejects_path, &unread.reject_entry)
                 }
             };
             if let Err(e) = result {

@@ -206,6 +206,54 @@ pub fn loses_rows(error: &FileError) -> bool {
     error.kind != sft_io::FileErrorKind::Empty
 }
 
+/// A file that could not be read (as a whole or from some point on), as every job
+/// reports it: where, the issue code, the reason with what was left unread, and whether
+/// rows were lost (an empty file loses none).
+#[derive(Debug, Clone)]
+pub struct UnreadFile {
+    pub location: Location,
+    pub code: sft_formats::IssueCode,
+    pub reason: String,
+    pub lost_rows: bool,
+    /// Rows the file says it has that were not read (0 when it does not say).
+    pub rows_not_read: u64,
+    /// The rejects file's entry for it.
+    pub reject_entry: serde_json::Value,
+}
+
+impl UnreadFile {
+    /// What `error` did to `file`, of which `rows_read` rows had been read.
+    pub fn of(file: &DataFile, rows_read: u64, error: &FileError) -> UnreadFile {
+        let lost_rows = loses_rows(error);
+        let mut reason = error.message.clone();
+        if lost_rows {
+            reason = format!("{reason} ({})", not_read_note(rows_read, error));
+        }
+        let code = file_error_code(error.kind);
+        let reject_entry = serde_json::json!({
+            "file": file.display, "line": error.line,
+            "code": code.as_str(), "reason": reason,
+            "rows_read": rows_read, "rows_not_read": error.rows_not_read,
+        });
+        UnreadFile {
+            location: Location {
+                file: file.display.clone(),
+                line: error.line,
+                row: None,
+            },
+            code,
+            reason,
+            lost_rows,
+            rows_not_read: if lost_rows {
+                error.rows_not_read.unwrap_or(0)
+            } else {
+                0
+            },
+            reject_entry,
+        }
+    }
+}
+
 /// What a read error left unread, for summaries: `16,384 rows read, 23,616 not read`, or
 /// `16,384 rows read; the rest of the file was not read` when the file does not say how
 /// many rows it has.

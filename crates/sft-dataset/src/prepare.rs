@@ -147,13 +147,22 @@ impl ExampleTally {
     }
 }
 
+/// A row that cannot be trained on: its code, the reason, the row (or an excerpt) and any
+/// details for the rejects file.
+struct Rejected {
+    code: &'static str,
+    reason: String,
+    record: Value,
+    details: Value,
+}
+
 /// A row that fails `check`'s validation, as a reject: the first error's code, its field
 /// and message as the reason, and every error of the row when there are several.
 fn validation_reject(
     first: &sft_formats::RowIssue,
     errors: &[sft_formats::RowIssue],
     row: Value,
-) -> (&'static str, String, Value, Value) {
+) -> Rejected {
     let mut reason = if first.path.is_empty() {
         first.message.clone()
     } else {
@@ -169,7 +178,12 @@ fn validation_reject(
             .map(|i| json!({"code": i.code.as_str(), "path": i.path, "message": i.message}))
             .collect();
     }
-    (first.code.as_str(), reason, row, details)
+    Rejected {
+        code: first.code.as_str(),
+        reason,
+        record: row,
+        details,
+    }
 }
 
 fn to_i32(v: &[u32]) -> Vec<i32> {
@@ -271,73 +285,7 @@ pub fn prepare(job: &PrepareJob) -> Result<PrepareSummary, WriteError> {
         &job.inputs,
         &job.read,
         &job.progress,
-        |batch, raw| match parse_row(batch, raw) {
-            Err(p) => Err(Box::new((
-                "invalid_json",
-                p.message,
-                Value::Object(pipeline::reject_record(batch, raw, || {
-                    Value::String(
-                        String::from_utf8_lossy(batch.json(raw).unwrap_or_default()).into_owned(),
-                    )
-                })),
-                Value::Null,
-            ))),
-            Ok(row) => {
-                // The rejects file keeps the row, or an excerpt of a huge one.
-                let record =
-                    |row: Value| Value::Object(pipeline::reject_record(batch, raw, || row));
-                // What `check` calls an error is never trained.
-                let errors = pipeline::row_errors(&row, &[], &tokenize_options.text_field);
-                if let Some(first) = errors.first() {
-                    return Err(Box::new(validation_reject(first, &errors, record(row))));
-                }
-                // A template without tool support would lose the calls (or fail on them).
-                if let Some(issue) = job
-                    .template
-                    .as_ref()
-                    .and_then(|t| crate::render::tool_call_loss(t, &tokenize_options.render, &row))
-                {
-                    return Err(Box::new(validation_reject(
-                        &issue,
-                        std::slice::from_ref(&issue),
-                        record(row),
-                    )));
-                }
-                match tokenize_row(
-                    &job.tokenizer,
-                    job.template.as_ref(),
-                    &row,
-                    &tokenize_options,
-                ) {
-                    Ok(example) if example.trained_tokens() > 0 => {
-                        Ok((example, source_field(&row).map(str::to_string)))
-                    }
-                    Ok(example) => {
-                        let reason = if example.truncated() {
-                            format!(
-                                "no token is trained after truncation to {} tokens (the row has {}); raise --max-length",
-                                example.input_ids.len(),
-                                example.full_length
-                            )
-                        } else {
-                            "no token of the row is trained".to_string()
-                        };
-                        Err(Box::new((
-                            "no_trained_tokens",
-                            reason,
-                            record(row),
-                            Value::Null,
-                        )))
-                    }
-                    Err(e) => Err(Box::new((
-                        e.code.as_str(),
-                        e.reason,
-                        record(row),
-                        Value::Null,
-                    ))),
-                }
-            }
-        },
+        |batch, raw| example_of(job, &tokenize_options, batch, raw),
         |file, event| {
             if failure.is_some() {
                 return;
@@ -348,23 +296,15 @@ pub fn prepare(job: &PrepareJob) -> Result<PrepareSummary, WriteError> {
             let result = match event {
                 FileEvent::Opened(_) => Ok(()),
                 FileEvent::Failed(e) => {
-                    let mut reason = e.message.clone();
-                    if pipeline::loses_rows(&e) {
+                    let unread = pipeline::UnreadFile::of(&job.inputs[file], file_rows[file], &e);
+                    if unread.lost_rows {
                         summary.files_not_read += 1;
-                        summary.rows_not_read += e.rows_not_read.unwrap_or(0);
-                        reason = format!(
-                            "{reason} ({})",
-                            pipeline::not_read_note(file_rows[file], &e)
-                        );
+                        summary.rows_not_read += unread.rows_not_read;
                     }
                     summary
                         .unreadable_files
-                        .push((job.inputs[file].display.clone(), reason.clone()));
-                    reject(
-                        &mut rejects,
-                        json!({"file": job.inputs[file].display, "line": e.line, "code": pipeline::file_error_code(e.kind).as_str(), "reason": reason,
-                               "rows_read": file_rows[file], "rows_not_read": e.rows_not_read}),
-                    )
+                        .push((job.inputs[file].display.clone(), unread.reason));
+                    reject(&mut rejects, unread.reject_entry)
                 }
                 FileEvent::Row(raw, outcome) => {
                     summary.rows_in += 1;
@@ -395,7 +335,12 @@ pub fn prepare(job: &PrepareJob) -> Result<PrepareSummary, WriteError> {
                             }
                         }
                         Err(rejected) => {
-                            let (code, reason, record, details) = *rejected;
+                            let Rejected {
+                                code,
+                                reason,
+                                record,
+                                details,
+                            } = *rejected;
                             let location = row_location(&job.inputs[file], raw);
                             summary.rejected += 1;
                             if code == "no_trained_tokens" {
@@ -458,46 +403,15 @@ pub fn prepare(job: &PrepareJob) -> Result<PrepareSummary, WriteError> {
     summary.warnings = training_warnings(job, &tally, &stop_ids, &summary);
 
     if let Some(strategy) = job.packing {
-        let lengths: Vec<usize> = kept.iter().map(|e| e.input_ids.len()).collect();
-        let bins = pack(&lengths, capacity, strategy);
-        let stats = packing_stats(&bins, capacity);
-        summary.packing = Some(PackingSummary {
-            strategy: strategy.name(),
-            rows: stats.rows,
-            lower_bound_rows: stats.lower_bound_rows,
-            efficiency: stats.efficiency,
-        });
-        // The counts are of the table: bfd cuts examples to the row length, and the first
-        // token of each document is not trained when documents are kept apart.
-        let (mut tokens, mut trained) = (0u64, 0u64);
-        for bin in &bins {
-            let (mut ids, mut labels, mut mask, mut seq_lengths, mut names) =
-                (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
-            for piece in bin {
-                let e = &kept[piece.example];
-                ids.extend(to_i32(&e.input_ids[piece.start..piece.end]));
-                let first = labels.len();
-                labels.extend_from_slice(&e.labels()[piece.start..piece.end]);
-                if separate_documents {
-                    labels[first] = -100;
-                }
-                mask.extend(mask_i32(&e.mask[piece.start..piece.end]));
-                seq_lengths.push(piece.len() as i32);
-                let source = kept_sources[piece.example];
-                let piece_trained = labels[first..].iter().filter(|&&l| l != -100).count();
-                // A document split over rows (bfd_split, wrapped) counts once as an example.
-                sources.count_piece(source, piece.start == 0, piece.len(), piece_trained);
-                names.push(source);
-            }
-            tokens += ids.len() as u64;
-            trained += labels.iter().filter(|&&l| l != -100).count() as u64;
-            let names: Vec<&str> = names.iter().map(|&i| sources.name(i)).collect();
-            if separate_documents {
-                table.write_with_text(&[&ids, &labels, &mask, &seq_lengths], &names)?;
-            } else {
-                table.write_with_text(&[&ids, &labels, &mask], &names)?;
-            }
-        }
+        let packed = Packed {
+            examples: &kept,
+            sources: &kept_sources,
+            capacity,
+            strategy,
+            separate_documents,
+        };
+        let (packing, tokens, trained) = packed.write(&mut table, &mut sources)?;
+        summary.packing = Some(packing);
         summary.tokens = tokens;
         summary.trained_tokens = trained;
     }
@@ -514,7 +428,148 @@ pub fn prepare(job: &PrepareJob) -> Result<PrepareSummary, WriteError> {
         }
     }
     summary.seconds = started.elapsed().as_secs_f64();
-    let manifest = Manifest {
+    manifest(job, columns, &summary).write(&job.output)?;
+    Ok(summary)
+}
+
+/// The first stage of `prepare`, run on every row in parallel: parse, validate as `check`
+/// does, refuse tool calls the template would lose, render and tokenize with TRL's masks.
+/// The example and the row's own `source`, or why the row is rejected.
+fn example_of(
+    job: &PrepareJob,
+    options: &TokenizeOptions,
+    batch: &sft_io::RowBatch,
+    raw: &sft_io::RawRow,
+) -> Result<(Example, Option<String>), Box<Rejected>> {
+    let row = match parse_row(batch, raw) {
+        Ok(row) => row,
+        Err(p) => {
+            return Err(Box::new(Rejected {
+                code: "invalid_json",
+                reason: p.message,
+                record: Value::Object(pipeline::reject_record(batch, raw, || {
+                    Value::String(
+                        String::from_utf8_lossy(batch.json(raw).unwrap_or_default()).into_owned(),
+                    )
+                })),
+                details: Value::Null,
+            }))
+        }
+    };
+    // The rejects file keeps the row, or an excerpt of a huge one.
+    let record = |row: Value| Value::Object(pipeline::reject_record(batch, raw, || row));
+    // What `check` calls an error is never trained.
+    let errors = pipeline::row_errors(&row, &[], &options.text_field);
+    if let Some(first) = errors.first() {
+        return Err(Box::new(validation_reject(first, &errors, record(row))));
+    }
+    // A template without tool support would lose the calls (or fail on them).
+    if let Some(issue) = job
+        .template
+        .as_ref()
+        .and_then(|t| crate::render::tool_call_loss(t, &options.render, &row))
+    {
+        return Err(Box::new(validation_reject(
+            &issue,
+            std::slice::from_ref(&issue),
+            record(row),
+        )));
+    }
+    match tokenize_row(&job.tokenizer, job.template.as_ref(), &row, options) {
+        Ok(example) if example.trained_tokens() > 0 => {
+            Ok((example, source_field(&row).map(str::to_string)))
+        }
+        Ok(example) => {
+            let reason = if example.truncated() {
+                format!(
+                    "no token is trained after truncation to {} tokens (the row has {}); raise --max-length",
+                    example.input_ids.len(),
+                    example.full_length
+                )
+            } else {
+                "no token of the row is trained".to_string()
+            };
+            Err(Box::new(Rejected {
+                code: "no_trained_tokens",
+                reason,
+                record: record(row),
+                details: Value::Null,
+            }))
+        }
+        Err(e) => Err(Box::new(Rejected {
+            code: e.code.as_str(),
+            reason: e.reason,
+            record: record(row),
+            details: Value::Null,
+        })),
+    }
+}
+
+/// The packing stage: kept examples into rows of `capacity` tokens by `strategy`.
+struct Packed<'a> {
+    examples: &'a [Example],
+    /// Each example's source (an index into the run's source names).
+    sources: &'a [u32],
+    capacity: usize,
+    strategy: PackingStrategy,
+    /// Whether documents stay apart (`seq_lengths`, no label across a boundary).
+    separate_documents: bool,
+}
+
+impl Packed<'_> {
+    /// Writes the packed rows; returns the packing's numbers and the table's token and
+    /// trained-token counts (bfd cuts examples to the row length, and the first token of
+    /// each document is not trained when documents are kept apart).
+    fn write(
+        &self,
+        table: &mut TokenTableWriter,
+        sources: &mut SourceNames,
+    ) -> Result<(PackingSummary, u64, u64), WriteError> {
+        let lengths: Vec<usize> = self.examples.iter().map(|e| e.input_ids.len()).collect();
+        let bins = pack(&lengths, self.capacity, self.strategy);
+        let stats = packing_stats(&bins, self.capacity);
+        let summary = PackingSummary {
+            strategy: self.strategy.name(),
+            rows: stats.rows,
+            lower_bound_rows: stats.lower_bound_rows,
+            efficiency: stats.efficiency,
+        };
+        let (mut tokens, mut trained) = (0u64, 0u64);
+        for bin in &bins {
+            let (mut ids, mut labels, mut mask, mut seq_lengths, mut names) =
+                (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            for piece in bin {
+                let e = &self.examples[piece.example];
+                ids.extend(to_i32(&e.input_ids[piece.start..piece.end]));
+                let first = labels.len();
+                labels.extend_from_slice(&e.labels()[piece.start..piece.end]);
+                if self.separate_documents {
+                    labels[first] = -100;
+                }
+                mask.extend(mask_i32(&e.mask[piece.start..piece.end]));
+                seq_lengths.push(piece.len() as i32);
+                let source = self.sources[piece.example];
+                let piece_trained = labels[first..].iter().filter(|&&l| l != -100).count();
+                // A document split over rows (bfd_split, wrapped) counts once as an example.
+                sources.count_piece(source, piece.start == 0, piece.len(), piece_trained);
+                names.push(source);
+            }
+            tokens += ids.len() as u64;
+            trained += labels.iter().filter(|&&l| l != -100).count() as u64;
+            let names: Vec<&str> = names.iter().map(|&i| sources.name(i)).collect();
+            if self.separate_documents {
+                table.write_with_text(&[&ids, &labels, &mask, &seq_lengths], &names)?;
+            } else {
+                table.write_with_text(&[&ids, &labels, &mask], &names)?;
+            }
+        }
+        Ok((summary, tokens, trained))
+    }
+}
+
+/// The manifest stage: what the table was made from and with, beside it.
+fn manifest(job: &PrepareJob, columns: &[&str], summary: &PrepareSummary) -> Manifest {
+    Manifest {
         version: 1,
         tokenizer: ManifestTokenizer {
             path: job.tokenizer.path.display().to_string(),
@@ -536,10 +591,8 @@ pub fn prepare(job: &PrepareJob) -> Result<PrepareSummary, WriteError> {
             .chain(std::iter::once(&SOURCE))
             .map(|c| c.to_string())
             .collect(),
-        summary: serde_json::to_value(&summary).expect("the summary serialises"),
-    };
-    manifest.write(&job.output)?;
-    Ok(summary)
+        summary: serde_json::to_value(summary).expect("the summary serialises"),
+    }
 }
 
 /// The distinct sources of the examples, each with its counts.

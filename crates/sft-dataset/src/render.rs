@@ -251,18 +251,12 @@ pub fn render(job: &RenderJob) -> Result<RenderSummary, WriteError> {
                     }
                 }
                 FileEvent::Failed(e) => {
-                    let mut message = e.message.clone();
-                    if pipeline::loses_rows(&e) {
-                        lost_rows = true;
-                        summary.rows_not_read += e.rows_not_read.unwrap_or(0);
-                        message = format!(
-                            "{message} ({})",
-                            pipeline::not_read_note(file_rows[file], &e)
-                        );
-                    }
+                    let unread = pipeline::UnreadFile::of(&job.inputs[file], file_rows[file], &e);
+                    lost_rows |= unread.lost_rows;
+                    summary.rows_not_read += unread.rows_not_read;
                     summary
                         .unreadable_files
-                        .push((job.inputs[file].display.clone(), message))
+                        .push((job.inputs[file].display.clone(), unread.reason))
                 }
             }
         },
