@@ -636,3 +636,19 @@ fn a_lora_adapter_is_pushed_and_comes_back() {
     );
     assert_eq!(scored.code, 0, "{}", scored.stderr);
 }
+
+/// What Python found when it loaded our pushes through the stand-in
+/// (`tests/fixtures/hub/check_pushed_models.py --write-fixtures`): a checked-in record that
+/// the last run of the script passed every check, so a regression shows when it is rerun.
+#[test]
+fn python_loaded_what_we_pushed() {
+    let text =
+        std::fs::read_to_string(root().join("tests/fixtures/hub/python_loads_our_pushes.json"))
+            .unwrap();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let checks = v["checks"].as_object().unwrap();
+    assert_eq!(checks.len(), 4, "{text}");
+    assert!(checks.values().all(|c| c == true), "{text}");
+    assert_eq!(v["adapter_base_model_name_or_path"], "user/tiny");
+    assert_eq!(v["peft_merge_vs_our_merge_max_abs_diff"], 0.0);
+}
