@@ -117,6 +117,14 @@ impl MetaValue {
         }
     }
 
+    /// The value's bytes as the file stores them, without its type tag (for fingerprints
+    /// of long arrays).
+    pub fn encoded(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        self.write_to(&mut out).expect("writing to memory");
+        out
+    }
+
     fn write_to(&self, w: &mut impl Write) -> io::Result<()> {
         match self {
             MetaValue::U8(v) => w.write_all(&v.to_le_bytes()),
