@@ -1,0 +1,222 @@
+//! Our GGUF files against llama.cpp's own: `tests/fixtures/gguf/reference.json` describes
+//! the files llama.cpp's `convert_hf_to_gguf.py` (`--outtype f32/f16/bf16`) and
+//! `llama-quantize` (from the F32 conversion) made of the same models, and
+//! `llama_cpp_runs.json` what llama.cpp computed with our files and with its own
+//! (both made by `tests/fixtures/gguf/make_fixtures.sh`; no llama.cpp or Python is needed
+//! here).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde_json::{json, Value};
+use sft_gguf::{export, read_info, read_tensor_bytes, ExportOptions, GgufType, MetaValue};
+use sha2::{Digest, Sha256};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn fixture(name: &str) -> Value {
+    let path = repo().join("tests/fixtures/gguf").join(name);
+    serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
+}
+
+/// Keys we write that llama.cpp's converter does not, and why they may differ.
+const OURS_ONLY: &[(&str, &str)] = &[
+    ("general.basename", "provenance: the model's file-name stem"),
+    ("general.quantized_by", "provenance: names this exporter and its version"),
+    (
+        "tokenizer.ggml.add_bos_token",
+        "explicit false where the tokenizer does not say; the converter leaves it out and llama.cpp falls back to its default for the pre-tokenizer (false for smollm, qwen2, gpt-2)",
+    ),
+    (
+        "tokenizer.ggml.add_eos_token",
+        "explicit false where the tokenizer does not add EOS, as above",
+    ),
+];
+
+/// A GGUF file described as `describe.py` describes it.
+fn describe(path: &Path) -> Value {
+    let info = read_info(path).unwrap();
+    let mut metadata = serde_json::Map::new();
+    for (key, value) in &info.metadata {
+        let v = match value {
+            MetaValue::Array(items) if items.len() > 16 => {
+                let mut h = Sha256::new();
+                for item in items {
+                    h.update(item.encoded());
+                }
+                json!({"len": items.len(), "sha256": format!("{:x}", h.finalize())})
+            }
+            other => other.to_json(),
+        };
+        metadata.insert(key.clone(), json!({"type": value.type_name(), "value": v}));
+    }
+    let tensors: Vec<Value> = info
+        .tensors
+        .iter()
+        .map(|t| {
+            let bytes = read_tensor_bytes(path, &info, t).unwrap();
+            json!({
+                "name": t.name,
+                "type": t.ttype.name(),
+                "dims": t.dims,
+                "sha256": format!("{:x}", Sha256::digest(&bytes)),
+            })
+        })
+        .collect();
+    json!({"metadata": metadata, "tensors": tensors})
+}
+
+/// One hash of all tensors of a description (names, types and bytes, in file order).
+fn tensors_hash(description: &Value) -> String {
+    let mut h = Sha256::new();
+    for t in description["tensors"].as_array().unwrap() {
+        h.update(format!(
+            "{} {} {}\n",
+            t["name"].as_str().unwrap(),
+            t["type"].as_str().unwrap(),
+            t["sha256"].as_str().unwrap()
+        ));
+    }
+    format!("{:x}", h.finalize())
+}
+
+/// The model folder of a fixture entry: a folder of the repository, or (for the
+/// architecture fixtures, whose vocabulary is 256 tokens) their weights and config with
+/// the 256-token tokenizer, assembled in `scratch`.
+fn model_folder(entry: &Value, scratch: &Path) -> PathBuf {
+    let source = repo().join(entry["source"].as_str().unwrap());
+    let Some(tokenizer) = entry["tokenizer"].as_str() else {
+        return source;
+    };
+    let dir = scratch.join(source.file_name().unwrap());
+    std::fs::create_dir_all(&dir).unwrap();
+    for from in [source.clone(), repo().join(tokenizer)] {
+        for e in std::fs::read_dir(&from).unwrap().flatten() {
+            let name = e.file_name();
+            if name != "logits.json" {
+                std::fs::copy(e.path(), dir.join(name)).unwrap();
+            }
+        }
+    }
+    dir
+}
+
+/// Exports every model and type of the reference and describes our files.
+fn ours() -> BTreeMap<(String, String), Value> {
+    let reference = fixture("reference.json");
+    let scratch = tempfile::tempdir().unwrap();
+    let mut out = BTreeMap::new();
+    for (model, entry) in reference["models"].as_object().unwrap() {
+        let dir = model_folder(entry, scratch.path());
+        let files = entry["files"].as_object().unwrap();
+        let types: Vec<GgufType> = files.keys().map(|t| t.parse().unwrap()).collect();
+        let options = ExportOptions {
+            name: Some(model.clone()),
+            tokenizer_pre: entry["tokenizer_pre"].as_str().map(str::to_string),
+            ..ExportOptions::default()
+        };
+        let target = scratch.path().join(format!("out-{model}"));
+        for f in export(&dir, &target, &types, &options).unwrap() {
+            out.insert(
+                (model.clone(), f.gguf_type.name().to_string()),
+                describe(&f.path),
+            );
+        }
+    }
+    out
+}
+
+#[test]
+fn our_files_hold_llama_cpp_s_tensors_and_metadata() {
+    let reference = fixture("reference.json");
+    let ours = ours();
+    let mut problems = Vec::new();
+    for (model, entry) in reference["models"].as_object().unwrap() {
+        for (t, theirs) in entry["files"].as_object().unwrap() {
+            let mine = &ours[&(model.clone(), t.clone())];
+            let at = format!("{model} {t}");
+            // Tensors: the same names, types, dims and bytes (in any order).
+            let by_name = |d: &Value| -> BTreeMap<String, Value> {
+                d["tensors"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|t| (t["name"].as_str().unwrap().to_string(), t.clone()))
+                    .collect()
+            };
+            let (a, b) = (by_name(theirs), by_name(mine));
+            for name in a
+                .keys()
+                .chain(b.keys())
+                .collect::<std::collections::BTreeSet<_>>()
+            {
+                if a.get(name) != b.get(name) {
+                    problems.push(format!(
+                        "{at}: tensor {name}: llama.cpp {:?}, ours {:?}",
+                        a.get(name),
+                        b.get(name)
+                    ));
+                }
+            }
+            // Metadata: the same keys, types and values, but for provenance keys.
+            let (a, b) = (
+                theirs["metadata"].as_object().unwrap(),
+                mine["metadata"].as_object().unwrap(),
+            );
+            for key in a
+                .keys()
+                .chain(b.keys())
+                .collect::<std::collections::BTreeSet<_>>()
+            {
+                let (x, y) = (a.get(key), b.get(key));
+                if x == y
+                    || key == "general.name" && x.is_some() && y.is_some() && model != "tiny-llama"
+                {
+                    continue;
+                }
+                let ours_only = OURS_ONLY.iter().any(|(k, _)| k == key) && x.is_none();
+                let explicit_flag = key.starts_with("tokenizer.ggml.add_");
+                let explicit_false = y.is_some_and(|y| y["value"] == json!(false));
+                if ours_only && (!explicit_flag || explicit_false) {
+                    continue;
+                }
+                problems.push(format!("{at}: key {key}: llama.cpp {x:?}, ours {y:?}"));
+            }
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "{} differences:\n{}",
+        problems.len(),
+        problems.join("\n")
+    );
+}
+
+#[test]
+fn llama_cpp_ran_our_files_as_they_are_now() {
+    let runs = fixture("llama_cpp_runs.json");
+    let ours = ours();
+    let mut checked = 0;
+    for (model, types) in runs["runs"].as_object().unwrap() {
+        for (t, run) in types.as_object().unwrap() {
+            let mine = &ours[&(model.clone(), t.clone())];
+            assert_eq!(
+                tensors_hash(mine),
+                run["ours_tensors_sha256"].as_str().unwrap(),
+                "{model} {t}: our export's tensors changed since llama.cpp ran them; rerun tests/fixtures/gguf/make_fixtures.sh"
+            );
+            let (ours_ppl, ref_ppl) = (
+                run["ours_ppl"].as_f64().unwrap(),
+                run["reference_ppl"].as_f64().unwrap(),
+            );
+            assert!(
+                (ours_ppl / ref_ppl - 1.0).abs() < 0.005,
+                "{model} {t}: llama.cpp's perplexity with our file {ours_ppl} vs its own {ref_ppl}"
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 7, "runs for every type of tiny-llama");
+}
