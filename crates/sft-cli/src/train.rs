@@ -13,7 +13,8 @@ use sft_tokenize::{PackingStrategy, TokenizeOptions};
 use sft_train::config::{HealthPolicy, Strategy};
 use sft_train::data::DataPlan;
 use sft_train::job::{
-    merge_adapter, HubFlags, JobError, LoraFlags, MemorySettings, TrainJob, TrainRequest,
+    export_gguf, merge_adapter, HubFlags, JobError, LoraFlags, MemorySettings, TrainJob,
+    TrainRequest,
 };
 use sft_train::schedule::ScheduleKind;
 use sft_train::{Event, Outcome, TrainConfig};
@@ -250,6 +251,13 @@ struct TrainArgs {
     /// (the base: --model_name_or_path, else the adapter's base_model_name_or_path).
     #[arg(long = "merge_adapter", value_name = "ADAPTER_DIR")]
     merge_adapter: Option<PathBuf>,
+    /// Export to GGUF for llama.cpp and Ollama: F32, F16, BF16, Q8_0, Q6_K, Q5_K_M, Q4_K_M
+    /// (comma-separated). After training, the final model goes to OUTPUT_DIR/NAME-TYPE.gguf
+    /// with a Modelfile; without --dataset_name, --model_name_or_path (a model folder, a
+    /// checkpoint or a LoRA adapter, merged first) is exported to --output_dir and nothing
+    /// is trained.
+    #[arg(long = "export_gguf", value_name = "TYPE[,TYPE...]", value_delimiter = ',', value_parser = gguf_type)]
+    export_gguf: Vec<sft_gguf::GgufType>,
     /// Use an --output_dir that holds another run: its checkpoints, logs and model are
     /// removed first (without it such a folder is refused unless the run resumes).
     #[arg(long = "overwrite_output_dir", num_args = 0..=1, default_missing_value = "true", default_value_t = false, action = clap::ArgAction::Set, value_name = "BOOL")]
@@ -269,6 +277,12 @@ struct TrainArgs {
     /// No progress bar or log lines.
     #[arg(long = "quiet", short = 'q')]
     quiet: bool,
+}
+
+fn gguf_type(text: &str) -> Result<sft_gguf::GgufType, String> {
+    text.trim()
+        .parse()
+        .map_err(|e: sft_gguf::GgufError| e.to_string())
 }
 
 fn usage_error(message: impl std::fmt::Display) -> i32 {
@@ -416,6 +430,7 @@ fn request(args: TrainArgs) -> Result<TrainRequest, String> {
             gradient_checkpointing: args.gradient_checkpointing.unwrap_or(true),
             check: args.memory_check,
         },
+        export_gguf: args.export_gguf,
         hub: HubFlags {
             push_to_hub: args.push_to_hub == Some(true) || args.push_only,
             model_id: args.hub_model_id,
@@ -482,6 +497,29 @@ fn run(args: TrainArgs) -> i32 {
                 ));
                 0
             }
+            Err(e) => job_error(e),
+        };
+    }
+    if !request.export_gguf.is_empty() && request.dataset.is_none() && !dry_run {
+        let (Some(model), Some(out)) = (&request.model, &request.output_dir) else {
+            return usage_error("--export_gguf without --dataset_name exports --model_name_or_path: give it and --output_dir (the folder for the GGUF files)");
+        };
+        let source = match sft_model::locate::model_dir_at(model, request.model_revision.as_deref())
+        {
+            Ok(d) => d,
+            Err(e) => return usage_error(format_args!("--model_name_or_path {model}: {e}")),
+        };
+        let hub_id = (!Path::new(model).exists()).then_some(model.as_str());
+        return match export_gguf(
+            &source,
+            None,
+            out,
+            &request.export_gguf,
+            false,
+            hub_id,
+            &mut say,
+        ) {
+            Ok(_) => 0,
             Err(e) => job_error(e),
         };
     }
@@ -635,6 +673,20 @@ fn run(args: TrainArgs) -> i32 {
                 output_dir.join("metrics.jsonl").display(),
                 output_dir.join("loss.svg").display()
             ));
+            if !request.export_gguf.is_empty() {
+                let model = request.model.as_deref().filter(|m| !Path::new(m).exists());
+                if let Err(e) = export_gguf(
+                    &output_dir,
+                    request.model.as_deref(),
+                    &output_dir,
+                    &request.export_gguf,
+                    true,
+                    model,
+                    &mut say,
+                ) {
+                    return job_error(e);
+                }
+            }
             if let (Some(p), Some(target)) = (&push, &hub) {
                 match p.at_end(&request.model_card(target, Some(&summary))) {
                     Ok(c) => say(&format!(

@@ -27,6 +27,10 @@ pub struct ExportOptions {
     pub base_model: Option<String>,
     /// Do not write the Ollama Modelfile.
     pub no_modelfile: bool,
+    /// The source folder is the caller's own output (a training run's `--output_dir`), so
+    /// the GGUF files and the Modelfile may go into it; they never replace a file there.
+    /// Otherwise nothing is written into the model folder.
+    pub into_source: bool,
 }
 
 /// One file written.
@@ -112,6 +116,7 @@ pub fn export_with_progress(
         out_dir,
         &paths,
         (!options.no_modelfile).then_some(&modelfile_path),
+        options.into_source,
     )?;
     std::fs::create_dir_all(out_dir).map_err(|e| GgufError::Write {
         path: out_dir.to_path_buf(),
@@ -151,8 +156,24 @@ fn check_outputs(
     out_dir: &Path,
     paths: &[PathBuf],
     modelfile: Option<&PathBuf>,
+    into_source: bool,
 ) -> Result<(), GgufError> {
     use sft_io::paths::{refuse_writing_into_reads, Output, Read};
+    if into_source {
+        // The caller's own output folder: only a file of the model may not be replaced.
+        let reads = sft_io::paths::files_of(source);
+        let outputs: Vec<Output> = paths
+            .iter()
+            .chain(modelfile)
+            .map(|p| Output::new(p, "the export", "write the GGUF files to another folder"))
+            .collect();
+        return sft_io::paths::refuse_overwriting_inputs(&reads, &outputs).map_err(|e| {
+            GgufError::Output {
+                message: e.message,
+                hint: e.hint,
+            }
+        });
+    }
     let reads = [Read::new(source, "the model folder being exported")];
     let outputs: Vec<Output> = paths
         .iter()

@@ -209,6 +209,9 @@ pub struct TrainRequest {
     pub lora: LoraFlags,
     pub memory: MemorySettings,
     pub hub: HubFlags,
+    /// `--export_gguf`: the GGUF types the final model (or, without a dataset, the model
+    /// itself) is exported to.
+    pub export_gguf: Vec<sft_gguf::GgufType>,
 }
 
 impl TrainRequest {
@@ -847,4 +850,81 @@ pub fn merge_adapter(
         .map_err(JobError::usage)?;
     crate::checkpoint::merge_adapter(adapter, &config, &base_dir, out).map_err(JobError::failed)?;
     Ok(base_dir)
+}
+
+/// `--export_gguf`: `source` (a model folder, a checkpoint, or a LoRA adapter, merged onto
+/// its base first: `base`, else the adapter's `base_model_name_or_path`) exported to `out`
+/// as one `NAME-TYPE.gguf` per type with an Ollama `Modelfile` beside them. `own_output`:
+/// `source` is this run's output folder, and the files may go into it. `base_model`: the
+/// Hub id the model was fine-tuned from, for the files' provenance. Says each file written.
+pub fn export_gguf(
+    source: &Path,
+    base: Option<&str>,
+    out: &Path,
+    types: &[sft_gguf::GgufType],
+    own_output: bool,
+    base_model: Option<&str>,
+    say: &mut dyn FnMut(&str),
+) -> Result<Vec<sft_gguf::Exported>, JobError> {
+    let mut options = sft_gguf::ExportOptions {
+        into_source: own_output,
+        base_model: base_model.map(str::to_string),
+        ..Default::default()
+    };
+    // An adapter is merged onto its base in a folder beside the output, removed after.
+    let mut merged = None;
+    let from = if sft_model::lora::is_adapter_dir(source) {
+        let adapter = sft_model::lora::read_adapter(source).map_err(JobError::failed)?;
+        let base_dir = sft_model::lora::base_model_dir(&adapter, base).map_err(JobError::failed)?;
+        let beside = match out.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let temp = tempfile::Builder::new()
+            .prefix(".sft-merged-")
+            .tempdir_in(&beside)
+            .map_err(|e| JobError::failed(format_args!("{}: {e}", beside.display())))?;
+        let dir = temp.path().join("model");
+        say(&format!(
+            "export: merging the adapter {} into {} first",
+            source.display(),
+            base_dir.display()
+        ));
+        crate::checkpoint::merge_adapter(source, &adapter, &base_dir, &dir)
+            .map_err(JobError::failed)?;
+        options.name = source
+            .canonicalize()
+            .ok()
+            .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()));
+        if options.base_model.is_none() {
+            options.base_model = adapter
+                .base_model
+                .clone()
+                .filter(|b| !Path::new(b).exists());
+        }
+        options.into_source = false;
+        merged = Some(temp);
+        dir
+    } else {
+        source.to_path_buf()
+    };
+    let mut on = |event: &sft_gguf::ExportEvent| {
+        if let sft_gguf::ExportEvent::FileDone(f) = event {
+            say(&format!(
+                "exported {} ({:.1} MB) in {:.1} s",
+                f.path.display(),
+                f.bytes as f64 / 1e6,
+                f.seconds
+            ));
+        }
+    };
+    let written =
+        sft_gguf::export_with_progress(&from, out, types, &options, &mut on).map_err(|e| match e {
+            sft_gguf::GgufError::Output { .. } => {
+                JobError::usage(format_args!("--export_gguf: {e}"))
+            }
+            other => JobError::failed(format_args!("--export_gguf: {other}")),
+        });
+    drop(merged);
+    written
 }
