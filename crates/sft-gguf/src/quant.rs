@@ -45,7 +45,7 @@ pub(crate) fn tensor_type(
     let mixture = matches!(file, GgufType::Q4KM | GgufType::Q5KM);
     let chosen = match role {
         Role::Output | Role::TokenEmbd if role == Role::Output || tied => {
-            if row_len % base.block_size() != 0 {
+            if !row_len.is_multiple_of(base.block_size()) {
                 TensorType::Q8_0
             } else if base != TensorType::Q8_0 {
                 TensorType::Q6K
@@ -63,7 +63,7 @@ pub(crate) fn tensor_type(
 
 /// `llama-quantize`'s fallback for rows that are not whole blocks of the chosen type.
 fn fall_back(chosen: TensorType, row_len: usize) -> TensorType {
-    if row_len % chosen.block_size() == 0 {
+    if row_len.is_multiple_of(chosen.block_size()) {
         return chosen;
     }
     let next = match chosen {
@@ -72,7 +72,7 @@ fn fall_back(chosen: TensorType, row_len: usize) -> TensorType {
         TensorType::Q6K => TensorType::Q8_0,
         other => other,
     };
-    if row_len % next.block_size() == 0 {
+    if row_len.is_multiple_of(next.block_size()) {
         next
     } else {
         TensorType::F16
