@@ -43,6 +43,7 @@ pub mod arch;
 mod error;
 mod export;
 pub mod format;
+mod kquants;
 mod modelfile;
 pub mod quant;
 mod source;

@@ -9,14 +9,17 @@
 //! a whole number of blocks falls back as `llama-quantize` falls back: Q4_K -> Q5_0,
 //! Q5_K -> Q5_1, Q6_K -> Q8_0, then F16 if even that does not fit.
 //!
-//! The quantisers are candle's ports of ggml's reference quantisers (no importance
-//! matrix), run row block by row block on all cores.
+//! The quantisers are ggml's reference quantisers (no importance matrix): candle's ports
+//! for Q8_0, Q5_0 and Q5_1, which give ggml's bytes, and [`crate::kquants`] for the
+//! k-quants, whose candle ports are of an older ggml; run block of rows by block of rows
+//! on all cores.
 
 use candle_core::quantized::QTensor;
 use candle_core::{Device, Tensor};
 use rayon::prelude::*;
 
 use crate::arch::Role;
+use crate::kquants;
 use crate::types::{GgufType, TensorType};
 
 /// llama.cpp's choice of layers that get more bits in the `_M` mixtures.
@@ -45,7 +48,7 @@ pub(crate) fn tensor_type(
     let mixture = matches!(file, GgufType::Q4KM | GgufType::Q5KM);
     let chosen = match role {
         Role::Output | Role::TokenEmbd if role == Role::Output || tied => {
-            if row_len % base.block_size() != 0 {
+            if !row_len.is_multiple_of(base.block_size()) {
                 TensorType::Q8_0
             } else if base != TensorType::Q8_0 {
                 TensorType::Q6K
@@ -63,7 +66,7 @@ pub(crate) fn tensor_type(
 
 /// `llama-quantize`'s fallback for rows that are not whole blocks of the chosen type.
 fn fall_back(chosen: TensorType, row_len: usize) -> TensorType {
-    if row_len % chosen.block_size() == 0 {
+    if row_len.is_multiple_of(chosen.block_size()) {
         return chosen;
     }
     let next = match chosen {
@@ -72,7 +75,7 @@ fn fall_back(chosen: TensorType, row_len: usize) -> TensorType {
         TensorType::Q6K => TensorType::Q8_0,
         other => other,
     };
-    if row_len % next.block_size() == 0 {
+    if row_len.is_multiple_of(next.block_size()) {
         next
     } else {
         TensorType::F16
@@ -100,6 +103,24 @@ pub(crate) fn encode(
             .iter()
             .flat_map(|v| bf16_round(*v).to_le_bytes())
             .collect()),
+        TensorType::Q4K | TensorType::Q5K | TensorType::Q6K => {
+            let block = match t {
+                TensorType::Q4K => kquants::q4k_block,
+                TensorType::Q5K => kquants::q5k_block,
+                _ => kquants::q6k_block,
+            };
+            let chunks: Vec<Vec<u8>> = values
+                .par_chunks(ROWS_PER_TASK * row_len)
+                .map(|chunk| {
+                    let mut out = Vec::with_capacity(t.bytes_for(chunk.len()));
+                    for b in chunk.chunks_exact(kquants::QK_K) {
+                        block(b, &mut out);
+                    }
+                    out
+                })
+                .collect();
+            Ok(chunks.concat())
+        }
         _ => {
             let chunks: Vec<Vec<u8>> = values
                 .par_chunks(ROWS_PER_TASK * row_len)
@@ -214,14 +235,7 @@ mod tests {
         let values: Vec<f32> = (0..rows * 256)
             .map(|i| ((i * 37) % 101) as f32 / 50.0 - 1.0)
             .collect();
-        for t in [
-            TensorType::Q8_0,
-            TensorType::Q4K,
-            TensorType::Q5K,
-            TensorType::Q6K,
-            TensorType::Q5_0,
-            TensorType::Q5_1,
-        ] {
+        for t in [TensorType::Q8_0, TensorType::Q5_0, TensorType::Q5_1] {
             let parallel = encode(&values, rows, 256, t).unwrap();
             let whole = QTensor::quantize(
                 &Tensor::from_slice(&values, (rows, 256), &Device::Cpu).unwrap(),
@@ -229,6 +243,22 @@ mod tests {
             )
             .unwrap();
             assert_eq!(parallel, whole.data().unwrap().into_owned(), "{t}");
+        }
+        for (t, block) in [
+            (
+                TensorType::Q4K,
+                kquants::q4k_block as fn(&[f32], &mut Vec<u8>),
+            ),
+            (TensorType::Q5K, kquants::q5k_block),
+            (TensorType::Q6K, kquants::q6k_block),
+        ] {
+            let parallel = encode(&values, rows, 256, t).unwrap();
+            let mut one_by_one = Vec::new();
+            for b in values.chunks_exact(256) {
+                block(b, &mut one_by_one);
+            }
+            assert_eq!(parallel, one_by_one, "{t}");
+            assert_eq!(parallel.len(), t.bytes_for(values.len()));
         }
     }
 }

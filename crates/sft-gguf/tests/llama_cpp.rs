@@ -100,7 +100,67 @@ fn model_folder(entry: &Value, scratch: &Path) -> PathBuf {
             }
         }
     }
+    if entry["synthetic_weights"] == json!(true) {
+        write_synthetic_weights(&dir);
+    }
     dir
+}
+
+/// The weights of `tests/fixtures/gguf/kquant` (see its README.md): every tensor of the
+/// config, in sorted name order, from one 64-bit LCG stream, as F32 safetensors.
+fn write_synthetic_weights(dir: &Path) {
+    let c: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
+    let n = |k: &str| c[k].as_u64().unwrap() as usize;
+    let (h, i, v, hd) = (
+        n("hidden_size"),
+        n("intermediate_size"),
+        n("vocab_size"),
+        n("head_dim"),
+    );
+    let (q, kv) = (n("num_attention_heads") * hd, n("num_key_value_heads") * hd);
+    let mut shapes: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    shapes.insert("model.embed_tokens.weight".into(), vec![v, h]);
+    shapes.insert("lm_head.weight".into(), vec![v, h]);
+    shapes.insert("model.norm.weight".into(), vec![h]);
+    for l in 0..n("num_hidden_layers") {
+        for (part, shape) in [
+            ("input_layernorm.weight", vec![h]),
+            ("post_attention_layernorm.weight", vec![h]),
+            ("self_attn.q_proj.weight", vec![q, h]),
+            ("self_attn.k_proj.weight", vec![kv, h]),
+            ("self_attn.v_proj.weight", vec![kv, h]),
+            ("self_attn.o_proj.weight", vec![h, q]),
+            ("mlp.gate_proj.weight", vec![i, h]),
+            ("mlp.up_proj.weight", vec![i, h]),
+            ("mlp.down_proj.weight", vec![h, i]),
+        ] {
+            shapes.insert(format!("model.layers.{l}.{part}"), shape);
+        }
+    }
+    let mut state: u64 = 42;
+    let mut header = serde_json::Map::new();
+    let mut data: Vec<u8> = Vec::new();
+    for (name, shape) in &shapes {
+        let start = data.len();
+        for _ in 0..shape.iter().product::<usize>() {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let u = (state >> 40) as f32 / 16777216.0 - 0.5;
+            data.extend_from_slice(&(u * 0.2f32).to_le_bytes());
+        }
+        header.insert(
+            name.clone(),
+            json!({"dtype": "F32", "shape": shape, "data_offsets": [start, data.len()]}),
+        );
+    }
+    let mut header = serde_json::to_vec(&Value::Object(header)).unwrap();
+    header.resize(header.len().div_ceil(8) * 8, b' ');
+    let mut file = (header.len() as u64).to_le_bytes().to_vec();
+    file.extend_from_slice(&header);
+    file.extend_from_slice(&data);
+    std::fs::write(dir.join("model.safetensors"), file).unwrap();
 }
 
 /// Exports every model and type of the reference and describes our files.
