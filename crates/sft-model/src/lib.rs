@@ -10,13 +10,16 @@
 pub mod attention;
 pub mod batch;
 pub mod config;
+pub mod float;
 pub mod generate;
 pub mod linear;
 pub mod llama;
 pub mod locate;
 pub mod lora;
 pub mod loss;
+pub mod mask;
 pub mod memory_plan;
+pub mod norm;
 pub mod ops;
 pub mod rng;
 pub mod weights;
