@@ -748,20 +748,20 @@ fn run(args: TrainArgs) -> i32 {
             ));
         }
     }
-    model.gradient_checkpointing = args.gradient_checkpointing.unwrap_or(true);
+    model.set_gradient_checkpointing(args.gradient_checkpointing.unwrap_or(true));
     if !args.quiet {
         eprintln!(
             "model: {} ({} layers, hidden {}, {:.1} M parameters) from {} in {:.1} s",
-            model.config.model_type,
-            model.config.num_hidden_layers,
-            model.config.hidden_size,
-            model.config.num_parameters() as f64 / 1e6,
+            model.config().model_type(),
+            model.config().num_hidden_layers(),
+            model.config().hidden_size(),
+            model.config().num_parameters() as f64 / 1e6,
             load_from.display(),
             started.elapsed().as_secs_f64()
         );
         if let Some(l) = model.lora() {
             let trainable: usize = model.params().iter().map(|p| p.var.elem_count()).sum();
-            let all = model.config.num_parameters();
+            let all = model.config().num_parameters();
             eprintln!(
                 "LoRA: r {}, alpha {}, dropout {}, {}on {}; base frozen in its stored dtype; trainable params: {trainable} || all params: {} || trainable%: {:.4}",
                 l.r,
@@ -848,7 +848,7 @@ fn run(args: TrainArgs) -> i32 {
             return run_error(e);
         }
     }
-    cfg.pad_token_id = model.config.pad_id(None);
+    cfg.pad_token_id = model.config().pad_id(None);
     // Ctrl-C, SIGTERM (a scheduler's stop, SIGKILL follows after its grace period) and
     // SIGUSR1 (Slurm's early warning) finish the step and save a checkpoint. A second
     // Ctrl-C quits at once; a SIGTERM after SIGUSR1 lets the save finish.
@@ -1190,7 +1190,13 @@ fn merge(adapter: &Path, args: &TrainArgs) -> i32 {
         );
     };
     let started = Instant::now();
-    match sft_train::checkpoint::merge_adapter(adapter, args.model_name_or_path.as_deref(), out) {
+    let device = sft_model::device::default_device();
+    match sft_train::checkpoint::merge_adapter(
+        adapter,
+        args.model_name_or_path.as_deref(),
+        out,
+        &device,
+    ) {
         Ok(base) => {
             if !args.quiet {
                 eprintln!(

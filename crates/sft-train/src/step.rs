@@ -3,7 +3,7 @@
 //! AdamW update.
 
 use candle_core::Tensor;
-use sft_model::{Batch, BatchRow, Llama, LossStats};
+use sft_model::{Batch, BatchRow, CausalLm, LossStats};
 
 use crate::accumulate::GradAccumulator;
 use crate::optim::{clip_factor, cpu_f32, f32_view, AdamW};
@@ -49,7 +49,7 @@ impl StepOutcome {
 /// weights untouched.
 #[allow(clippy::too_many_arguments)]
 pub fn optimizer_step(
-    model: &Llama,
+    model: &dyn CausalLm,
     optimizer: &mut AdamW,
     accumulator: &mut GradAccumulator,
     micro_rows: &[Vec<BatchRow>],
@@ -77,7 +77,7 @@ pub fn optimizer_step(
     let step_seed = model.dropout_seed();
     for (k, rows) in micro_rows.iter().enumerate() {
         model.set_dropout_seed(step_seed ^ (k as u64 + 1).wrapping_mul(0xA076_1D64_78BD_642F));
-        let batch = Batch::new(rows, pad, model.config.vocab_size, &model.device)
+        let batch = Batch::new(rows, pad, model.config().vocab_size(), model.device())
             .map_err(|e| e.to_string())?;
         tokens += batch.real_tokens as u64;
         input_tokens += (batch.rows * batch.len) as u64;
@@ -85,7 +85,7 @@ pub fn optimizer_step(
         // to gradient checkpointing.
         let scale = 1.0 / num_items.max(1) as f64;
         let (stats, mut store) = model
-            .loss_backward(&batch, scale, model.gradient_checkpointing)
+            .loss_backward(&batch, scale, model.gradient_checkpointing())
             .map_err(|e| e.to_string())?;
         if single {
             for (g, p) in last.iter_mut().zip(params) {
