@@ -20,7 +20,7 @@ impl MetricsFile {
             text.push_str(&entry.to_string());
             text.push('\n');
         }
-        crate::checkpoint::write_file(&path, text.as_bytes())?;
+        sft_io::write::write_atomic(&path, text.as_bytes()).map_err(|e| e.to_string())?;
         Ok(Self { path })
     }
 
@@ -63,6 +63,11 @@ pub fn log_line(entry: &serde_json::Value) -> String {
         parts.push(format!("{k} {text}"));
     }
     parts.join(" | ")
+}
+
+/// Rounded as transformers rounds logged values (4 decimals).
+pub(crate) fn round(x: f64) -> f64 {
+    (x * 1e4).round() / 1e4
 }
 
 #[cfg(test)]

@@ -55,7 +55,8 @@ impl Trackio {
         });
         let path = self.dir.join(format!("{:08}.jsonl", self.seq));
         self.seq += 1;
-        crate::checkpoint::write_file(&path, format!("{record}\n").as_bytes())
+        sft_io::write::write_atomic(&path, format!("{record}\n").as_bytes())
+            .map_err(|e| e.to_string())
     }
 }
 

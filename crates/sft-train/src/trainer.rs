@@ -16,7 +16,7 @@ use crate::checkpoint::{self, TrainingState};
 use crate::config::{HealthPolicy, Strategy, TrainConfig};
 use crate::data::micro_batches;
 use crate::health::{HealthMonitor, HealthThresholds, Verdict};
-use crate::metrics::MetricsFile;
+use crate::metrics::{round, MetricsFile};
 use crate::optim::AdamW;
 use crate::rng::epoch_order;
 use crate::schedule::{warmup_steps, Schedule};
@@ -636,9 +636,4 @@ enum Evaluated {
     No,
     Improved,
     NotImproved,
-}
-
-/// Rounded as transformers rounds logged values (4 decimals).
-pub(crate) fn round(x: f64) -> f64 {
-    (x * 1e4).round() / 1e4
 }

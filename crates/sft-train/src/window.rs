@@ -5,9 +5,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::metrics::peak_rss_mb;
+use crate::metrics::{peak_rss_mb, round};
 use crate::step::StepResult;
-use crate::trainer::round;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct Window {
