@@ -6,7 +6,7 @@ use candle_core::Tensor;
 use sft_model::{Batch, BatchRow, CausalLm, LossStats};
 
 use crate::accumulate::GradAccumulator;
-use crate::optim::{clip_factor, cpu_f32, f32_view, AdamW};
+use crate::optim::{clip_factor, clip_factor_tensors, cpu_f32, f32_view, AdamW, Kernels};
 
 /// What one optimizer step did.
 #[derive(Debug, Clone)]
@@ -47,8 +47,37 @@ impl StepOutcome {
 /// transformers' `num_items_in_batch`), gradients are summed, clipped to `max_grad_norm`,
 /// and AdamW updates the weights at rate `lr`. A non-finite loss or gradient norm leaves the
 /// weights untouched.
+///
+/// The arithmetic runs as [`Kernels::for_device`] picks for the model's device (the fused
+/// CPU loops on the CPU); [`optimizer_step_with`] chooses.
 #[allow(clippy::too_many_arguments)]
 pub fn optimizer_step(
+    model: &dyn CausalLm,
+    optimizer: &mut AdamW,
+    accumulator: &mut GradAccumulator,
+    micro_rows: &[Vec<BatchRow>],
+    lr: f64,
+    max_grad_norm: f64,
+    pad: u32,
+) -> Result<StepOutcome, String> {
+    let kernels = Kernels::for_device(model.device());
+    optimizer_step_with(
+        kernels,
+        model,
+        optimizer,
+        accumulator,
+        micro_rows,
+        lr,
+        max_grad_norm,
+        pad,
+    )
+}
+
+/// [`optimizer_step`] with the given [`Kernels`] (the accumulator is used by the fused
+/// ones only).
+#[allow(clippy::too_many_arguments)]
+pub fn optimizer_step_with(
+    kernels: Kernels,
     model: &dyn CausalLm,
     optimizer: &mut AdamW,
     accumulator: &mut GradAccumulator,
@@ -87,12 +116,14 @@ pub fn optimizer_step(
         let (stats, mut store) = model
             .loss_backward(&batch, scale, model.gradient_checkpointing())
             .map_err(|e| e.to_string())?;
-        if single {
-            for (g, p) in last.iter_mut().zip(params) {
-                *g = store.remove(p.var.as_tensor());
+        match kernels {
+            Kernels::Tensors => crate::accumulate::add_tensors(&mut last, params, &mut store)?,
+            Kernels::Fused if single => {
+                for (g, p) in last.iter_mut().zip(params) {
+                    *g = store.remove(p.var.as_tensor());
+                }
             }
-        } else {
-            accumulator.add(params, &mut store)?;
+            Kernels::Fused => accumulator.add(params, &mut store)?,
         }
         step_loss += stats.loss_sum / num_items.max(1) as f64;
         ratios.push(ratio_of(&stats));
@@ -100,6 +131,34 @@ pub fn optimizer_step(
     model.set_dropout_seed(step_seed);
     if !step_loss.is_finite() {
         return Ok(StepOutcome::NonFinite(format!("loss {step_loss}")));
+    }
+    let result = StepResult {
+        loss: step_loss,
+        grad_norm: 0.0,
+        tokens,
+        input_tokens,
+        ratios,
+    };
+    if kernels == Kernels::Tensors {
+        // Missing gradients are zeros, on the parameter's device.
+        let grads: Vec<Tensor> = params
+            .iter()
+            .zip(last)
+            .map(|(p, g)| match g {
+                Some(g) => Ok(g),
+                None => Tensor::zeros(p.var.shape(), candle_core::DType::F32, p.var.device()),
+            })
+            .collect::<candle_core::Result<_>>()
+            .map_err(|e| e.to_string())?;
+        let (grad_norm, factor) = clip_factor_tensors(&grads, max_grad_norm)?;
+        if !grad_norm.is_finite() {
+            return Ok(StepOutcome::NonFinite(format!("gradient norm {grad_norm}")));
+        }
+        optimizer.apply_tensors(params, &grads, factor as f32, lr)?;
+        return Ok(StepOutcome::Done(StepResult {
+            grad_norm,
+            ..result
+        }));
     }
     // Read-only views of every gradient for the norm and the update: the accumulated sums,
     // or (one micro-batch) the backward's own tensors, on the CPU in f32.
@@ -135,11 +194,8 @@ pub fn optimizer_step(
     }
     optimizer.apply(params, &slices, factor as f32, lr)?;
     Ok(StepOutcome::Done(StepResult {
-        loss: step_loss,
         grad_norm,
-        tokens,
-        input_tokens,
-        ratios,
+        ..result
     }))
 }
 
