@@ -11,7 +11,7 @@
 use std::time::Instant;
 
 use candle_core::{DType, Device};
-use sft_model::{BatchRow, Llama, LlamaConfig};
+use sft_model::{BatchRow, CausalLm, Llama, LlamaConfig};
 use sft_train::accumulate::GradAccumulator;
 use sft_train::optim::{AdamW, AdamWConfig};
 use sft_train::step::optimizer_step;

@@ -9,7 +9,7 @@ use std::path::Path;
 use candle_core::{DType, Device};
 use common::{root, sft_eval, sft_train};
 use serde_json::Value;
-use sft_model::{Batch, BatchRow, GenerateOptions, Llama};
+use sft_model::{Batch, BatchRow, CausalLm, Generate, GenerateOptions, Llama};
 
 const MODEL: &str = "data-samples/models/tiny-llama";
 

@@ -216,6 +216,7 @@ fn run(mut args: EvalArgs) -> Result<i32, i32> {
             min_chars: args.min_chars,
             max_chars: args.max_chars,
         },
+        device: sft_model::device::default_device(),
     };
     // A stop signal (Ctrl-C, SIGTERM, SIGUSR1) keeps what was scored: the report (and the
     // summary) of the checkpoints done so far is written, then the job exits with 128 + the

@@ -1,39 +1,43 @@
-//! A small seeded random generator (SplitMix64), so that a seed gives the same mix and
-//! the same split on every machine and in every version.
+//! The seeded generator of the dataset operations (the workspace's SplitMix64, seeded as
+//! they always were), so that a seed gives the same mix and the same split on every machine
+//! and in every version; and selection sampling.
 
+use sft_io::rng::SplitMix64;
+
+/// The workspace's SplitMix64 ([`sft_io::rng`]) seeded as the dataset operations seed it.
 #[derive(Debug, Clone)]
-pub struct Rng(u64);
+pub struct Rng(SplitMix64);
+
+/// What every seed is mixed with first.
+const SEED_MIX: u64 = 0x5DEE_CE66_D1CE_4E5B;
 
 impl Rng {
     pub fn new(seed: u64) -> Rng {
-        Rng(seed ^ 0x5DEE_CE66_D1CE_4E5B)
+        Rng(SplitMix64::new(seed ^ SEED_MIX))
     }
 
     /// A generator of its own for one part of a job (one source of a mix), so that parts
     /// do not shift each other's draws.
     pub fn derive(seed: u64, part: u64) -> Rng {
-        let mut r = Rng::new(seed);
-        r.0 ^= part.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let mut r = Rng(SplitMix64::new(
+            seed ^ SEED_MIX ^ part.wrapping_mul(0x9E37_79B9_7F4A_7C15),
+        ));
         r.next_u64();
         r
     }
 
     pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        self.0.next_u64()
     }
 
     /// Uniform in [0, 1).
     pub fn unit(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+        self.0.uniform()
     }
 
     /// Uniform in [0, n), n > 0.
     pub fn below(&mut self, n: u64) -> u64 {
-        ((self.next_u64() as u128 * n as u128) >> 64) as u64
+        self.0.below_u64(n)
     }
 }
 

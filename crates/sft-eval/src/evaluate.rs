@@ -18,7 +18,7 @@ use candle_core::{DType, Device};
 use serde_json::Value;
 use sft_dataset::pipeline::parse_row;
 use sft_io::{DataFile, ReadOptions};
-use sft_model::{GenerateOptions, Llama};
+use sft_model::{CausalLm, Generate, GenerateOptions};
 use sft_template::{ChatTemplate, RenderOptions};
 use sft_tokenize::{chat_template, stop_token_ids, SftTokenizer, TemplateChoice, TokenizeOptions};
 use sft_train::data::{load_rows, DataError, DataPlan, Dataset, LoadedRows};
@@ -109,6 +109,8 @@ pub struct EvalOptions {
     pub chat_template: Option<String>,
     pub sampling: Sampling,
     pub expect: Expectations,
+    /// Where the checkpoints are loaded and run ([`sft_model::device`]).
+    pub device: Device,
 }
 
 impl EvalOptions {
@@ -128,6 +130,7 @@ impl EvalOptions {
             chat_template: None,
             sampling: Sampling::default(),
             expect: Expectations::default(),
+            device: sft_model::device::default_device(),
         }
     }
 
@@ -449,14 +452,19 @@ pub fn evaluate(options: &EvalOptions, on: &mut dyn FnMut(EvalEvent)) -> Result<
     for (dir, step) in &list {
         let started = Instant::now();
         // An adapter is merged into its base: scored and sampled as the full model it makes.
-        let model =
-            Llama::load_merged(dir, options.base_model.as_deref(), DType::F32, &Device::Cpu)
-                .map_err(EvalError::Model)?;
-        let pad = model.config.pad_id(tokenizer.pad.as_ref().map(|t| t.id));
+        let model = sft_model::load_merged(
+            dir,
+            options.base_model.as_deref(),
+            DType::F32,
+            &options.device,
+        )
+        .map_err(EvalError::Model)?;
+        let model = model.as_ref();
+        let pad = model.config().pad_id(tokenizer.pad.as_ref().map(|t| t.id));
         let heldout = if rows.is_empty() {
             None
         } else {
-            Some(score(&model, &rows, options.batch_size, pad)?)
+            Some(score(model, &rows, options.batch_size, pad)?)
         };
         let (generation, samples) = if prompt_ids.is_empty() {
             (None, Vec::new())
@@ -471,7 +479,7 @@ pub fn evaluate(options: &EvalOptions, on: &mut dyn FnMut(EvalEvent)) -> Result<
                 pad_id: pad,
             };
             let (summary, samples) = sample(
-                &model,
+                model,
                 &tokenizer,
                 &prompts,
                 &prompt_ids,
@@ -543,15 +551,15 @@ fn run_vocab_size(run: &Path) -> Option<usize> {
         places.push(PathBuf::from(model));
     }
     places.iter().find_map(|dir| {
-        sft_model::LlamaConfig::from_file(&dir.join("config.json"))
+        sft_model::read_config(&dir.join("config.json"))
             .ok()
-            .map(|c| c.vocab_size)
+            .map(|c| c.vocab_size())
     })
 }
 
 /// Held-out loss, perplexity, accuracy and entropy of one model over `rows`.
 fn score(
-    model: &Llama,
+    model: &dyn CausalLm,
     rows: &[sft_model::BatchRow],
     batch_size: usize,
     pad: u32,
@@ -587,7 +595,7 @@ fn score(
 /// Generates for every prompt, `batch_size` at a time, and checks each sample.
 #[allow(clippy::too_many_arguments)]
 fn sample(
-    model: &Llama,
+    model: &dyn CausalLm,
     tokenizer: &SftTokenizer,
     prompts: &[EvalPrompt],
     prompt_ids: &[Vec<u32>],

@@ -32,6 +32,7 @@ mod json_array;
 pub mod json_type;
 mod lines;
 pub mod paths;
+pub mod rng;
 mod sniff;
 pub mod stdin;
 mod text;

@@ -26,127 +26,15 @@ use std::sync::{Arc, Mutex};
 use candle_core::{CpuStorage, CustomOp3, DType, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
-use crate::ops::SoftmaxMask;
+use crate::float::{cpu_slice, values, Float, Fma, Fused, Plain};
+pub use crate::mask::KeyRanges;
+use crate::mask::SoftmaxMask;
 use crate::{ModelError, Result};
 
 /// Queries per forward task.
 const BQ: usize = 64;
 /// Keys per block (the width of the score tile, kept in registers or L1).
 const BK: usize = 64;
-
-/// For every (row, query), the half-open range `[lo, hi)` of keys it attends to.
-#[derive(Debug, Clone, PartialEq)]
-pub struct KeyRanges {
-    rows: usize,
-    queries: usize,
-    keys: usize,
-    ranges: Vec<(u32, u32)>,
-}
-
-impl KeyRanges {
-    /// Ranges for `rows x queries` queries over `keys` keys, row-major; each must be
-    /// non-empty and within the keys.
-    pub fn new(rows: usize, queries: usize, keys: usize, ranges: Vec<(u32, u32)>) -> Result<Self> {
-        if ranges.len() != rows * queries {
-            return Err(ModelError::Input(format!(
-                "attention ranges: {} ranges for {rows} x {queries} queries",
-                ranges.len()
-            )));
-        }
-        if keys > u32::MAX as usize {
-            return Err(ModelError::Input(format!("attention over {keys} keys")));
-        }
-        if let Some((i, &(lo, hi))) = ranges
-            .iter()
-            .enumerate()
-            .find(|(_, &(lo, hi))| lo >= hi || hi as usize > keys)
-        {
-            return Err(ModelError::Input(format!(
-                "attention ranges: query {i} attends to keys [{lo}, {hi}) of {keys}"
-            )));
-        }
-        Ok(Self {
-            rows,
-            queries,
-            keys,
-            ranges,
-        })
-    }
-
-    /// The block-diagonal causal ranges of rows of `len` tokens with per-token document
-    /// ids (`pad` marks padding, which attends only to itself).
-    pub fn from_doc_ids(rows: usize, len: usize, doc_ids: &[u32], pad: u32) -> Result<Self> {
-        if doc_ids.len() != rows * len {
-            return Err(ModelError::Input(format!(
-                "attention ranges: {} document ids for {rows} x {len} tokens",
-                doc_ids.len()
-            )));
-        }
-        let mut ranges = Vec::with_capacity(rows * len);
-        for docs in doc_ids.chunks(len.max(1)) {
-            let mut start = 0;
-            for (i, &d) in docs.iter().enumerate() {
-                if i == 0 || d != docs[i - 1] {
-                    start = i;
-                }
-                let lo = if d == pad { i } else { start };
-                ranges.push((lo as u32, i as u32 + 1));
-            }
-        }
-        Self::new(rows, len, len, ranges)
-    }
-
-    /// The ranges an additive mask `[rows, 1, queries, keys]` (`values`, row-major) allows,
-    /// when every query's allowed keys (0 in the mask, `-inf` elsewhere) are one non-empty
-    /// contiguous range; `None` for any other mask.
-    pub fn from_additive_mask(
-        rows: usize,
-        queries: usize,
-        keys: usize,
-        values: &[f32],
-    ) -> Option<Self> {
-        if values.len() != rows * queries * keys || keys == 0 {
-            return None;
-        }
-        let mut ranges = Vec::with_capacity(rows * queries);
-        for row in values.chunks(keys) {
-            let lo = row.iter().position(|&v| v == 0.0)?;
-            let n = row[lo..].iter().take_while(|&&v| v == 0.0).count();
-            let hi = lo + n;
-            if row[..lo]
-                .iter()
-                .chain(&row[hi..])
-                .any(|&v| v != f32::NEG_INFINITY)
-            {
-                return None;
-            }
-            ranges.push((lo as u32, hi as u32));
-        }
-        Self::new(rows, queries, keys, ranges).ok()
-    }
-
-    pub fn rows(&self) -> usize {
-        self.rows
-    }
-
-    pub fn queries(&self) -> usize {
-        self.queries
-    }
-
-    pub fn keys(&self) -> usize {
-        self.keys
-    }
-
-    /// The additive mask `[rows, 1, queries, keys]` these ranges mean, row-major (for the
-    /// unfused path).
-    pub fn additive_mask(&self) -> Vec<f32> {
-        let mut mask = vec![f32::NEG_INFINITY; self.rows * self.queries * self.keys];
-        for (row, &(lo, hi)) in mask.chunks_mut(self.keys.max(1)).zip(&self.ranges) {
-            row[lo as usize..hi as usize].fill(0.0);
-        }
-        mask
-    }
-}
 
 /// `softmax(scale * q k^T + mask) v` for `q [rows, heads, t, d]` and `k`, `v
 /// [rows, kv_heads, keys, d]` (`heads` a multiple of `kv_heads`, query head `h` reading key
@@ -191,7 +79,7 @@ pub fn attention(
     let op = FlashAttention {
         scale,
         ranges,
-        lse: Mutex::new(Lse::None),
+        lse: Mutex::new(None),
     };
     Ok(q.contiguous()?
         .apply_op3(&k.contiguous()?, &v.contiguous()?, op)?)
@@ -222,17 +110,11 @@ pub fn attention_unfused(
     Ok(probs.matmul(&v.contiguous()?)?.reshape((b, nh, t, hd))?)
 }
 
-/// The forward's per-query log-sum-exp, kept for the backward.
-enum Lse {
-    None,
-    F32(Arc<Vec<f32>>),
-    F64(Arc<Vec<f64>>),
-}
-
 struct FlashAttention {
     scale: f64,
     ranges: Option<KeyRanges>,
-    lse: Mutex<Lse>,
+    /// The forward's per-query log-sum-exp (f32 or f64), kept for the backward.
+    lse: Mutex<Option<Arc<CpuStorage>>>,
 }
 
 /// The shapes of one call, checked against the inputs.
@@ -280,164 +162,6 @@ impl Dims {
 
     fn rep(&self) -> usize {
         self.nh / self.nkv
-    }
-}
-
-/// The element type of the fused op (f32 for training, f64 for exact checks).
-trait Float:
-    candle_core::WithDType
-    + Copy
-    + Send
-    + Sync
-    + PartialOrd
-    + std::ops::Add<Output = Self>
-    + std::ops::Sub<Output = Self>
-    + std::ops::Mul<Output = Self>
-    + std::ops::Div<Output = Self>
-    + std::ops::AddAssign
-    + std::ops::SubAssign
-    + std::ops::MulAssign
-{
-    const ZERO: Self;
-    const ONE: Self;
-    const NEG_INF: Self;
-    fn ln(self) -> Self;
-    fn exp1(self) -> Self;
-    /// `a * b + c`, fused where `M` says so.
-    fn madd<M: Fma>(a: Self, b: Self, c: Self) -> Self;
-    /// `x = exp(x)` over a slice, `exp(-inf) = 0`.
-    fn exp_slice(x: &mut [Self]);
-    fn wrap(v: Vec<Self>) -> CpuStorage;
-    fn keep(v: Arc<Vec<Self>>) -> Lse;
-    fn kept(l: &Lse) -> Option<Arc<Vec<Self>>>;
-}
-
-/// Whether `a * b + c` is one fused instruction (compiled with FMA) or two.
-trait Fma {
-    fn f32(a: f32, b: f32, c: f32) -> f32;
-    fn f64(a: f64, b: f64, c: f64) -> f64;
-}
-
-struct Fused;
-impl Fma for Fused {
-    #[inline(always)]
-    fn f32(a: f32, b: f32, c: f32) -> f32 {
-        a.mul_add(b, c)
-    }
-    #[inline(always)]
-    fn f64(a: f64, b: f64, c: f64) -> f64 {
-        a.mul_add(b, c)
-    }
-}
-
-struct Plain;
-impl Fma for Plain {
-    #[inline(always)]
-    fn f32(a: f32, b: f32, c: f32) -> f32 {
-        a * b + c
-    }
-    #[inline(always)]
-    fn f64(a: f64, b: f64, c: f64) -> f64 {
-        a * b + c
-    }
-}
-
-impl Float for f32 {
-    const ZERO: Self = 0.0;
-    const ONE: Self = 1.0;
-    const NEG_INF: Self = f32::NEG_INFINITY;
-    fn ln(self) -> Self {
-        f32::ln(self)
-    }
-    fn exp1(self) -> Self {
-        f32::exp(self)
-    }
-    #[inline(always)]
-    fn madd<M: Fma>(a: Self, b: Self, c: Self) -> Self {
-        M::f32(a, b, c)
-    }
-    #[inline(always)]
-    fn exp_slice(x: &mut [Self]) {
-        for v in x.iter_mut() {
-            *v = exp_f32(*v);
-        }
-    }
-    fn wrap(v: Vec<Self>) -> CpuStorage {
-        CpuStorage::F32(v)
-    }
-    fn keep(v: Arc<Vec<Self>>) -> Lse {
-        Lse::F32(v)
-    }
-    fn kept(l: &Lse) -> Option<Arc<Vec<Self>>> {
-        match l {
-            Lse::F32(v) => Some(v.clone()),
-            _ => None,
-        }
-    }
-}
-
-impl Float for f64 {
-    const ZERO: Self = 0.0;
-    const ONE: Self = 1.0;
-    const NEG_INF: Self = f64::NEG_INFINITY;
-    fn ln(self) -> Self {
-        f64::ln(self)
-    }
-    fn exp1(self) -> Self {
-        f64::exp(self)
-    }
-    #[inline(always)]
-    fn madd<M: Fma>(a: Self, b: Self, c: Self) -> Self {
-        M::f64(a, b, c)
-    }
-    #[inline(always)]
-    fn exp_slice(x: &mut [Self]) {
-        for v in x.iter_mut() {
-            *v = v.exp();
-        }
-    }
-    fn wrap(v: Vec<Self>) -> CpuStorage {
-        CpuStorage::F64(v)
-    }
-    fn keep(v: Arc<Vec<Self>>) -> Lse {
-        Lse::F64(v)
-    }
-    fn kept(l: &Lse) -> Option<Arc<Vec<Self>>> {
-        match l {
-            Lse::F64(v) => Some(v.clone()),
-            _ => None,
-        }
-    }
-}
-
-/// `exp(x)` in f32 without a branch or a call, so a loop of it vectorises: `x = n ln 2 + r`
-/// with `|r| <= ln 2 / 2`, `e^r` by its Taylor polynomial to degree 7 (truncation below
-/// 5e-9 relative), times `2^n` built in the exponent bits. Within 2 ulp of `f32::exp` over
-/// `[-87, 88]` (tested); below -87 (and `-inf`) it is 0.
-#[inline(always)]
-fn exp_f32(x: f32) -> f32 {
-    const LOG2E: f32 = std::f32::consts::LOG2_E;
-    // ln 2 split so that n * LN2_HI is exact for the n that occur.
-    const LN2_HI: f32 = 0.693_359_4;
-    const LN2_LO: f32 = -2.121_944_4e-4;
-    // 1.5 * 2^23: adding it rounds to an integer held in the low mantissa bits.
-    const SHIFT: f32 = 12_582_912.0;
-    let c = x.clamp(-87.0, 88.0);
-    let t = c * LOG2E + SHIFT;
-    let n = t - SHIFT;
-    let ni = t.to_bits().wrapping_sub(SHIFT.to_bits()) as i32;
-    let r = c - n * LN2_HI - n * LN2_LO;
-    let p = 1.0
-        + r * (1.0
-            + r * (0.5
-                + r * (1.0 / 6.0
-                    + r * (1.0 / 24.0
-                        + r * (1.0 / 120.0 + r * (1.0 / 720.0 + r * (1.0 / 5040.0)))))));
-    let scale = f32::from_bits(((ni + 127) as u32) << 23);
-    if x < -87.0 {
-        0.0
-    } else {
-        p * scale
     }
 }
 
@@ -588,7 +312,7 @@ fn forward_block<F: Float, M: Fma>(
             }
             let o = &mut out[r * d..(r + 1) * d];
             if m[r] != F::NEG_INF && m_new != m[r] {
-                let corr = (m[r] - m_new).exp1();
+                let corr = (m[r] - m_new).exp();
                 l[r] *= corr;
                 for x in o.iter_mut() {
                     *x *= corr;
@@ -817,11 +541,6 @@ fn backward<F: Float>(p: &Inputs<'_, F>, g: &Grads<'_, F>) -> (Vec<F>, Vec<F>, V
     (dq, dk, dv)
 }
 
-/// Contiguous values of a tensor, copied.
-fn values<F: Float>(t: &Tensor) -> candle_core::Result<Vec<F>> {
-    t.contiguous()?.flatten_all()?.to_vec1::<F>()
-}
-
 impl FlashAttention {
     fn run_forward<F: Float>(
         &self,
@@ -840,10 +559,10 @@ impl FlashAttention {
         };
         let (out, lse) = forward(&p);
         match self.lse.lock() {
-            Ok(mut kept) => *kept = F::keep(Arc::new(lse)),
+            Ok(mut kept) => *kept = Some(Arc::new(F::to_cpu_storage_owned(lse))),
             Err(_) => candle_core::bail!("flash-attention: a previous call panicked"),
         }
-        Ok(F::wrap(out))
+        Ok(F::to_cpu_storage_owned(out))
     }
 
     fn run_backward<F: Float>(
@@ -855,11 +574,14 @@ impl FlashAttention {
         dout: &Tensor,
     ) -> candle_core::Result<(Tensor, Tensor, Tensor)> {
         let dims = Dims::of(q.shape(), k.shape(), v.shape(), self.ranges.as_ref())?;
-        let lse = match self.lse.lock() {
-            Ok(kept) => F::kept(&kept),
+        let kept = match self.lse.lock() {
+            Ok(kept) => kept.clone(),
             Err(_) => None,
         };
-        let Some(lse) = lse else {
+        let Some(lse) = kept
+            .as_deref()
+            .and_then(|s| F::cpu_storage_as_slice(s).ok())
+        else {
             candle_core::bail!("flash-attention: backward without its forward's log-sum-exp")
         };
         let (qv, kv, vv) = (values::<F>(q)?, values::<F>(k)?, values::<F>(v)?);
@@ -875,7 +597,7 @@ impl FlashAttention {
         let g = Grads {
             out: &ov,
             dout: &gv,
-            lse: &lse,
+            lse,
         };
         let (dq, dk, dv) = backward(&p, &g);
         Ok((
@@ -904,15 +626,15 @@ impl CustomOp3 for FlashAttention {
         let out = match (s1, s2, s3) {
             (CpuStorage::F32(_), CpuStorage::F32(_), CpuStorage::F32(_)) => self.run_forward(
                 dims,
-                crate::ops::cpu_slice::<f32>(s1, l1)?,
-                crate::ops::cpu_slice::<f32>(s2, l2)?,
-                crate::ops::cpu_slice::<f32>(s3, l3)?,
+                cpu_slice::<f32>(s1, l1)?,
+                cpu_slice::<f32>(s2, l2)?,
+                cpu_slice::<f32>(s3, l3)?,
             )?,
             (CpuStorage::F64(_), CpuStorage::F64(_), CpuStorage::F64(_)) => self.run_forward(
                 dims,
-                crate::ops::cpu_slice::<f64>(s1, l1)?,
-                crate::ops::cpu_slice::<f64>(s2, l2)?,
-                crate::ops::cpu_slice::<f64>(s3, l3)?,
+                cpu_slice::<f64>(s1, l1)?,
+                cpu_slice::<f64>(s2, l2)?,
+                cpu_slice::<f64>(s3, l3)?,
             )?,
             _ => candle_core::bail!("flash-attention: f32 or f64 inputs of one dtype only"),
         };
@@ -1236,22 +958,5 @@ mod tests {
         assert!(attention(&q, &k, &k, 1.0, Some(&mask)).is_err());
         let k3 = Tensor::zeros((1, 3, 5, 4), DType::F32, &dev).unwrap();
         assert!(attention(&q, &k3, &k3, 1.0, None).is_err());
-    }
-
-    #[test]
-    fn vectorisable_exp_is_within_two_ulp() {
-        let mut worst = 0f64;
-        let mut x = -87.0f32;
-        while x < 88.0 {
-            let (got, want) = (exp_f32(x), f32::exp(x));
-            let ulp = (want.to_bits() as i64 - got.to_bits() as i64).abs();
-            worst = worst.max(ulp as f64);
-            assert!(ulp <= 2, "exp({x}) = {got}, want {want}");
-            x += 0.001_37;
-        }
-        assert_eq!(exp_f32(f32::NEG_INFINITY), 0.0);
-        assert_eq!(exp_f32(-100.0), 0.0);
-        assert_eq!(exp_f32(0.0), 1.0);
-        println!("worst {worst} ulp");
     }
 }

@@ -136,8 +136,8 @@ impl Batch {
     /// The key range every query attends to (its document's earlier tokens and itself; a
     /// padding query only itself): the mask of [`Self::attention_mask`] without the
     /// `len x len` tensor.
-    pub fn key_ranges(&self) -> Result<crate::attention::KeyRanges> {
-        crate::attention::KeyRanges::from_doc_ids(self.rows, self.len, &self.doc_ids, PAD_DOC)
+    pub fn key_ranges(&self) -> Result<crate::mask::KeyRanges> {
+        crate::mask::KeyRanges::from_doc_ids(self.rows, self.len, &self.doc_ids, PAD_DOC)
     }
 
     /// The additive attention mask `[rows, 1, len, len]`: 0 where a query may attend to a

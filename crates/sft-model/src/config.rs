@@ -1,26 +1,81 @@
-//! `config.json` of a llama-family model, in both the transformers 4 layout (`rope_theta`
-//! and `rope_scaling` at the top level) and the transformers 5 layout (`rope_parameters`).
+//! `config.json`: what every architecture's config tells the rest of the toolkit
+//! ([`ModelConfig`], [`Dims`]), and the llama family's ([`LlamaConfig`]), in both the
+//! transformers 4 layout (`rope_theta` and `rope_scaling` at the top level) and the
+//! transformers 5 layout (`rope_parameters`).
 
 use std::path::Path;
 
 use serde_json::{Map, Value};
 
+pub use crate::rope::RopeScaling;
 use crate::ModelError;
 
-/// How rotary frequencies are scaled (`rope_type` in transformers).
-#[derive(Debug, Clone, PartialEq)]
-pub enum RopeScaling {
-    /// Plain RoPE.
-    Default,
-    /// Positions divided by `factor`.
-    Linear { factor: f64 },
-    /// Llama 3.1/3.2's frequency-dependent scaling.
-    Llama3 {
-        factor: f64,
-        low_freq_factor: f64,
-        high_freq_factor: f64,
-        original_max_position_embeddings: f64,
-    },
+/// The sizes of a decoder the memory plan ([`crate::memory_plan`]) and LoRA's shapes are
+/// computed from: a stack of attention (`num_attention_heads` query heads,
+/// `num_key_value_heads` key/value heads of `head_dim`) and MLP (`intermediate_size` wide)
+/// layers over a residual stream of `hidden_size`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Dims {
+    pub vocab_size: usize,
+    pub hidden_size: usize,
+    pub intermediate_size: usize,
+    pub num_hidden_layers: usize,
+    pub num_attention_heads: usize,
+    pub num_key_value_heads: usize,
+    pub head_dim: usize,
+    /// Floats per token a layer's training forward keeps beyond the plain decoder's
+    /// (per-head query/key norms, projection biases).
+    pub extra_layer_floats: usize,
+}
+
+impl Dims {
+    /// Width of the queries (`heads x head_dim`).
+    pub fn q_width(&self) -> usize {
+        self.num_attention_heads * self.head_dim
+    }
+
+    /// Width of the keys and of the values.
+    pub fn kv_width(&self) -> usize {
+        self.num_key_value_heads * self.head_dim
+    }
+}
+
+/// What the rest of the toolkit reads from a model's `config.json`, whatever its
+/// architecture.
+pub trait ModelConfig: std::fmt::Debug + Send + Sync {
+    /// config.json's `model_type` ("llama", "qwen3"...).
+    fn model_type(&self) -> &str;
+    fn vocab_size(&self) -> usize;
+    fn hidden_size(&self) -> usize;
+    fn num_hidden_layers(&self) -> usize;
+    /// Every parameter (transformers' `num_parameters()`), the tied head counted once.
+    fn num_parameters(&self) -> usize;
+    fn bos_token_id(&self) -> Option<u32>;
+    fn eos_token_ids(&self) -> &[u32];
+    fn pad_token_id(&self) -> Option<u32>;
+    /// The file as read.
+    fn raw(&self) -> &Map<String, Value>;
+    /// The sizes the memory plan works from.
+    fn dims(&self) -> Dims;
+    /// The sizes a checkpoint must share with the model it resumes (config.json's names).
+    fn sizes(&self) -> Vec<(&'static str, usize)>;
+
+    /// Parameters outside the token embedding (transformers'
+    /// `num_parameters(exclude_embeddings=True)`): with tied embeddings the output
+    /// projection is the embedding and is not counted either.
+    fn non_embedding_parameters(&self) -> usize {
+        self.num_parameters() - self.vocab_size() * self.hidden_size()
+    }
+
+    /// The token that pads a batch's shorter rows (never attended to, never trained):
+    /// config.json's `pad_token_id`, else the tokenizer's pad token, else the first EOS,
+    /// else 0.
+    fn pad_id(&self, tokenizer_pad: Option<u32>) -> u32 {
+        self.pad_token_id()
+            .or(tokenizer_pad)
+            .or(self.eos_token_ids().first().copied())
+            .unwrap_or(0)
+    }
 }
 
 /// The architecture facts the model code needs, read from `config.json`.
@@ -62,16 +117,6 @@ pub struct LlamaConfig {
 pub const SUPPORTED_MODEL_TYPES: &[&str] = &["llama", "mistral", "qwen2", "qwen3", "smollm3"];
 
 impl LlamaConfig {
-    /// The token that pads a batch's shorter rows (never attended to, never trained):
-    /// config.json's `pad_token_id`, else the tokenizer's pad token, else the first EOS,
-    /// else 0.
-    pub fn pad_id(&self, tokenizer_pad: Option<u32>) -> u32 {
-        self.pad_token_id
-            .or(tokenizer_pad)
-            .or(self.eos_token_ids.first().copied())
-            .unwrap_or(0)
-    }
-
     pub fn from_file(path: &Path) -> Result<Self, ModelError> {
         let text = std::fs::read_to_string(path).map_err(|e| ModelError::io(path, e))?;
         let value: Value = serde_json::from_str(&text).map_err(|e| {
@@ -319,51 +364,10 @@ impl LlamaConfig {
 
     /// Rotary inverse frequencies, in f32 as transformers computes them.
     pub fn inv_freq(&self) -> Vec<f32> {
-        let dim = self.head_dim;
-        let base = self.rope_theta as f32;
-        let plain: Vec<f32> = (0..dim)
-            .step_by(2)
-            .map(|i| 1.0f32 / base.powf(i as f32 / dim as f32))
-            .collect();
-        match &self.rope_scaling {
-            RopeScaling::Default => plain,
-            RopeScaling::Linear { factor } => plain.iter().map(|f| f / *factor as f32).collect(),
-            RopeScaling::Llama3 {
-                factor,
-                low_freq_factor,
-                high_freq_factor,
-                original_max_position_embeddings: old,
-            } => {
-                let low_wavelen = old / low_freq_factor;
-                let high_wavelen = old / high_freq_factor;
-                plain
-                    .iter()
-                    .map(|&f| {
-                        let f = f as f64;
-                        let wavelen = 2.0 * std::f64::consts::PI / f;
-                        let scaled = if wavelen > low_wavelen {
-                            f / factor
-                        } else if wavelen < high_wavelen {
-                            f
-                        } else {
-                            let smooth = (old / wavelen - low_freq_factor)
-                                / (high_freq_factor - low_freq_factor);
-                            (1.0 - smooth) * f / factor + smooth * f
-                        };
-                        scaled as f32
-                    })
-                    .collect()
-            }
-        }
+        crate::rope::inv_freq(self.head_dim, self.rope_theta, &self.rope_scaling)
     }
 
-    /// Parameters outside the token embedding (transformers'
-    /// `num_parameters(exclude_embeddings=True)`): with tied embeddings the output
-    /// projection is the embedding and is not counted either.
-    pub fn non_embedding_parameters(&self) -> usize {
-        self.num_parameters() - self.vocab_size * self.hidden_size
-    }
-
+    /// Every parameter (transformers' `num_parameters()`), the tied head counted once.
     pub fn num_parameters(&self) -> usize {
         let h = self.hidden_size;
         let q = self.num_attention_heads * self.head_dim;
@@ -377,5 +381,62 @@ impl LlamaConfig {
             + self.num_hidden_layers * layer
             + h
             + if self.tie_word_embeddings { 0 } else { embed }
+    }
+}
+
+impl ModelConfig for LlamaConfig {
+    fn model_type(&self) -> &str {
+        &self.model_type
+    }
+    fn vocab_size(&self) -> usize {
+        self.vocab_size
+    }
+    fn hidden_size(&self) -> usize {
+        self.hidden_size
+    }
+    fn num_hidden_layers(&self) -> usize {
+        self.num_hidden_layers
+    }
+    fn num_parameters(&self) -> usize {
+        LlamaConfig::num_parameters(self)
+    }
+    fn bos_token_id(&self) -> Option<u32> {
+        self.bos_token_id
+    }
+    fn eos_token_ids(&self) -> &[u32] {
+        &self.eos_token_ids
+    }
+    fn pad_token_id(&self) -> Option<u32> {
+        self.pad_token_id
+    }
+    fn raw(&self) -> &Map<String, Value> {
+        &self.raw
+    }
+    fn dims(&self) -> Dims {
+        let q = self.num_attention_heads * self.head_dim;
+        let kv = self.num_key_value_heads * self.head_dim;
+        Dims {
+            vocab_size: self.vocab_size,
+            hidden_size: self.hidden_size,
+            intermediate_size: self.intermediate_size,
+            num_hidden_layers: self.num_hidden_layers,
+            num_attention_heads: self.num_attention_heads,
+            num_key_value_heads: self.num_key_value_heads,
+            head_dim: self.head_dim,
+            // Qwen3's normed queries and keys, qwen2's biased projections.
+            extra_layer_floats: if self.qk_norm { q + kv } else { 0 }
+                + if self.attention_bias { q + 2 * kv } else { 0 },
+        }
+    }
+    fn sizes(&self) -> Vec<(&'static str, usize)> {
+        vec![
+            ("vocab_size", self.vocab_size),
+            ("hidden_size", self.hidden_size),
+            ("intermediate_size", self.intermediate_size),
+            ("num_hidden_layers", self.num_hidden_layers),
+            ("num_attention_heads", self.num_attention_heads),
+            ("num_key_value_heads", self.num_key_value_heads),
+            ("head_dim", self.head_dim),
+        ]
     }
 }

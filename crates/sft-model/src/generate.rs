@@ -4,7 +4,10 @@
 
 use candle_core::Tensor;
 
-use crate::llama::{KvCache, Llama};
+use crate::kv_cache::KvCache;
+use crate::mask::{KeyRanges, SoftmaxMask};
+use crate::model::CausalLm;
+use crate::param::Mode;
 use crate::rng::SplitMix64;
 use crate::Result;
 
@@ -44,13 +47,14 @@ pub struct Generation {
     pub stopped_by: Option<u32>,
 }
 
-impl Llama {
+/// Generation for every causal LM ([`CausalLm`]), with a KV cache.
+pub trait Generate {
     /// Continues every prompt (one batch; prompts must not be empty).
-    pub fn generate(
-        &self,
-        prompts: &[Vec<u32>],
-        opts: &GenerateOptions,
-    ) -> Result<Vec<Generation>> {
+    fn generate(&self, prompts: &[Vec<u32>], opts: &GenerateOptions) -> Result<Vec<Generation>>;
+}
+
+impl<M: CausalLm + ?Sized> Generate for M {
+    fn generate(&self, prompts: &[Vec<u32>], opts: &GenerateOptions) -> Result<Vec<Generation>> {
         let b = prompts.len();
         if b == 0 {
             return Ok(Vec::new());
@@ -59,7 +63,7 @@ impl Llama {
             return Err(crate::ModelError::Input(format!("prompt {i} is empty")));
         }
         let longest = prompts.iter().map(Vec::len).max().unwrap_or(0);
-        let layers = self.config.num_hidden_layers;
+        let layers = self.config().num_hidden_layers();
         // The prompts are prefilled packed into one row, each attending only to its own
         // earlier tokens and with positions from 0 (no padding is computed, and the
         // matrix products stay as large as the batch), and each prompt's keys and values
@@ -78,17 +82,15 @@ impl Llama {
             ranges.extend((start..start + p.len()).map(|q| (start as u32, q as u32 + 1)));
         }
         let mut packed = KvCache::new(layers, total);
-        let input = Tensor::from_vec(packed_ids, (1, total), &self.device)?;
-        let mask = crate::ops::SoftmaxMask::from_ranges(
-            crate::attention::KeyRanges::new(1, total, total, ranges)?,
-            &self.device,
-        )?;
+        let input = Tensor::from_vec(packed_ids, (1, total), self.device())?;
+        let mask =
+            SoftmaxMask::from_ranges(KeyRanges::new(1, total, total, ranges)?, self.device())?;
         let hidden = self.forward_hidden(
             &input,
             &positions,
             Some(mask),
             Some(&mut packed),
-            crate::llama::Mode::Infer,
+            Mode::Infer,
         )?;
         // The last position of each prompt.
         let ends: Vec<u32> = starts
@@ -98,8 +100,8 @@ impl Llama {
             .collect();
         let last = hidden
             .squeeze(0)?
-            .index_select(&Tensor::from_vec(ends, b, &self.device)?, 0)?;
-        let mut logits = self.head_logits(&last)?;
+            .index_select(&Tensor::from_vec(ends, b, self.device())?, 0)?;
+        let mut logits = head_logits(self, &last)?;
         let mut cache = KvCache::new(layers, longest + opts.max_new_tokens);
         for (r, (p, &start)) in prompts.iter().zip(&starts).enumerate() {
             cache.place_row(r, b, &packed, start, p.len(), longest - p.len())?;
@@ -160,77 +162,77 @@ impl Llama {
             }
             // The new token sits one position before the next free one.
             let positions: Vec<u32> = next_pos.iter().map(|p| p - 1).collect();
-            let input = Tensor::from_vec(step_ids, (live.len(), 1), &self.device)?;
+            let input = Tensor::from_vec(step_ids, (live.len(), 1), self.device())?;
             // Keys so far: the padded prompts and the tokens fed back before this one.
-            let mask = self.generation_mask(&valid, longest + step, 1)?;
+            let mask = generation_mask(self.device(), &valid, longest + step, 1)?;
             let hidden = self.forward_hidden(
                 &input,
                 &positions,
                 Some(mask),
                 Some(&mut cache),
-                crate::llama::Mode::Infer,
+                Mode::Infer,
             )?;
             let t = hidden.dim(1)?;
-            logits = self.head_logits(&hidden.narrow(1, t - 1, 1)?.squeeze(1)?)?;
+            logits = head_logits(self, &hidden.narrow(1, t - 1, 1)?.squeeze(1)?)?;
         }
         Ok(out)
     }
+}
 
-    /// The logits (f32) of hidden states `[rows, hidden]`.
-    fn head_logits(&self, last: &Tensor) -> Result<Vec<Vec<f32>>> {
-        Ok(
-            crate::linear::linear(last, &self.lm_head_weight().detach(), None)?
-                .to_dtype(candle_core::DType::F32)?
-                .to_vec2::<f32>()?,
-        )
+/// The logits (f32) of hidden states `[rows, hidden]`.
+fn head_logits<M: CausalLm + ?Sized>(model: &M, last: &Tensor) -> Result<Vec<Vec<f32>>> {
+    Ok(
+        crate::linear::linear(last, &model.lm_head_weight().detach(), None)?
+            .to_dtype(candle_core::DType::F32)?
+            .to_vec2::<f32>()?,
+    )
+}
+
+/// Mask `[rows, 1, t, past + t]`: new query `i` sees valid keys up to its own position
+/// (a key range per query: a row's valid keys follow its left padding).
+fn generation_mask(
+    device: &candle_core::Device,
+    valid: &[Vec<bool>],
+    past: usize,
+    t: usize,
+) -> Result<SoftmaxMask> {
+    let keys = past + t;
+    let b = valid.len();
+    let mut ranges = Vec::with_capacity(b * t);
+    for v in valid {
+        let first = v.iter().position(|&x| x).unwrap_or(v.len());
+        if v.len() < keys || v[first..].iter().any(|&x| !x) {
+            ranges.clear();
+            break;
+        }
+        for i in 0..t {
+            let q = past + i;
+            let lo = if first <= q { first } else { q };
+            ranges.push((lo as u32, q as u32 + 1));
+        }
     }
-
-    /// Mask `[rows, 1, t, past + t]`: new query `i` sees valid keys up to its own position
-    /// (a key range per query: a row's valid keys follow its left padding).
-    fn generation_mask(
-        &self,
-        valid: &[Vec<bool>],
-        past: usize,
-        t: usize,
-    ) -> Result<crate::ops::SoftmaxMask> {
-        let keys = past + t;
-        let b = valid.len();
-        let mut ranges = Vec::with_capacity(b * t);
-        for v in valid {
-            let first = v.iter().position(|&x| x).unwrap_or(v.len());
-            if v.len() < keys || v[first..].iter().any(|&x| !x) {
-                ranges.clear();
-                break;
-            }
-            for i in 0..t {
-                let q = past + i;
-                let lo = if first <= q { first } else { q };
-                ranges.push((lo as u32, q as u32 + 1));
-            }
-        }
-        if ranges.len() == b * t {
-            let ranges = crate::attention::KeyRanges::new(b, t, keys, ranges)?;
-            return crate::ops::SoftmaxMask::from_ranges(ranges, &self.device);
-        }
-        let mut mask = vec![f32::NEG_INFINITY; b * t * keys];
-        for (r, v) in valid.iter().enumerate() {
-            for i in 0..t {
-                let row = &mut mask[(r * t + i) * keys..(r * t + i + 1) * keys];
-                let q = past + i;
-                let mut any = false;
-                for j in 0..=q {
-                    if v[j] {
-                        row[j] = 0.0;
-                        any = true;
-                    }
-                }
-                if !any {
-                    row[q] = 0.0;
+    if ranges.len() == b * t {
+        let ranges = KeyRanges::new(b, t, keys, ranges)?;
+        return SoftmaxMask::from_ranges(ranges, device);
+    }
+    let mut mask = vec![f32::NEG_INFINITY; b * t * keys];
+    for (r, v) in valid.iter().enumerate() {
+        for i in 0..t {
+            let row = &mut mask[(r * t + i) * keys..(r * t + i + 1) * keys];
+            let q = past + i;
+            let mut any = false;
+            for j in 0..=q {
+                if v[j] {
+                    row[j] = 0.0;
+                    any = true;
                 }
             }
+            if !any {
+                row[q] = 0.0;
+            }
         }
-        crate::ops::SoftmaxMask::new(Tensor::from_vec(mask, (b, 1, t, keys), &self.device)?)
     }
+    SoftmaxMask::new(Tensor::from_vec(mask, (b, 1, t, keys), device)?)
 }
 
 fn first_argmax(row: &[f32]) -> u32 {

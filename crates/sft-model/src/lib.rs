@@ -1,5 +1,10 @@
-//! Trainable llama-family models on candle: the model of the flow (... -> prepare ->
+//! Trainable causal LMs on candle: the model of the flow (... -> prepare ->
 //! **train / evaluate**), used by `sft-train` and `sft-eval`, knowing nothing of datasets.
+//!
+//! Callers see a model as a [`CausalLm`] with a [`ModelConfig`]; [`registry`] builds the
+//! right implementation from a folder's `config.json` ([`load`], [`load_frozen`],
+//! [`load_merged`]). The llama family ([`llama`]: llama, mistral, qwen2, qwen3, smollm3) is
+//! the implementation there is today.
 //!
 //! candle's stock LLMs cannot be trained as shipped (their fused ops record no backward,
 //! they take a scalar position offset and return only the last position), so this crate
@@ -10,25 +15,39 @@
 pub mod attention;
 pub mod batch;
 pub mod config;
+pub mod device;
+pub mod float;
 pub mod generate;
+pub mod kv_cache;
 pub mod linear;
 pub mod llama;
 pub mod locate;
 pub mod lora;
 pub mod loss;
+pub mod mask;
 pub mod memory_plan;
+pub mod mlp;
+pub mod model;
+pub mod norm;
 pub mod ops;
+pub mod param;
+pub mod registry;
 pub mod rng;
+pub mod rope;
 pub mod weights;
 
 use std::path::{Path, PathBuf};
 
 pub use batch::{Batch, BatchRow};
-pub use config::LlamaConfig;
-pub use generate::{GenerateOptions, Generation};
-pub use llama::{KvCache, Llama, Mode, Param, Scored};
+pub use config::{Dims, LlamaConfig, ModelConfig};
+pub use generate::{Generate, GenerateOptions, Generation};
+pub use kv_cache::KvCache;
+pub use llama::Llama;
 pub use lora::LoraConfig;
 pub use loss::{LossStats, TokenLoss};
+pub use model::{Architecture, CausalLm, Scored};
+pub use param::{Mode, Param};
+pub use registry::{init_random, load, load_frozen, load_merged, read_config};
 
 /// Errors of loading, running and saving a model. Each names the file it concerns.
 #[derive(Debug)]

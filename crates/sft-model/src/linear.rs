@@ -62,8 +62,8 @@ impl CustomOp2 for SkinnyMatmul {
         if k != k2 {
             candle_core::bail!("skinny-matmul: x has {k} columns, w has {k2}")
         }
-        let x = crate::ops::cpu_slice::<f32>(s1, l1)?;
-        let w = crate::ops::cpu_slice::<f32>(s2, l2)?;
+        let x = crate::float::cpu_slice::<f32>(s1, l1)?;
+        let w = crate::float::cpu_slice::<f32>(s2, l2)?;
         let y = skinny_matmul(x, w, m, k, n);
         Ok((CpuStorage::F32(y), Shape::from((m, n))))
     }
@@ -135,10 +135,10 @@ impl candle_core::CustomOp1 for FrozenLinear {
         let dev = candle_core::Device::Cpu;
         let x = match s {
             CpuStorage::F32(_) => {
-                Tensor::from_slice(crate::ops::cpu_slice::<f32>(s, l)?, (rows, in_dim), &dev)?
+                Tensor::from_slice(crate::float::cpu_slice::<f32>(s, l)?, (rows, in_dim), &dev)?
             }
             CpuStorage::F64(_) => {
-                Tensor::from_slice(crate::ops::cpu_slice::<f64>(s, l)?, (rows, in_dim), &dev)?
+                Tensor::from_slice(crate::float::cpu_slice::<f64>(s, l)?, (rows, in_dim), &dev)?
             }
             _ => candle_core::bail!("frozen-linear: f32 or f64 inputs only"),
         };

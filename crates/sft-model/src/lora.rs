@@ -4,15 +4,19 @@
 //! writes and reads (`adapter_config.json`, `adapter_model.safetensors` with PEFT's key
 //! names).
 //!
-//! The model side (frozen base weights, the adapters in the forward and backward, merging)
-//! is in [`crate::llama`]; this module owns the configuration, the names and the files.
+//! This module owns the configuration, the names and the files, and the model side every
+//! architecture shares ([`Adapters`]: attaching new or loaded adapters, their part of a
+//! projection's forward, merging them into the base weights, saving them); an architecture
+//! says which weight each (layer, [`Module`]) is.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Device, Tensor, Var};
 use serde_json::{json, Value};
 
+use crate::param::{Mode, Param};
+use crate::weights::save_safetensors;
 use crate::ModelError;
 
 /// The projections of a decoder layer that an adapter can wrap, in PEFT's names.
@@ -530,6 +534,254 @@ pub fn dropout_mask(
             }
         });
     out
+}
+
+/// One LoRA adapter of a projection: `s * B (A dropout(x))` added to its output.
+struct Adapter {
+    a: Var,
+    b: Var,
+    scaling: f64,
+    dropout: f64,
+}
+
+/// The (new or loaded) adapters' matrices by (layer, module): `A [r, in]`, `B [out, r]`.
+pub type Matrices = HashMap<(usize, Module), (Tensor, Tensor)>;
+
+/// The LoRA adapters attached to a model, the model side every architecture shares: per
+/// decoder layer one slot per [`Module`], their matrices as parameters (PEFT's names), and
+/// the configuration. Empty until adapters are attached; while they are, the base weights
+/// are frozen (they get no gradient and no optimizer state).
+#[derive(Default)]
+pub struct Adapters {
+    config: Option<LoraConfig>,
+    /// By layer, then [`Module::index`].
+    layers: Vec<[Option<Adapter>; 7]>,
+    params: Vec<Param>,
+}
+
+impl Adapters {
+    /// The configuration, when adapters are attached.
+    pub fn config(&self) -> Option<&LoraConfig> {
+        self.config.as_ref()
+    }
+
+    /// Whether adapters are attached (the base weights are then frozen).
+    pub fn attached(&self) -> bool {
+        self.config.is_some()
+    }
+
+    /// The adapters' matrices, in checkpoint order.
+    pub fn params(&self) -> &[Param] {
+        &self.params
+    }
+
+    /// New adapters as PEFT initialises them (`A` Kaiming-uniform with bound `1 / sqrt(in)`,
+    /// `B` zeros), seeded, for `layers` layers whose projection `m` of layer `l` has the
+    /// weight `weight(l, m)` (`[out, in]`).
+    pub fn init<'a>(
+        cfg: &LoraConfig,
+        seed: u64,
+        layers: usize,
+        weight: impl Fn(usize, Module) -> &'a Var,
+        device: &Device,
+    ) -> crate::Result<Matrices> {
+        cfg.validate().map_err(ModelError::Input)?;
+        let mut rng = crate::rng::SplitMix64::new(seed ^ 0x4C6F_5241_0000_0000);
+        let mut matrices = HashMap::new();
+        for layer in 0..layers {
+            for &m in &cfg.targets {
+                let (out_dim, in_dim) = weight(layer, m).dims2()?;
+                let bound = 1.0 / (in_dim as f64).sqrt();
+                let a: Vec<f32> = (0..cfg.r * in_dim)
+                    .map(|_| ((rng.uniform() * 2.0 - 1.0) * bound) as f32)
+                    .collect();
+                let a = Tensor::from_vec(a, (cfg.r, in_dim), device)?;
+                let b = Tensor::zeros((out_dim, cfg.r), DType::F32, device)?;
+                matrices.insert((layer, m), (a, b));
+            }
+        }
+        Ok(matrices)
+    }
+
+    /// Checks that every matrix of an adapter folder fits a model of `layers` layers whose
+    /// projection `m` of layer `l` has the weight `weight(l, m)`.
+    pub fn check<'a>(
+        adapter: &AdapterFile,
+        layers: usize,
+        weight: impl Fn(usize, Module) -> &'a Var,
+    ) -> crate::Result<()> {
+        let path = adapter.dir.join(ADAPTER_WEIGHTS);
+        for (&(layer, m), (a, b)) in &adapter.matrices {
+            if layer >= layers {
+                return Err(ModelError::Weights {
+                    path: path.clone(),
+                    message: format!(
+                        "has an adapter for layer {layer}, but the base model has {layers} layers"
+                    ),
+                    hint: "the adapter was trained on another base model: give the right one with --base_model".into(),
+                });
+            }
+            let (out_dim, in_dim) = weight(layer, m).dims2()?;
+            let r = adapter.config.r;
+            if a.dims() != [r, in_dim] || b.dims() != [out_dim, r] {
+                return Err(ModelError::Weights {
+                    path: path.clone(),
+                    message: format!(
+                        "layer {layer} {}: lora_A is {:?} and lora_B {:?}, but the base model's projection is [{out_dim}, {in_dim}] (r = {r})",
+                        m.name(),
+                        a.dims(),
+                        b.dims()
+                    ),
+                    hint: "the adapter was trained on another base model: give the right one with --base_model".into(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Attaches `matrices` (in f32) to a model of `layers` layers, replacing any adapters.
+    pub fn attach(
+        &mut self,
+        cfg: LoraConfig,
+        matrices: &Matrices,
+        layers: usize,
+    ) -> crate::Result<()> {
+        let scaling = cfg.scaling();
+        let mut params = Vec::new();
+        let mut slots = Vec::with_capacity(layers);
+        for index in 0..layers {
+            let mut slot: [Option<Adapter>; 7] = Default::default();
+            for m in Module::ALL {
+                let Some((a, b)) = matrices.get(&(index, m)) else {
+                    continue;
+                };
+                let a = Var::from_tensor(&a.to_dtype(DType::F32)?.contiguous()?)?;
+                let b = Var::from_tensor(&b.to_dtype(DType::F32)?.contiguous()?)?;
+                for (matrix, var) in [(Matrix::A, &a), (Matrix::B, &b)] {
+                    params.push(Param {
+                        name: adapter_key(index, m, matrix),
+                        var: var.clone(),
+                        decay: true,
+                    });
+                }
+                slot[m.index()] = Some(Adapter {
+                    a,
+                    b,
+                    scaling,
+                    dropout: cfg.dropout,
+                });
+            }
+            slots.push(slot);
+        }
+        self.layers = slots;
+        self.params = params;
+        self.config = Some(cfg);
+        Ok(())
+    }
+
+    /// The matrices of layer `layer`'s adapters (`A` then `B`, by module).
+    pub fn layer_vars(&self, layer: usize) -> impl Iterator<Item = &Var> {
+        self.layers
+            .get(layer)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .flat_map(|ad| [&ad.a, &ad.b])
+    }
+
+    /// Whether projection `m` of layer `layer` has an adapter.
+    pub fn has(&self, layer: usize, m: Module) -> bool {
+        self.layers
+            .get(layer)
+            .is_some_and(|slot| slot[m.index()].is_some())
+    }
+
+    /// `base + s B (A dropout(x))` for projection `m` of layer `layer` (`base` itself when
+    /// it has no adapter). Dropout (training forwards only) draws its mask from `seed`
+    /// ([`dropout_mask`]); [`Mode::Train`] records the adapter's graph.
+    pub fn apply(
+        &self,
+        layer: usize,
+        m: Module,
+        x: &Tensor,
+        base: Tensor,
+        mode: Mode,
+        seed: u64,
+    ) -> crate::Result<Tensor> {
+        let Some(ad) = self.layers.get(layer).and_then(|s| s[m.index()].as_ref()) else {
+            return Ok(base);
+        };
+        let input = if ad.dropout > 0.0 && mode != Mode::Infer {
+            let dims = x.dims();
+            let cols = dims[dims.len() - 1];
+            let rows = x.elem_count() / cols.max(1);
+            let keep = dropout_mask(seed, layer, m, rows, cols, ad.dropout);
+            let keep = Tensor::from_vec(keep, x.shape(), x.device())?.to_dtype(x.dtype())?;
+            (x * keep)?
+        } else {
+            x.clone()
+        };
+        let (a, b) = match mode {
+            Mode::Train => (ad.a.as_tensor().clone(), ad.b.as_tensor().clone()),
+            Mode::Infer | Mode::Checkpoint => {
+                (ad.a.as_detached_tensor(), ad.b.as_detached_tensor())
+            }
+        };
+        let low = crate::linear::linear(&input, &a, None)?;
+        let up = crate::linear::linear(&low, &b, None)?;
+        Ok((base + (up * ad.scaling)?)?)
+    }
+
+    /// Folds the adapters into the base weights (`W + s B A`, computed in f32 and stored in
+    /// the weight's dtype, as PEFT's `merge_and_unload`; `weight(l, m)` is the weight of
+    /// projection `m` of layer `l`) and removes them.
+    pub fn merge<'a>(&mut self, weight: impl Fn(usize, Module) -> &'a Var) -> crate::Result<()> {
+        if self.config.take().is_none() {
+            return Ok(());
+        }
+        for (index, slot) in self.layers.iter_mut().enumerate() {
+            for m in Module::ALL {
+                let Some(ad) = slot[m.index()].take() else {
+                    continue;
+                };
+                let w = weight(index, m);
+                // As PEFT with f32 adapters: `W += (B A) s`, summed in f32 and rounded once
+                // to the weight's dtype.
+                let delta = (ad.b.as_tensor().matmul(ad.a.as_tensor())? * ad.scaling)?;
+                let merged = (w.as_tensor().to_dtype(DType::F32)? + delta)?.to_dtype(w.dtype())?;
+                w.set(&merged)?;
+            }
+        }
+        self.params.clear();
+        Ok(())
+    }
+
+    /// The adapters' matrices by PEFT's names (what `adapter_model.safetensors` holds).
+    pub fn state_dict(&self) -> BTreeMap<String, Tensor> {
+        self.params
+            .iter()
+            .map(|p| (p.name.clone(), p.var.as_detached_tensor()))
+            .collect()
+    }
+
+    /// Writes the adapters as PEFT does: `adapter_config.json` (naming `base_model` as
+    /// `base_model_name_or_path`) and `adapter_model.safetensors`.
+    pub fn save(&self, dir: &Path, base_model: &str) -> crate::Result<()> {
+        let Some(cfg) = &self.config else {
+            return Err(ModelError::Input(
+                "the model has no LoRA adapters to save".into(),
+            ));
+        };
+        std::fs::create_dir_all(dir).map_err(|e| ModelError::io(dir, e))?;
+        save_safetensors(&self.state_dict(), &dir.join(ADAPTER_WEIGHTS))?;
+        let config = adapter_config_json(cfg, base_model);
+        let text = serde_json::to_string_pretty(&config).expect("config serialises");
+        crate::weights::write_atomic(&dir.join(ADAPTER_CONFIG), |w| {
+            use std::io::Write;
+            w.write_all(text.as_bytes())?;
+            w.write_all(b"\n")
+        })
+    }
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ use std::sync::Mutex;
 use candle_core::{CpuStorage, CustomOp2, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
+use crate::float::Float;
 use crate::Result;
 
 /// Positions per chunk of the vocabulary projection.
@@ -135,48 +136,9 @@ fn plain_token_loss(hidden: &Tensor, weight: &Tensor, targets: &[u32]) -> Result
     Ok(TokenLoss { sum, stats })
 }
 
-/// Float types the fused loss runs in (f32 for training, f64 for gradient checks).
-pub trait LossFloat:
-    candle_core::WithDType
-    + Copy
-    + Send
-    + Sync
-    + std::ops::AddAssign
-    + std::ops::MulAssign
-    + std::ops::Sub<Output = Self>
-    + std::ops::Mul<Output = Self>
-{
-    fn f64(self) -> f64;
-    fn of(v: f64) -> Self;
-    /// exp in the type's own precision (f32's is several times faster than f64's).
-    fn exp(self) -> Self;
-}
-impl LossFloat for f32 {
-    fn f64(self) -> f64 {
-        self as f64
-    }
-    fn of(v: f64) -> Self {
-        v as f32
-    }
-    fn exp(self) -> Self {
-        f32::exp(self)
-    }
-}
-impl LossFloat for f64 {
-    fn f64(self) -> f64 {
-        self
-    }
-    fn of(v: f64) -> Self {
-        v
-    }
-    fn exp(self) -> Self {
-        f64::exp(self)
-    }
-}
-
 /// Turns a row of logits into `softmax - onehot(target)` in place and returns the token's
 /// loss, whether the target is the first argmax, and the entropy.
-fn softmax_row_grad<F: LossFloat>(row: &mut [F], target: usize) -> (f64, bool, f64) {
+fn softmax_row_grad<F: Float>(row: &mut [F], target: usize) -> (f64, bool, f64) {
     let mut max = row[0];
     let mut first_argmax = 0;
     for (i, &z) in row.iter().enumerate() {
@@ -214,7 +176,7 @@ fn softmax_row_grad<F: LossFloat>(row: &mut [F], target: usize) -> (f64, bool, f
 }
 
 /// Softmax gradients of a chunk of logits, in place, with the chunk's statistics.
-fn chunk_grads<F: LossFloat>(
+fn chunk_grads<F: Float>(
     logits: &Tensor,
     targets: &[u32],
     vocab: usize,

@@ -14,7 +14,7 @@
 //! resident memory to counted activations were measured (peak resident set of `sft-train`
 //! on the tiny model and on SmolLM2-135M, benches/MEMORY.md).
 
-use crate::config::LlamaConfig;
+use crate::config::ModelConfig;
 
 const F32: u64 = 4;
 /// Binary, tokenizer, rayon pools, allocator slack: a 1-step run of the tiny model
@@ -68,11 +68,12 @@ impl LoraShape {
     }
 
     /// `(in, out)` of each wrapped projection of one layer.
-    fn projections(&self, c: &LlamaConfig) -> Vec<(u64, u64)> {
-        let h = c.hidden_size as u64;
-        let q = (c.num_attention_heads * c.head_dim) as u64;
-        let kv = (c.num_key_value_heads * c.head_dim) as u64;
-        let i = c.intermediate_size as u64;
+    fn projections(&self, c: &dyn ModelConfig) -> Vec<(u64, u64)> {
+        let d = c.dims();
+        let h = d.hidden_size as u64;
+        let q = d.q_width() as u64;
+        let kv = d.kv_width() as u64;
+        let i = d.intermediate_size as u64;
         let all = [(h, q), (h, kv), (h, kv), (q, h), (h, i), (h, i), (i, h)];
         all.into_iter()
             .zip(self.targets)
@@ -82,19 +83,19 @@ impl LoraShape {
     }
 
     /// Adapter parameters over the whole model.
-    pub fn params(&self, c: &LlamaConfig) -> u64 {
+    pub fn params(&self, c: &dyn ModelConfig) -> u64 {
         let per_layer: u64 = self
             .projections(c)
             .iter()
             .map(|(i, o)| self.r as u64 * (i + o))
             .sum();
-        per_layer * c.num_hidden_layers as u64
+        per_layer * c.num_hidden_layers() as u64
     }
 
     /// Floats a training forward keeps per token per layer for the adapters: the dropped
     /// out input and its mask (with dropout), the rank-r product, the scaled output and the
     /// sum with the base projection.
-    fn floats_per_token(&self, c: &LlamaConfig) -> u64 {
+    fn floats_per_token(&self, c: &dyn ModelConfig) -> u64 {
         self.projections(c)
             .iter()
             .map(|(i, o)| if self.dropout { 2 * i } else { 0 } + self.r as u64 + 2 * o)
@@ -166,30 +167,30 @@ const KEPT_PER_COUNTED: f64 = 1.564;
 
 /// Floats a training forward keeps per token per decoder layer, outside attention's
 /// `T x T` tensors, as counted (see [`KEPT_PER_COUNTED`]).
-fn layer_floats_per_token(c: &LlamaConfig) -> u64 {
-    let h = c.hidden_size as u64;
-    let q = (c.num_attention_heads * c.head_dim) as u64;
-    let kv = (c.num_key_value_heads * c.head_dim) as u64;
-    let i = c.intermediate_size as u64;
-    let qk_norm = if c.qk_norm { q + kv } else { 0 };
-    let bias = if c.attention_bias { q + 2 * kv } else { 0 };
-    6 * h + 7 * q + 7 * kv + 4 * i + qk_norm + bias
+fn layer_floats_per_token(c: &dyn ModelConfig) -> u64 {
+    let d = c.dims();
+    let h = d.hidden_size as u64;
+    let q = d.q_width() as u64;
+    let kv = d.kv_width() as u64;
+    let i = d.intermediate_size as u64;
+    6 * h + 7 * q + 7 * kv + 4 * i + d.extra_layer_floats as u64
 }
 
 /// Bytes one layer's fused attention keeps for its backward beyond its inputs and output
 /// (counted in [`layer_floats_per_token`]) for `rows x len` queries: the log-sum-exp of
 /// every query of every head. Nothing `T x T` is kept (its blocks are recomputed).
-fn attention_bytes(c: &LlamaConfig, rows: usize, len: usize) -> u64 {
-    (rows * len * c.num_attention_heads) as u64 * F32
+fn attention_bytes(c: &dyn ModelConfig, rows: usize, len: usize) -> u64 {
+    (rows * len * c.dims().num_attention_heads) as u64 * F32
 }
 
 /// The fused attention backward's working set for one layer: host copies of the queries,
 /// output and output gradient, the query gradient, each query head's share of the key and
 /// value gradients (`6 q` floats per token), the key and value copies and their summed
 /// gradients (`4 kv`); blocks of scores are recomputed in per-task tiles of a few KiB.
-fn attention_backward_bytes(c: &LlamaConfig, rows: usize, len: usize) -> u64 {
-    let q = (c.num_attention_heads * c.head_dim) as u64;
-    let kv = (c.num_key_value_heads * c.head_dim) as u64;
+fn attention_backward_bytes(c: &dyn ModelConfig, rows: usize, len: usize) -> u64 {
+    let d = c.dims();
+    let q = d.q_width() as u64;
+    let kv = d.kv_width() as u64;
     (rows * len) as u64 * (6 * q + 4 * kv) * F32
 }
 
@@ -201,9 +202,9 @@ fn mask_bytes(rows: usize, len: usize) -> u64 {
 
 /// Bytes of the fused loss over `targets` positions: the chunk logits and gradients, the
 /// cached gradients when they are small enough, and the hidden-state gradient.
-fn loss_bytes(c: &LlamaConfig, targets: u64, backward: bool) -> u64 {
-    let v = c.vocab_size as u64;
-    let h = c.hidden_size as u64;
+fn loss_bytes(c: &dyn ModelConfig, targets: u64, backward: bool) -> u64 {
+    let v = c.vocab_size() as u64;
+    let h = c.hidden_size() as u64;
     let chunks = 3 * LOSS_CHUNK.min(targets.max(1)) * v * F32;
     if !backward {
         return chunks;
@@ -218,17 +219,18 @@ fn loss_bytes(c: &LlamaConfig, targets: u64, backward: bool) -> u64 {
 
 /// The predicted peak of an inference forward (held-out scoring) of `rows x len`: the
 /// weights, one layer's working set (no graph is kept), the loss chunks.
-pub fn inference_plan(c: &LlamaConfig, rows: usize, len: usize) -> MemoryPlan {
+pub fn inference_plan(c: &dyn ModelConfig, rows: usize, len: usize) -> MemoryPlan {
     let p = c.num_parameters() as u64;
     let n = (rows * len) as u64;
-    let h = c.hidden_size as u64;
+    let d = c.dims();
+    let h = d.hidden_size as u64;
     // At the attention of a layer: the residual stream and its norm, the projections and
     // RoPE temporaries, the log-sum-exp, the output. The MLP's wide tensors (gate, up,
     // their activation and product) come after the attention's are freed; with no `T x T`
     // scores the MLP is the larger of the two.
-    let q = (c.num_attention_heads * c.head_dim) as u64;
-    let kv = (c.num_key_value_heads * c.head_dim) as u64;
-    let i = c.intermediate_size as u64;
+    let q = d.q_width() as u64;
+    let kv = d.kv_width() as u64;
+    let i = d.intermediate_size as u64;
     let at_attention = n * (3 * h + 4 * q + 4 * kv) * F32 + attention_bytes(c, rows, len);
     let at_mlp = n * (3 * h + 4 * i) * F32;
     let working = at_attention.max(at_mlp);
@@ -265,7 +267,7 @@ pub fn inference_plan(c: &LlamaConfig, rows: usize, len: usize) -> MemoryPlan {
 
 /// The memory an inference forward of `rows x len` needs beyond the weights and the
 /// process itself (what must be available when it starts).
-pub fn inference_working_bytes(c: &LlamaConfig, rows: usize, len: usize) -> u64 {
+pub fn inference_working_bytes(c: &dyn ModelConfig, rows: usize, len: usize) -> u64 {
     inference_plan(c, rows, len).items[2..]
         .iter()
         .map(|i| i.bytes)
@@ -273,13 +275,13 @@ pub fn inference_working_bytes(c: &LlamaConfig, rows: usize, len: usize) -> u64 
 }
 
 /// The predicted peak of a training run whose largest micro-batch is `s`.
-pub fn train_plan(c: &LlamaConfig, s: &TrainShape) -> MemoryPlan {
+pub fn train_plan(c: &dyn ModelConfig, s: &TrainShape) -> MemoryPlan {
     let p = c.num_parameters() as u64;
-    let layers = c.num_hidden_layers as u64;
+    let layers = c.num_hidden_layers() as u64;
     let (rows, len) = (s.rows, s.max_length);
     let n = (rows * len) as u64;
-    let h = c.hidden_size as u64;
-    let i = c.intermediate_size as u64;
+    let h = c.hidden_size() as u64;
+    let i = c.dims().intermediate_size as u64;
     let adapter_floats = s.lora.map_or(0, |l| l.floats_per_token(c));
     let counted = n * (layer_floats_per_token(c) + adapter_floats) * F32;
     let per_layer = (counted as f64 * KEPT_PER_COUNTED) as u64 + attention_bytes(c, rows, len);
@@ -299,7 +301,7 @@ pub fn train_plan(c: &LlamaConfig, s: &TrainShape) -> MemoryPlan {
         // A frozen head gets no gradient; it is widened to f32 for the loss when stored
         // narrower.
         Some(l) => {
-            let head = (c.vocab_size * c.hidden_size) as u64;
+            let head = (c.vocab_size() * c.hidden_size()) as u64;
             loss_bytes(c, n, true) - head * F32 + if l.weight_bytes < F32 { head * F32 } else { 0 }
         }
         None => loss_bytes(c, n, true),
@@ -315,8 +317,8 @@ pub fn train_plan(c: &LlamaConfig, s: &TrainShape) -> MemoryPlan {
         // The frozen base as stored, one projection widened to f32 while it runs, and the
         // adapters' own parameters.
         Some(l) => {
-            let widest = (c.hidden_size.max(c.num_attention_heads * c.head_dim)
-                * c.intermediate_size) as u64;
+            let d = c.dims();
+            let widest = (d.hidden_size.max(d.q_width()) * d.intermediate_size) as u64;
             let narrow = l.weight_bytes < F32;
             items.push(item(
                 if narrow {
@@ -385,7 +387,7 @@ pub fn train_plan(c: &LlamaConfig, s: &TrainShape) -> MemoryPlan {
 /// Evaluation runs between steps with the gradients freed but the moments kept; it adds to
 /// the peak only when it is larger than a step's activations.
 fn push_eval(
-    c: &LlamaConfig,
+    c: &dyn ModelConfig,
     s: &TrainShape,
     step_working: u64,
     checkpointed: u64,
@@ -406,11 +408,11 @@ fn push_eval(
 
 /// Bytes a weight of the model's files takes, from config.json's `dtype` (`torch_dtype` in
 /// transformers 4): 2 for bfloat16 and float16, else 4.
-pub fn stored_weight_bytes(c: &LlamaConfig) -> u64 {
-    let dtype = c
-        .raw
+pub fn stored_weight_bytes(c: &dyn ModelConfig) -> u64 {
+    let raw = c.raw();
+    let dtype = raw
         .get("dtype")
-        .or_else(|| c.raw.get("torch_dtype"))
+        .or_else(|| raw.get("torch_dtype"))
         .and_then(|v| v.as_str())
         .unwrap_or("float32");
     match dtype {
@@ -435,7 +437,7 @@ fn parse_mem_available(text: &str) -> Option<u64> {
 /// first the one that keeps the most of the run as asked. Packing is never among them: a
 /// packed micro-batch is always `rows x max_length`, the worst case an unpacked one is
 /// planned for.
-pub fn suggestions(c: &LlamaConfig, s: &TrainShape, available: u64) -> Vec<String> {
+pub fn suggestions(c: &dyn ModelConfig, s: &TrainShape, available: u64) -> Vec<String> {
     let fits = |t: &TrainShape| train_plan(c, t).peak() <= available;
     let mut out = Vec::new();
     if !s.checkpointing {
@@ -499,6 +501,7 @@ pub fn suggestions(c: &LlamaConfig, s: &TrainShape, available: u64) -> Vec<Strin
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::LlamaConfig;
 
     fn smollm2() -> LlamaConfig {
         let json = serde_json::json!({

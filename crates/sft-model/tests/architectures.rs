@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use candle_core::{DType, Device};
 use serde_json::Value;
-use sft_model::{Batch, BatchRow, GenerateOptions, Llama, LlamaConfig};
+use sft_model::{Batch, BatchRow, CausalLm, Generate, GenerateOptions, Llama, LlamaConfig};
 
 mod common;
 

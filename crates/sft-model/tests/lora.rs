@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use candle_core::{DType, Device, Tensor};
 use serde_json::Value;
 use sft_model::lora::{read_adapter, LoraConfig, Module};
-use sft_model::{Batch, BatchRow, Llama};
+use sft_model::{Batch, BatchRow, CausalLm, Llama};
 
 mod common;
 

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use candle_core::{DType, Device, Tensor};
-use sft_model::{Batch, BatchRow, Llama, LossStats, Mode};
+use sft_model::{Batch, BatchRow, CausalLm, Generate, Llama, LossStats, Mode};
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")

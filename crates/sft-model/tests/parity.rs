@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use candle_core::{DType, Device, Tensor};
 use serde_json::Value;
-use sft_model::{Batch, BatchRow, Llama};
+use sft_model::{Batch, BatchRow, CausalLm, Generate, Llama};
 
 mod common;
 

@@ -3,6 +3,7 @@
 //! are summed into buffers that live from step to step, so accumulating allocates nothing.
 
 use candle_core::backprop::GradStore;
+use candle_core::Tensor;
 use rayon::prelude::*;
 use sft_model::Param;
 
@@ -58,4 +59,23 @@ impl GradAccumulator {
     pub fn sums(&self) -> Vec<&[f32]> {
         self.sums.iter().map(Vec::as_slice).collect()
     }
+}
+
+/// Gradient accumulation in candle tensor ops ([`crate::optim::Kernels::Tensors`]): adds one
+/// micro-batch's gradients (taken out of `store`) to `sums`, on the gradients' device; a
+/// parameter without a gradient adds nothing.
+pub fn add_tensors(
+    sums: &mut [Option<Tensor>],
+    params: &[Param],
+    store: &mut GradStore,
+) -> Result<(), String> {
+    for (sum, p) in sums.iter_mut().zip(params) {
+        if let Some(g) = store.remove(p.var.as_tensor()) {
+            *sum = Some(match sum.take() {
+                None => g,
+                Some(s) => (s + g).map_err(|e| e.to_string())?,
+            });
+        }
+    }
+    Ok(())
 }

@@ -12,7 +12,7 @@ use serde_json::Value;
 use sft_model::weights::{
     file_of_tensor, non_finite, safetensors_damage, save_safetensors, weight_files,
 };
-use sft_model::{Llama, LlamaConfig, ModelError};
+use sft_model::{CausalLm, ModelError};
 
 use crate::optim::{AdamW, Moments};
 pub use crate::window::Window;
@@ -76,7 +76,7 @@ pub fn trainer_state_json(state: &TrainingState, cfg: &crate::TrainConfig, epoch
 
 /// Writes the model folder part: weights and config (or, with LoRA adapters, the adapter as
 /// PEFT writes it, naming `source` as its base), and the tokenizer files.
-pub fn save_model(model: &Llama, source: &Path, dir: &Path) -> Result<(), String> {
+pub fn save_model(model: &dyn CausalLm, source: &Path, dir: &Path) -> Result<(), String> {
     if model.lora().is_some() {
         // A base from the Hub cache is named by its id (the adapter may be pushed and read
         // on another machine); a local folder by its absolute path, so that PEFT finds it
@@ -96,11 +96,11 @@ pub fn save_model(model: &Llama, source: &Path, dir: &Path) -> Result<(), String
         }
     }
     if !dir.join("generation_config.json").is_file() {
-        let c = &model.config;
+        let c = model.config();
         let g = serde_json::json!({
-            "bos_token_id": c.bos_token_id,
-            "eos_token_id": match c.eos_token_ids.as_slice() { [one] => Value::from(*one), many => Value::from(many.to_vec()) },
-            "pad_token_id": c.pad_token_id,
+            "bos_token_id": c.bos_token_id(),
+            "eos_token_id": match c.eos_token_ids() { [one] => Value::from(*one), many => Value::from(many.to_vec()) },
+            "pad_token_id": c.pad_token_id(),
         });
         write_json(&dir.join("generation_config.json"), &g)?;
     }
@@ -119,7 +119,7 @@ pub fn write_json(path: &Path, value: &Value) -> Result<(), String> {
 
 /// Writes `output_dir/checkpoint-N` whole.
 pub fn save_checkpoint(
-    model: &Llama,
+    model: &dyn CausalLm,
     optimizer: &AdamW,
     state: &TrainingState,
     cfg: &crate::TrainConfig,
@@ -168,10 +168,14 @@ pub fn save_checkpoint(
 /// tensor present with the sizes of its `config.json` (and of `base`, the model the run
 /// trains, when given), finite weights, and the optimizer state [`load_resume_state`]
 /// reads. An error names the file (and tensor) and the run's other checkpoints.
-pub fn load_model(dir: &Path, base: Option<&Path>, device: &Device) -> Result<Llama, String> {
+pub fn load_model(
+    dir: &Path,
+    base: Option<&Path>,
+    device: &Device,
+) -> Result<Box<dyn CausalLm>, String> {
     let loaded = match base {
         Some(base) if sft_model::lora::is_adapter_dir(dir) => load_weights(dir, base, device),
-        _ => Llama::load(dir, DType::F32, device),
+        _ => sft_model::load(dir, DType::F32, device),
     };
     let model = loaded.map_err(|e| match e {
         ModelError::Weights { path, message, .. } | ModelError::Config { path, message, .. } => {
@@ -186,19 +190,9 @@ pub fn load_model(dir: &Path, base: Option<&Path>, device: &Device) -> Result<Ll
         other => damaged(dir, dir, other.to_string()),
     })?;
     if let Some(base) = base {
-        if let Ok(b) = LlamaConfig::from_file(&base.join("config.json")) {
-            let sizes = |c: &LlamaConfig| {
-                [
-                    ("vocab_size", c.vocab_size),
-                    ("hidden_size", c.hidden_size),
-                    ("intermediate_size", c.intermediate_size),
-                    ("num_hidden_layers", c.num_hidden_layers),
-                    ("num_attention_heads", c.num_attention_heads),
-                    ("num_key_value_heads", c.num_key_value_heads),
-                    ("head_dim", c.head_dim),
-                ]
-            };
-            for ((key, ours), (_, theirs)) in sizes(&model.config).into_iter().zip(sizes(&b)) {
+        if let Ok(b) = sft_model::read_config(&base.join("config.json")) {
+            let ours = model.config().sizes();
+            for ((key, ours), (_, theirs)) in ours.into_iter().zip(b.sizes()) {
                 if ours != theirs {
                     return Err(format!(
                         "{}: {key} is {ours}, but the model being trained ({}) has {theirs}: \
@@ -233,18 +227,22 @@ pub fn load_model(dir: &Path, base: Option<&Path>, device: &Device) -> Result<Ll
             ));
         }
     }
-    load_resume_state(dir, &model)?;
+    load_resume_state(dir, model.as_ref())?;
     Ok(model)
 }
 
 /// The weights a run trains, as saved in `dir`: a full model folder (f32), or a LoRA adapter
 /// folder on the frozen base `model_dir` (kept in its stored dtype), adapters attached.
-pub fn load_weights(dir: &Path, model_dir: &Path, device: &Device) -> Result<Llama, ModelError> {
+pub fn load_weights(
+    dir: &Path,
+    model_dir: &Path,
+    device: &Device,
+) -> Result<Box<dyn CausalLm>, ModelError> {
     if !sft_model::lora::is_adapter_dir(dir) {
-        return Llama::load(dir, DType::F32, device);
+        return sft_model::load(dir, DType::F32, device);
     }
     let adapter = sft_model::lora::read_adapter(dir)?;
-    let mut model = Llama::load_frozen(model_dir, device)?;
+    let mut model = sft_model::load_frozen(model_dir, device)?;
     model.load_adapter(&adapter)?;
     Ok(model)
 }
@@ -256,11 +254,11 @@ pub fn load_base(
     lora: Option<&sft_model::LoraConfig>,
     seed: u64,
     device: &Device,
-) -> Result<Llama, ModelError> {
+) -> Result<Box<dyn CausalLm>, ModelError> {
     match lora {
-        None => Llama::load(model_dir, DType::F32, device),
+        None => sft_model::load(model_dir, DType::F32, device),
         Some(cfg) => {
-            let mut model = Llama::load_frozen(model_dir, device)?;
+            let mut model = sft_model::load_frozen(model_dir, device)?;
             model.add_lora(cfg, seed)?;
             Ok(model)
         }
@@ -277,8 +275,9 @@ pub fn merge_adapter(
     adapter: &sft_model::lora::AdapterFile,
     base_dir: &Path,
     out: &Path,
+    device: &Device,
 ) -> Result<(), String> {
-    let mut model = Llama::load_frozen(base_dir, &Device::Cpu).map_err(|e| e.to_string())?;
+    let mut model = sft_model::load_frozen(base_dir, device).map_err(|e| e.to_string())?;
     model.load_adapter(adapter).map_err(|e| e.to_string())?;
     model.merge_adapters().map_err(|e| e.to_string())?;
     let tmp = out.with_file_name(format!(
@@ -293,7 +292,7 @@ pub fn merge_adapter(
     } else {
         base_dir
     };
-    save_model(&model, source, &tmp)?;
+    save_model(model.as_ref(), source, &tmp)?;
     if !tmp.join("generation_config.json").is_file() || source != base_dir {
         if let Ok(bytes) = std::fs::read(base_dir.join("generation_config.json")) {
             write_file(&tmp.join("generation_config.json"), &bytes)?;
@@ -364,7 +363,10 @@ fn others(dir: &Path) -> String {
 /// Reads what [`save_checkpoint`] wrote (the model is loaded separately, by [`load_model`]),
 /// checking it: every moment present with its parameter's shape and finite (second moments
 /// not negative), each file readable. An error names the file and tensor, with a hint.
-pub fn load_resume_state(dir: &Path, model: &Llama) -> Result<(TrainingState, AdamW), String> {
+pub fn load_resume_state(
+    dir: &Path,
+    model: &dyn CausalLm,
+) -> Result<(TrainingState, AdamW), String> {
     let read_json = |name: &str| -> Result<Value, String> {
         let path = dir.join(name);
         let text = std::fs::read_to_string(&path).map_err(|e| {

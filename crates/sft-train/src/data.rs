@@ -197,9 +197,9 @@ pub fn load_rows(
     let tokenizer =
         SftTokenizer::from_path(model_dir).map_err(|e| DataError::Tokenizer(e.to_string()))?;
     // The model's vocabulary bounds the token ids (its config is beside the tokenizer).
-    let vocab = sft_model::LlamaConfig::from_file(&model_dir.join("config.json"))
+    let vocab = sft_model::read_config(&model_dir.join("config.json"))
         .ok()
-        .map(|c| c.vocab_size);
+        .map(|c| c.vocab_size());
     let files = match dataset {
         Dataset::Prepared { table, manifest } => {
             manifest

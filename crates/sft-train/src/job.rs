@@ -16,7 +16,7 @@ use std::time::Instant;
 
 use candle_core::Device;
 use sft_io::paths::Read;
-use sft_model::{BatchRow, Llama, LoraConfig};
+use sft_model::{BatchRow, CausalLm, LoraConfig};
 use sft_tokenize::PackingStrategy;
 
 use crate::config::{PeftSettings, Strategy};
@@ -361,7 +361,7 @@ pub struct TrainJob {
 
 /// A job whose model and data are loaded: the parts of a [`Trainer`].
 pub struct LoadedJob {
-    pub model: Llama,
+    pub model: Box<dyn CausalLm>,
     pub config: TrainConfig,
     pub train: Vec<BatchRow>,
     pub eval: Vec<BatchRow>,
@@ -524,19 +524,19 @@ impl TrainJob {
                 )));
             }
         }
-        model.gradient_checkpointing = request.memory.gradient_checkpointing;
+        model.set_gradient_checkpointing(request.memory.gradient_checkpointing);
         say(&format!(
             "model: {} ({} layers, hidden {}, {:.1} M parameters) from {} in {:.1} s",
-            model.config.model_type,
-            model.config.num_hidden_layers,
-            model.config.hidden_size,
-            model.config.num_parameters() as f64 / 1e6,
+            model.config().model_type(),
+            model.config().num_hidden_layers(),
+            model.config().hidden_size(),
+            model.config().num_parameters() as f64 / 1e6,
             load_from.display(),
             started.elapsed().as_secs_f64()
         ));
         if let Some(l) = model.lora() {
             let trainable: usize = model.params().iter().map(|p| p.var.elem_count()).sum();
-            let all = model.config.num_parameters();
+            let all = model.config().num_parameters();
             say(&format!(
                 "LoRA: r {}, alpha {}, dropout {}, {}on {}; base frozen in its stored dtype; trainable params: {trainable} || all params: {} || trainable%: {:.4}",
                 l.r,
@@ -614,7 +614,7 @@ impl TrainJob {
             }
         }
         let mut config = self.config;
-        config.pad_token_id = model.config.pad_id(None);
+        config.pad_token_id = model.config().pad_id(None);
         Ok(LoadedJob {
             model,
             config,
@@ -848,7 +848,14 @@ pub fn merge_adapter(
     );
     sft_io::paths::refuse_writing_into_reads(&reads, &[], &[output], &[])
         .map_err(JobError::usage)?;
-    crate::checkpoint::merge_adapter(adapter, &config, &base_dir, out).map_err(JobError::failed)?;
+    crate::checkpoint::merge_adapter(
+        adapter,
+        &config,
+        &base_dir,
+        out,
+        &sft_model::device::default_device(),
+    )
+    .map_err(JobError::failed)?;
     Ok(base_dir)
 }
 
@@ -890,8 +897,14 @@ pub fn export_gguf(
             source.display(),
             base_dir.display()
         ));
-        crate::checkpoint::merge_adapter(source, &adapter, &base_dir, &dir)
-            .map_err(JobError::failed)?;
+        crate::checkpoint::merge_adapter(
+            source,
+            &adapter,
+            &base_dir,
+            &dir,
+            &sft_model::device::default_device(),
+        )
+        .map_err(JobError::failed)?;
         options.name = source
             .canonicalize()
             .ok()

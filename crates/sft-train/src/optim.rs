@@ -1,10 +1,40 @@
 //! AdamW as torch.optim.AdamW computes it (decoupled weight decay applied first, bias
 //! corrections), with transformers' parameter groups and global-norm gradient clipping,
 //! applied in place to the parameters' own storage, and the f32 views of tensors it reads.
+//!
+//! Two implementations of the step's arithmetic ([`Kernels`]): fused loops over f32 slices
+//! on the CPU (the fast path, in place), and plain candle tensor ops that any candle device
+//! runs ([`adamw_update_tensors`], [`clip_factor_tensors`]); tests hold them equal on the CPU.
 
-use candle_core::Tensor;
+use candle_core::{DType, Device, Tensor};
 use rayon::prelude::*;
 use sft_model::Param;
+
+/// Which implementation runs an optimizer step's arithmetic (gradient accumulation, the
+/// global norm, AdamW).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kernels {
+    /// Loops over f32 values on the CPU, in parallel: gradients summed into buffers that
+    /// live from step to step ([`crate::accumulate::GradAccumulator`]), the norm in f64,
+    /// AdamW in place on the parameters' own storage. No tensor is allocated.
+    Fused,
+    /// Plain candle tensor ops on the parameters' device, for devices other than the CPU:
+    /// gradients summed as tensors, the norm from per-tensor sums of squares in f64, AdamW
+    /// as tensor arithmetic (the moments, kept on the host for checkpoints, are copied to the
+    /// device and back each step).
+    Tensors,
+}
+
+impl Kernels {
+    /// [`Kernels::Fused`] on the CPU, [`Kernels::Tensors`] elsewhere.
+    pub fn for_device(device: &Device) -> Self {
+        if device.is_cpu() {
+            Kernels::Fused
+        } else {
+            Kernels::Tensors
+        }
+    }
+}
 
 /// Hyperparameters (transformers' defaults: betas 0.9/0.999, eps 1e-8).
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -122,6 +152,82 @@ impl AdamW {
         self.finish_step();
         Ok(())
     }
+}
+
+impl AdamW {
+    /// [`AdamW::apply`] in candle tensor ops on each parameter's device: `grads` are the
+    /// parameters' gradients (any dtype, on their devices), times `scale`.
+    pub fn apply_tensors(
+        &mut self,
+        params: &[Param],
+        grads: &[Tensor],
+        scale: f32,
+        lr: f64,
+    ) -> Result<(), String> {
+        let config = self.config;
+        let step = self.step + 1;
+        for (i, p) in params.iter().enumerate() {
+            let mut run = || -> candle_core::Result<()> {
+                let device = p.var.device();
+                let shape = p.var.shape();
+                let m = &mut self.moments[i];
+                let exp_avg = Tensor::from_slice(&m.exp_avg, shape, device)?;
+                let exp_avg_sq = Tensor::from_slice(&m.exp_avg_sq, shape, device)?;
+                let param = p.var.as_tensor().to_dtype(DType::F32)?;
+                let (param, exp_avg, exp_avg_sq) = adamw_update_tensors(
+                    config,
+                    step,
+                    &param,
+                    &grads[i],
+                    &exp_avg,
+                    &exp_avg_sq,
+                    scale,
+                    lr,
+                    p.decay,
+                )?;
+                m.exp_avg = exp_avg.flatten_all()?.to_vec1()?;
+                m.exp_avg_sq = exp_avg_sq.flatten_all()?.to_vec1()?;
+                p.var.set(&param.to_dtype(p.var.dtype())?)
+            };
+            run().map_err(|e| format!("{}: {e}", p.name))?;
+        }
+        self.finish_step();
+        Ok(())
+    }
+}
+
+/// [`adamw_update`] in candle tensor ops (any device): from the parameter, its gradient
+/// (times `scale`) and its moments, all f32, the updated parameter and moments.
+#[allow(clippy::too_many_arguments)]
+pub fn adamw_update_tensors(
+    c: AdamWConfig,
+    step: u64,
+    param: &Tensor,
+    grad: &Tensor,
+    exp_avg: &Tensor,
+    exp_avg_sq: &Tensor,
+    scale: f32,
+    lr: f64,
+    decay: bool,
+) -> candle_core::Result<(Tensor, Tensor, Tensor)> {
+    let bc1 = 1.0 - c.beta1.powi(step as i32);
+    let bc2 = 1.0 - c.beta2.powi(step as i32);
+    // The constants as the fused loop rounds them (f32).
+    let step_size = (lr / bc1) as f32;
+    let bc2_sqrt = bc2.sqrt() as f32;
+    let (b1, b2, eps) = (c.beta1 as f32, c.beta2 as f32, c.eps as f32);
+    let g = (grad.to_dtype(DType::F32)? * scale as f64)?;
+    let param = if decay {
+        (param * (1.0 - lr * c.weight_decay) as f32 as f64)?
+    } else {
+        param.clone()
+    };
+    // torch: exp_avg.lerp_(grad, 1 - beta1)
+    let exp_avg = (exp_avg + ((&g - exp_avg)? * (1.0 - b1) as f64)?)?;
+    let exp_avg_sq = ((exp_avg_sq * b2 as f64)? + (g.sqr()? * (1.0 - b2) as f64)?)?;
+    let denom = ((exp_avg_sq.sqrt()? / bc2_sqrt as f64)? + eps as f64)?;
+    let param = (param - ((&exp_avg * step_size as f64)? / denom)?)?;
+    Ok((param, exp_avg, exp_avg_sq))
 }
 
 /// torch.optim.AdamW's update of one tensor (`step` counts from 1), with the gradient
@@ -257,6 +363,26 @@ pub fn clip_factor(grads: &[&[f32]], max_norm: f64) -> (f64, f64) {
         .par_iter()
         .map(|g| g.iter().map(|&x| (x as f64) * (x as f64)).sum::<f64>())
         .collect();
+    clip_of(&per_tensor, max_norm)
+}
+
+/// [`clip_factor`] in candle tensor ops on the gradients' devices (sums of squares in f64).
+pub fn clip_factor_tensors(grads: &[Tensor], max_norm: f64) -> Result<(f64, f64), String> {
+    let per_tensor: Vec<f64> = grads
+        .iter()
+        .map(|g| {
+            g.to_dtype(DType::F64)
+                .and_then(|g| g.sqr())
+                .and_then(|g| g.sum_all())
+                .and_then(|s| s.to_scalar::<f64>())
+        })
+        .collect::<candle_core::Result<_>>()
+        .map_err(|e| e.to_string())?;
+    Ok(clip_of(&per_tensor, max_norm))
+}
+
+/// The norm and clipping factor from per-tensor sums of squares, added in order.
+fn clip_of(per_tensor: &[f64], max_norm: f64) -> (f64, f64) {
     let sq: f64 = per_tensor.iter().sum();
     let norm = sq.sqrt();
     if max_norm <= 0.0 {

@@ -1,7 +1,7 @@
 //! The seeded order of the training rows: an epoch's order is a function of (seed, epoch)
 //! alone, so resuming needs no generator state beyond the position.
 
-pub use sft_model::rng::SplitMix64;
+pub use sft_io::rng::SplitMix64;
 
 /// The order of `n` rows in `epoch` (Fisher-Yates).
 pub fn epoch_order(n: usize, seed: u64, epoch: usize, shuffle: bool) -> Vec<usize> {

@@ -3,10 +3,10 @@
 //! AdamW update.
 
 use candle_core::Tensor;
-use sft_model::{Batch, BatchRow, Llama, LossStats};
+use sft_model::{Batch, BatchRow, CausalLm, LossStats};
 
 use crate::accumulate::GradAccumulator;
-use crate::optim::{clip_factor, cpu_f32, f32_view, AdamW};
+use crate::optim::{clip_factor, clip_factor_tensors, cpu_f32, f32_view, AdamW, Kernels};
 
 /// What one optimizer step did.
 #[derive(Debug, Clone)]
@@ -47,9 +47,38 @@ impl StepOutcome {
 /// transformers' `num_items_in_batch`), gradients are summed, clipped to `max_grad_norm`,
 /// and AdamW updates the weights at rate `lr`. A non-finite loss or gradient norm leaves the
 /// weights untouched.
+///
+/// The arithmetic runs as [`Kernels::for_device`] picks for the model's device (the fused
+/// CPU loops on the CPU); [`optimizer_step_with`] chooses.
 #[allow(clippy::too_many_arguments)]
 pub fn optimizer_step(
-    model: &Llama,
+    model: &dyn CausalLm,
+    optimizer: &mut AdamW,
+    accumulator: &mut GradAccumulator,
+    micro_rows: &[Vec<BatchRow>],
+    lr: f64,
+    max_grad_norm: f64,
+    pad: u32,
+) -> Result<StepOutcome, String> {
+    let kernels = Kernels::for_device(model.device());
+    optimizer_step_with(
+        kernels,
+        model,
+        optimizer,
+        accumulator,
+        micro_rows,
+        lr,
+        max_grad_norm,
+        pad,
+    )
+}
+
+/// [`optimizer_step`] with the given [`Kernels`] (the accumulator is used by the fused
+/// ones only).
+#[allow(clippy::too_many_arguments)]
+pub fn optimizer_step_with(
+    kernels: Kernels,
+    model: &dyn CausalLm,
     optimizer: &mut AdamW,
     accumulator: &mut GradAccumulator,
     micro_rows: &[Vec<BatchRow>],
@@ -77,7 +106,7 @@ pub fn optimizer_step(
     let step_seed = model.dropout_seed();
     for (k, rows) in micro_rows.iter().enumerate() {
         model.set_dropout_seed(step_seed ^ (k as u64 + 1).wrapping_mul(0xA076_1D64_78BD_642F));
-        let batch = Batch::new(rows, pad, model.config.vocab_size, &model.device)
+        let batch = Batch::new(rows, pad, model.config().vocab_size(), model.device())
             .map_err(|e| e.to_string())?;
         tokens += batch.real_tokens as u64;
         input_tokens += (batch.rows * batch.len) as u64;
@@ -85,14 +114,16 @@ pub fn optimizer_step(
         // to gradient checkpointing.
         let scale = 1.0 / num_items.max(1) as f64;
         let (stats, mut store) = model
-            .loss_backward(&batch, scale, model.gradient_checkpointing)
+            .loss_backward(&batch, scale, model.gradient_checkpointing())
             .map_err(|e| e.to_string())?;
-        if single {
-            for (g, p) in last.iter_mut().zip(params) {
-                *g = store.remove(p.var.as_tensor());
+        match kernels {
+            Kernels::Tensors => crate::accumulate::add_tensors(&mut last, params, &mut store)?,
+            Kernels::Fused if single => {
+                for (g, p) in last.iter_mut().zip(params) {
+                    *g = store.remove(p.var.as_tensor());
+                }
             }
-        } else {
-            accumulator.add(params, &mut store)?;
+            Kernels::Fused => accumulator.add(params, &mut store)?,
         }
         step_loss += stats.loss_sum / num_items.max(1) as f64;
         ratios.push(ratio_of(&stats));
@@ -100,6 +131,34 @@ pub fn optimizer_step(
     model.set_dropout_seed(step_seed);
     if !step_loss.is_finite() {
         return Ok(StepOutcome::NonFinite(format!("loss {step_loss}")));
+    }
+    let result = StepResult {
+        loss: step_loss,
+        grad_norm: 0.0,
+        tokens,
+        input_tokens,
+        ratios,
+    };
+    if kernels == Kernels::Tensors {
+        // Missing gradients are zeros, on the parameter's device.
+        let grads: Vec<Tensor> = params
+            .iter()
+            .zip(last)
+            .map(|(p, g)| match g {
+                Some(g) => Ok(g),
+                None => Tensor::zeros(p.var.shape(), candle_core::DType::F32, p.var.device()),
+            })
+            .collect::<candle_core::Result<_>>()
+            .map_err(|e| e.to_string())?;
+        let (grad_norm, factor) = clip_factor_tensors(&grads, max_grad_norm)?;
+        if !grad_norm.is_finite() {
+            return Ok(StepOutcome::NonFinite(format!("gradient norm {grad_norm}")));
+        }
+        optimizer.apply_tensors(params, &grads, factor as f32, lr)?;
+        return Ok(StepOutcome::Done(StepResult {
+            grad_norm,
+            ..result
+        }));
     }
     // Read-only views of every gradient for the norm and the update: the accumulated sums,
     // or (one micro-batch) the backward's own tensors, on the CPU in f32.
@@ -135,11 +194,8 @@ pub fn optimizer_step(
     }
     optimizer.apply(params, &slices, factor as f32, lr)?;
     Ok(StepOutcome::Done(StepResult {
-        loss: step_loss,
         grad_norm,
-        tokens,
-        input_tokens,
-        ratios,
+        ..result
     }))
 }
 

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use serde_json::{json, Value};
-use sft_model::{BatchRow, Llama};
+use sft_model::{BatchRow, CausalLm};
 
 use crate::accumulate::GradAccumulator;
 use crate::charts::loss_chart;
@@ -114,7 +114,8 @@ pub fn longest_micro_batch(cfg: &TrainConfig, rows: &[BatchRow]) -> usize {
 }
 
 pub struct Trainer<'a> {
-    pub model: Llama,
+    /// The model being trained, of any architecture the registry knows.
+    pub model: Box<dyn CausalLm>,
     pub cfg: TrainConfig,
     pub train: Vec<BatchRow>,
     pub eval: Vec<BatchRow>,
@@ -190,7 +191,7 @@ impl Trainer<'_> {
         let mut run = self.start(resume, on)?;
         let mut outcome = Outcome::Finished;
         let mut health = HealthMonitor::new(
-            Some(self.model.config.vocab_size),
+            Some(self.model.config().vocab_size()),
             Some(self.cfg.learning_rate),
             HealthThresholds::default(),
         );
@@ -206,7 +207,7 @@ impl Trainer<'_> {
                     ^ (run.state.global_step as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15),
             );
             let result = match optimizer_step(
-                &self.model,
+                self.model.as_ref(),
                 &mut run.optimizer,
                 &mut run.accumulator,
                 &rows,
@@ -319,7 +320,7 @@ impl Trainer<'_> {
         };
         let (mut state, optimizer) = match resume {
             Some(dir) => {
-                let (state, opt) = checkpoint::load_resume_state(dir, &self.model)
+                let (state, opt) = checkpoint::load_resume_state(dir, self.model.as_ref())
                     .map_err(TrainError::Checkpoint)?;
                 if state.total_steps != total_steps || state.seed != cfg.seed {
                     on(Event::Message(format!(
@@ -404,7 +405,7 @@ impl Trainer<'_> {
         } else {
             0
         };
-        self.model.config.non_embedding_parameters() + adapters
+        self.model.config().non_embedding_parameters() + adapters
     }
 
     /// Counts a finished step.
@@ -501,9 +502,14 @@ impl Trainer<'_> {
             );
         }
         let save_started = Instant::now();
-        let dir =
-            checkpoint::save_checkpoint(&self.model, &run.optimizer, &run.state, cfg, run.epoch())
-                .map_err(TrainError::Checkpoint)?;
+        let dir = checkpoint::save_checkpoint(
+            self.model.as_ref(),
+            &run.optimizer,
+            &run.state,
+            cfg,
+            run.epoch(),
+        )
+        .map_err(TrainError::Checkpoint)?;
         let save_seconds = save_started.elapsed().as_secs_f64();
         on(Event::Saved {
             path: &dir,
@@ -562,7 +568,7 @@ impl Trainer<'_> {
             if let Some(best) = run.state.best_model_checkpoint.clone() {
                 let path = PathBuf::from(&best);
                 if path.is_dir() {
-                    let device = self.model.device.clone();
+                    let device = self.model.device().clone();
                     self.model = checkpoint::load_weights(&path, &cfg.model_dir, &device)
                         .map_err(TrainError::Model)?;
                     on(Event::Message(format!(
@@ -584,7 +590,7 @@ impl Trainer<'_> {
         });
         run.sinks.emit(final_entry, &mut run.state, on)?;
         let saved = || -> Result<(), String> {
-            checkpoint::save_model(&self.model, &cfg.model_dir, &cfg.output_dir)?;
+            checkpoint::save_model(self.model.as_ref(), &cfg.model_dir, &cfg.output_dir)?;
             checkpoint::write_json(
                 &cfg.output_dir.join("trainer_state.json"),
                 &checkpoint::trainer_state_json(&run.state, &cfg, run.epoch()),

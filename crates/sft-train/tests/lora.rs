@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use candle_core::{Device, Tensor};
 use serde_json::Value;
 use sft_model::lora::read_adapter;
-use sft_model::{Batch, BatchRow, Llama};
+use sft_model::{Batch, BatchRow, CausalLm, Llama};
 use sft_train::accumulate::GradAccumulator;
 use sft_train::optim::{AdamW, AdamWConfig};
 use sft_train::step::optimizer_step;

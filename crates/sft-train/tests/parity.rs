@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use candle_core::{DType, Device};
 use serde_json::Value;
-use sft_model::{BatchRow, Llama};
+use sft_model::{BatchRow, CausalLm, Llama};
 use sft_train::accumulate::GradAccumulator;
 use sft_train::optim::{AdamW, AdamWConfig};
 use sft_train::schedule::{Schedule, ScheduleKind};

@@ -2,7 +2,7 @@
 #![allow(dead_code)]
 
 use candle_core::Device;
-use sft_model::{Batch, BatchRow, Llama};
+use sft_model::{Batch, BatchRow, CausalLm, Llama};
 
 /// Greedy continuation of `prompt` by `steps` full forward passes (no KV cache, one row, the
 /// first maximal logit as torch's argmax): the reference for cached generation.
