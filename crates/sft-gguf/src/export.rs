@@ -364,25 +364,40 @@ fn size_label(params: u64) -> String {
     format!("{scaled:.decimals$}{suffix}")
 }
 
-/// `general.name` from a folder name as the converter makes it: words split at `-`, each
-/// lowercase word capitalised unless it is a version or starts with a digit.
+/// `general.name` from a folder name as the converter makes it: words split at `-`; a word
+/// all in lowercase (and not a version like `v2` or a size like `135m`) is title-cased as
+/// Python's `str.title` does (a letter after a non-letter is capitalised: `smollm3` ->
+/// `Smollm3`, `a3b` -> `A3B`).
 fn display_name(slug: &str) -> String {
     slug.replace('-', " ")
         .split_whitespace()
         .map(|w| {
             let version = w.starts_with(|c: char| c.is_ascii_digit())
-                || (w.starts_with('v')
-                    && w[1..].chars().all(|c| c.is_ascii_digit() || c == '.')
-                    && w.len() > 1);
-            if w.chars().all(|c| !c.is_uppercase()) && !version {
-                let mut cs = w.chars();
-                match cs.next() {
-                    Some(f) => f.to_uppercase().chain(cs).collect(),
-                    None => String::new(),
-                }
-            } else {
-                w.to_string()
+                || (w.len() > 1
+                    && w.starts_with('v')
+                    && w[1..].chars().next().is_some_and(|c| c.is_ascii_digit())
+                    && w[1..].chars().all(|c| c.is_ascii_digit() || c == '.'));
+            let lowercase =
+                w.chars().any(|c| c.is_lowercase()) && !w.chars().any(|c| c.is_uppercase());
+            if !lowercase || version {
+                return w.to_string();
             }
+            let mut out = String::new();
+            let mut after_letter = false;
+            for c in w.chars() {
+                if c.is_alphabetic() {
+                    if after_letter {
+                        out.push(c);
+                    } else {
+                        out.extend(c.to_uppercase());
+                    }
+                    after_letter = true;
+                } else {
+                    out.push(c);
+                    after_letter = false;
+                }
+            }
+            out
         })
         .collect::<Vec<_>>()
         .join(" ")
@@ -588,6 +603,8 @@ mod tests {
             "SmolLM2 135M Instruct"
         );
         assert_eq!(display_name("my-model-v2"), "My Model v2");
+        assert_eq!(display_name("smollm3"), "Smollm3");
+        assert_eq!(display_name("qwen3-a3b"), "Qwen3 A3B");
     }
 
     #[test]

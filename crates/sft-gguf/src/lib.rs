@@ -21,10 +21,12 @@
 //! ```
 //!
 //! What llama.cpp's own tools write is the reference, checked by the tests against files
-//! they made (`tests/fixtures/gguf`): the F32/F16/BF16 files hold the same tensors, bit for
-//! bit, and the same metadata as `convert_hf_to_gguf.py --outtype`; the quantised files
-//! are what `llama-quantize` makes of the F32 conversion (the same type for every tensor,
-//! see [`quant`] for the mixtures). The differences, all in provenance or explicitness:
+//! they made (`tests/fixtures/gguf`, for llama, qwen2, qwen3, smollm3, Llama 3 and linear
+//! rope scaling): the F32/F16/BF16 files hold the same tensors, bit for bit, and the same
+//! metadata as `convert_hf_to_gguf.py --outtype`; the quantised files hold the tensors, bit
+//! for bit, that `llama-quantize` makes of the F32 conversion (the same type for every
+//! tensor, see [`quant`] for the mixtures), and llama.cpp computes with them exactly what it
+//! computes with its own. The differences, all in provenance or explicitness:
 //! `general.basename` and `general.quantized_by` are written; `general.name` comes from
 //! the folder or the `name` option; `tokenizer.ggml.add_bos_token` and `add_eos_token` are
 //! always written (the converter leaves out what the tokenizer does not say, and llama.cpp

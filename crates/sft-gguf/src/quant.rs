@@ -10,9 +10,9 @@
 //! Q5_K -> Q5_1, Q6_K -> Q8_0, then F16 if even that does not fit.
 //!
 //! The quantisers are ggml's reference quantisers (no importance matrix): candle's ports
-//! for Q8_0, Q5_0 and Q5_1, which give ggml's bytes, and [`crate::kquants`] for the
-//! k-quants, whose candle ports are of an older ggml; run block of rows by block of rows
-//! on all cores.
+//! for Q8_0, Q5_0 and Q5_1, which give ggml's bytes, and our own for the k-quants (module
+//! `kquants`), whose candle ports are of an older ggml; run a block of rows at a time on
+//! all cores.
 
 use candle_core::quantized::QTensor;
 use candle_core::{Device, Tensor};
