@@ -64,7 +64,12 @@ fn course_hub() -> StandIn {
 
 /// `sft-train` with the Hub settings in its environment only.
 fn sft_train(server: &StandIn, home: &Path, env: &[(&str, &str)], args: &[&str]) -> Run {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sft-train"));
+    hub_run(env!("CARGO_BIN_EXE_sft-train"), server, home, env, args)
+}
+
+/// One of the binaries with the stand-in's Hub settings (and `env`) in its environment.
+fn hub_run(bin: &str, server: &StandIn, home: &Path, env: &[(&str, &str)], args: &[&str]) -> Run {
+    let mut cmd = Command::new(bin);
     cmd.args(args)
         .current_dir(root())
         .env("NO_COLOR", "1")
@@ -404,28 +409,14 @@ fn sft_eval_scores_a_model_by_id_then_offline() {
     assert!(stderr.contains("nobody/nothing"), "{stderr}");
 }
 
-/// One of the binaries with the stand-in's Hub settings (offline from the cache when told).
+/// One of the binaries against the stand-in, offline from the cache when told.
 fn hub_command(bin: &str, server: &StandIn, home: &Path, offline: bool, args: &[&str]) -> Run {
-    let mut cmd = Command::new(bin);
-    cmd.args(args)
-        .current_dir(root())
-        .env("NO_COLOR", "1")
-        .env("HF_ENDPOINT", server.url())
-        .env("HF_HOME", home)
-        .env("HF_HUB_CACHE", home.join("hub"))
-        .env_remove("HF_TOKEN")
-        .env_remove("HF_TOKEN_PATH");
-    if offline {
-        cmd.env("HF_HUB_OFFLINE", "1");
+    let env: &[(&str, &str)] = if offline {
+        &[("HF_HUB_OFFLINE", "1")]
     } else {
-        cmd.env_remove("HF_HUB_OFFLINE");
-    }
-    let out = cmd.output().unwrap();
-    Run {
-        code: out.status.code().unwrap(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+        &[]
+    };
+    hub_run(bin, server, home, env, args)
 }
 
 /// `sft-data` commands and `sft-eval --dataset` take Hub dataset ids, and `--tokenizer` a
